@@ -1,0 +1,49 @@
+# Every routine command of the project. `make setup` is idempotent: it does nothing when already done.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.kdmsi-setup-done
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DATA ?= ../shared/data
+APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-fiona python3-shapely \
+	python3-venv python3-pip xvfb xauth imagemagick
+PYTEST := QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+
+.PHONY: setup demo test test-all lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml resources/requirements.txt resources/constraints.txt
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q -c resources/constraints.txt -r resources/requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/kdmsi demo
+
+test: setup
+	$(PYTEST) -m "not slow" -q
+
+test-all: setup
+	$(PYTEST) -q
+
+lint: setup
+	$(VENV)/bin/ruff check core kdmsi_qgis tests
+	$(VENV)/bin/ruff format --check core kdmsi_qgis tests
+
+format: setup
+	$(VENV)/bin/ruff format core kdmsi_qgis tests
+	$(VENV)/bin/ruff check --fix core kdmsi_qgis tests
+
+bench: setup
+	$(VENV)/bin/kdmsi benchmark --data $(DATA)/levir_cd_full_scm $(DATA)/whu_cd_scm --out bench-results.json
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

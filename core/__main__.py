@@ -1,0 +1,7 @@
+"""Entry point for ``python -m core``: the ``kdmsi`` command line."""
+
+from __future__ import annotations
+
+from core.cli import main
+
+raise SystemExit(main())

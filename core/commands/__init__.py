@@ -1,0 +1,1 @@
+"""One module per ``kdmsi`` subcommand: ``add_arguments(parser)`` and ``run(args, reporter)``."""
