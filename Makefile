@@ -6,7 +6,7 @@ STAMP := $(VENV)/.kdmsi-setup-done
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DATA ?= ../shared/data
 APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-fiona python3-shapely \
-	python3-venv python3-pip xvfb xauth imagemagick
+	python3-venv python3-pip python3-matplotlib xvfb xauth imagemagick
 PYTEST := QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
 .PHONY: setup demo test test-all lint format bench clean

@@ -23,6 +23,7 @@ COMMANDS = {
     "detect": "compute a change probability map of a pair",
     "vectorize": "turn a change map into polygons (Shapefile or GeoPackage)",
     "evaluate": "score a change map against a pixel label",
+    "train": "train KD-MSI (teacher + student) from tile tags",
 }
 EXIT_USER_ERROR = 2
 EXIT_CANCELED = 130

@@ -18,7 +18,7 @@ from core.geotiff import GeoTiffWriter
 from core.normalize import PairStretch, compute_stretch
 from core.rasters import RasterPair
 from core.thresholds import otsu
-from core.windows import sliding_windows
+from core.windows import block_windows
 
 BLOCK = 1024
 BINS = 2048
@@ -61,7 +61,7 @@ def run_cva(
     callbacks = callbacks or Callbacks()
     stretch = compute_stretch(pair)
     top = float(np.sqrt(pair.band_count))
-    windows = sliding_windows(pair.grid.width, pair.grid.height, BLOCK, BLOCK)
+    windows = block_windows(pair.grid.width, pair.grid.height, BLOCK)
     hist = np.zeros(BINS, dtype=np.int64)
     for i, window in enumerate(windows):
         callbacks.check_canceled()

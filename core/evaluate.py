@@ -15,7 +15,7 @@ from core.callbacks import Callbacks
 from core.errors import KdmsiError
 from core.metrics import ConfusionMatrix
 from core.rasters import open_raster
-from core.windows import Window, sliding_windows
+from core.windows import Window, block_windows
 
 BLOCK = 1024
 
@@ -62,7 +62,8 @@ def evaluate_map(
     if ds_unchanged is not None:
         _check_size(ds_unchanged, unchanged, width, height)
     matrix = ConfusionMatrix()
-    windows = sliding_windows(width, height, BLOCK, BLOCK)
+    windows = block_windows(width, height, BLOCK)
+    divisor = _divisor(ds_pred, windows)
     for i, window in enumerate(windows):
         callbacks.check_canceled()
         prob, valid = _read(ds_pred, window)
@@ -72,13 +73,21 @@ def evaluate_map(
         if ds_unchanged is not None:
             negative = _read(ds_unchanged, window)[0] > 0
             valid &= truth | negative
-        matrix.update(_as_probability(prob, ds_pred) >= threshold, truth, valid)
+        matrix.update(prob / divisor >= threshold, truth, valid)
         callbacks.progress((i + 1) / len(windows), "scoring")
     return matrix
 
 
-def _as_probability(values: np.ndarray, ds: gdal.Dataset) -> np.ndarray:
-    """Byte masks of 0/255 are read as 0/1; other rasters are used as they are."""
-    if ds.GetRasterBand(1).DataType == gdal.GDT_Byte and values.max(initial=0) > 1:
-        return values.astype(np.float32) / 255.0
-    return values
+def _divisor(ds: gdal.Dataset, windows: list[Window]) -> float:
+    """255 for a Byte raster whose largest valid value is above 1 (0/255 masks), else 1.
+
+    The scale is decided once for the whole raster from its valid pixels, so the nodata value
+    255 of a 0/1 mask does not turn it into a 0/255 one, and every window uses the same scale.
+    """
+    if ds.GetRasterBand(1).DataType != gdal.GDT_Byte:
+        return 1.0
+    for window in windows:
+        values, valid = _read(ds, window)
+        if values[valid].max(initial=0) > 1:
+            return 255.0
+    return 1.0

@@ -21,6 +21,9 @@ from core.windows import Window
 
 ogr.UseExceptions()
 LAYER = "tiles"
+# Pixel coordinates are Cartesian: without this, GDAL files a layer with no SRS under the
+# GeoPackage's "Undefined geographic SRS" (srs_id 0), i.e. as degrees.
+UNDEFINED_CARTESIAN = 'LOCAL_CS["Undefined Cartesian SRS"]'
 FIELDS = ("tile_id", "row", "col", "label", "px_col", "px_row", "px_width", "px_height")
 
 
@@ -86,7 +89,7 @@ def write_tags(
     partial = path.with_name(f".{path.stem}.partial.gpkg")
     partial.unlink(missing_ok=True)
     ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(partial))
-    srs = osr.SpatialReference(wkt=grid.crs_wkt) if grid.crs_wkt else None
+    srs = osr.SpatialReference(wkt=grid.crs_wkt or UNDEFINED_CARTESIAN)
     layer = ds.CreateLayer(LAYER, srs, ogr.wkbPolygon)
     for name in FIELDS:
         layer.CreateField(ogr.FieldDefn(name, ogr.OFTInteger))

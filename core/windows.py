@@ -77,3 +77,22 @@ def sliding_windows(width: int, height: int, size: int, stride: int) -> list[Win
         for row in axis_starts(height, size, stride)
         for col in axis_starts(width, size, stride)
     ]
+
+
+def block_windows(width: int, height: int, size: int) -> list[Window]:
+    """Windows of ``size`` pixels that partition the raster (edge windows clipped), row by row.
+
+    Unlike :func:`sliding_windows`, whose last window is moved back and overlaps its
+    neighbour, no pixel lies in two windows: use these for anything that counts pixels
+    (histograms, confusion matrices).
+
+    Raises:
+        ValueError: when ``width``, ``height`` or ``size`` is not positive.
+    """
+    if width <= 0 or height <= 0 or size <= 0:
+        raise ValueError("width, height and size must be positive")
+    return [
+        Window(col, row, min(size, width - col), min(size, height - row))
+        for row in range(0, height, size)
+        for col in range(0, width, size)
+    ]

@@ -1,0 +1,112 @@
+"""The self-describing model file: networks plus everything needed to use them correctly.
+
+A model file is a ``torch.save`` dictionary with ``format: "kdmsi-model"``, a format version, a
+:class:`ModelInfo` (backbone, fusions, bands, tile size, threshold, training summary, code
+version) and state dicts of the student (always), the teacher (for the CAM ablation) and,
+after refinement, the segmentation network. It is written to a temporary name, then renamed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core import __version__
+from core.errors import KdmsiError
+
+FORMAT = "kdmsi-model"
+FORMAT_VERSION = 1
+NETWORKS = ("student", "teacher", "refined")
+
+
+@dataclass
+class ModelInfo:
+    """What a model file says about itself.
+
+    Attributes:
+        backbone: backbone name (e.g. ``efficientnet-lite0``).
+        teacher_fusion: fusion of the teacher CAM network.
+        student_fusion: fusion of the student CAM network.
+        output_stride: backbone output stride.
+        bands: 1-based bands it was trained on.
+        tile: training tile size in pixels.
+        threshold: change threshold chosen without pixel labels.
+        threshold_rule: how the threshold was chosen.
+        refined_output_stride: stride of the refinement network, 0 when absent.
+        train_summary: tags, epochs, selected epoch, validation AUC...
+        code_version: kdmsi version that wrote the file.
+    """
+
+    backbone: str
+    teacher_fusion: str
+    student_fusion: str
+    output_stride: int
+    bands: list[int]
+    tile: int
+    threshold: float = 0.5
+    threshold_rule: str = "fixed 0.5"
+    refined_output_stride: int = 0
+    train_summary: dict[str, Any] = field(default_factory=dict)
+    code_version: str = __version__
+
+    @property
+    def in_channels(self) -> int:
+        """Number of input bands per date."""
+        return len(self.bands)
+
+
+def save_model(path: Path, info: ModelInfo, states: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Write a model file atomically.
+
+    Args:
+        path: output file (``.pt``).
+        info: the description.
+        states: network name (``student``, ``teacher``, ``refined``) -> state dict.
+    """
+    unknown = set(states) - set(NETWORKS)
+    if unknown or "student" not in states:
+        raise ValueError(f"states must hold 'student' and only {NETWORKS}, got {sorted(states)}")
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "info": asdict(info)}
+    payload.update({f"{name}_state": {k: v.detach().cpu() for k, v in s.items()} for name, s in states.items()})
+    torch.save(payload, partial)
+    partial.replace(path)
+
+
+def load_model(path: Path) -> tuple[ModelInfo, dict[str, dict[str, torch.Tensor]]]:
+    """Read a model file and check that it is one.
+
+    Returns:
+        The description and the state dicts present.
+
+    Raises:
+        KdmsiError: when the file is missing, corrupt, truncated, not a kdmsi model or of a
+            newer format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KdmsiError(f"The model file {path} does not exist; train one with `kdmsi train`.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
+        raise KdmsiError(
+            f"The model file {path} is corrupt or truncated ({type(exc).__name__}); "
+            "train it again or copy it anew."
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise KdmsiError(f"{path} is not a kdmsi model file; give a model written by `kdmsi train`.")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise KdmsiError(
+            f"The model file {path} has format {payload['format_version']}, newer than this kdmsi "
+            f"({__version__}) reads; update kdmsi."
+        )
+    try:
+        info = ModelInfo(**payload["info"])
+    except TypeError as exc:
+        raise KdmsiError(f"The model file {path} has an unreadable description; train it again.") from exc
+    states = {name: payload[f"{name}_state"] for name in NETWORKS if f"{name}_state" in payload}
+    return info, states

@@ -1,0 +1,1 @@
+"""Neural network models of KD-MSI: CNN backbones and the Siamese CAM change classifiers."""

@@ -1,0 +1,249 @@
+"""Training the KD-MSI teacher and student jointly from tile tags.
+
+One SGD (Nesterov) optimizer updates both networks in the same step with poly decay. After each
+epoch the student is scored on held-out tags (image-level AUC) and the best epoch's networks are
+written to the model file; a checkpoint for ``--resume`` is written every epoch and on cancel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.callbacks import Callbacks
+from core.errors import Canceled, KdmsiError
+from core.modelfile import ModelInfo, save_model
+from core.models.cam import CamConfig, TeacherStudent, saturation_fraction
+from core.samples import TileSet
+from core.trainlog import plot_curves, write_csv
+from core.training_batches import batches, to_tensor
+from core.validation import roc_auc
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Hyper-parameters; the defaults follow the KD-MSI reference except where noted."""
+
+    backbone: str = "efficientnet-lite0"
+    teacher_fusion: str = "minus"
+    student_fusion: str = "cat"
+    output_stride: int = 16
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    kd_weight: float = 10.0
+    augment: bool = True
+    seed: int = 0
+    pretrained: bool = True
+    weights: str | None = None
+
+    def cam_config(self, in_channels: int) -> CamConfig:
+        """The network configuration these parameters describe."""
+        return CamConfig(
+            backbone=self.backbone,
+            teacher_fusion=self.teacher_fusion,
+            student_fusion=self.student_fusion,
+            output_stride=self.output_stride,
+            in_channels=in_channels,
+            pretrained=self.pretrained,
+            kd_weight=self.kd_weight,
+        )
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint restores: progress, the best epoch so far and the epoch rows."""
+
+    epoch: int = 0
+    iteration: int = 0
+    best_epoch: int = 0
+    best_auc: float = -1.0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where the model went and how it was selected."""
+
+    model_path: Path
+    run_dir: Path
+    best_epoch: int
+    best_auc: float
+    epochs: int
+
+
+class Trainer:
+    """Runs the joint teacher-student training of one run folder."""
+
+    def __init__(
+        self,
+        train_set: TileSet,
+        val_set: TileSet | None,
+        params: TrainParams,
+        info: ModelInfo,
+        run_dir: Path,
+        device: torch.device,
+        callbacks: Callbacks,
+    ) -> None:
+        self.train_set, self.val_set, self.params, self.info = train_set, val_set, params, info
+        self.run_dir, self.device, self.cb = Path(run_dir), device, callbacks
+        torch.manual_seed(params.seed)
+        config = params.cam_config(train_set.before.shape[1])
+        weights = Path(params.weights) if params.weights else None
+        self.model = TeacherStudent(config, weights=weights, log=callbacks.log).to(device)
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.SGD(
+            self.model.param_groups(params.lr),
+            lr=params.lr,
+            momentum=params.momentum,
+            nesterov=True,
+            weight_decay=params.weight_decay,
+        )
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.amp = device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.state = TrainState()
+        steps = max(1, math.ceil(len(train_set) / params.batch_size))
+        self.total_iterations = steps * params.epochs
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The resumable checkpoint of this run."""
+        return self.run_dir / "checkpoint.pt"
+
+    @property
+    def model_path(self) -> Path:
+        """The model file (best epoch so far)."""
+        return self.run_dir / "model.pt"
+
+    def resume(self) -> None:
+        """Restore networks, optimizer and progress from the run's checkpoint."""
+        if not self.checkpoint_path.is_file():
+            raise KdmsiError(f"No checkpoint at {self.checkpoint_path} to resume; train without --resume.")
+        try:
+            saved = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+        except Exception as exc:  # noqa: BLE001 - any failure means the checkpoint is unusable
+            raise KdmsiError(
+                f"The checkpoint {self.checkpoint_path} cannot be resumed ({type(exc).__name__}); "
+                "train without --resume."
+            ) from exc
+        self.state = TrainState(**saved["state"])
+        self.cb.info(f"Resumed from {self.checkpoint_path} after epoch {self.state.epoch}.")
+
+    def save_checkpoint(self) -> None:
+        """Write the checkpoint atomically."""
+        partial = self.checkpoint_path.with_name(".checkpoint.pt.partial")
+        payload = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "state": asdict(self.state),
+            "params": asdict(self.params),
+        }
+        torch.save(payload, partial)
+        partial.replace(self.checkpoint_path)
+
+    def run(self) -> TrainResult:
+        """Train the remaining epochs; save on every epoch and on cancel."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for epoch in range(self.state.epoch + 1, self.params.epochs + 1):
+                losses = self._train_epoch(epoch)
+                self._end_epoch(epoch, losses)
+        except Canceled:
+            self.save_checkpoint()
+            raise Canceled(
+                f"Training canceled; checkpoint {self.checkpoint_path} kept"
+                + (f" and model {self.model_path} (epoch {self.state.best_epoch})" if self.state.best_epoch else "")
+                + "; continue with --resume."
+            ) from None
+        return TrainResult(
+            self.model_path, self.run_dir, self.state.best_epoch, self.state.best_auc, self.params.epochs
+        )
+
+    def _lr_factor(self) -> float:
+        """Poly decay (power 0.9) over all iterations."""
+        return (1 - min(self.state.iteration, self.total_iterations - 1) / self.total_iterations) ** 0.9
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training tiles; returns mean losses."""
+        self.model.train()
+        rng = np.random.default_rng(self.params.seed * 1000 + epoch)
+        sums = {"teacher_bce": 0.0, "distill": 0.0, "saturated": 0.0}
+        count = 0
+        steps = math.ceil(len(self.train_set) / self.params.batch_size)
+        for step, (a, b, y) in enumerate(batches(self.train_set, self.params.batch_size, rng, self.params.augment)):
+            self.cb.check_canceled()
+            for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+                group["lr"] = base * self._lr_factor()
+            a, b, y = (to_tensor(t, self.device) for t in (a, b, y))
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                out = self.model.losses(a, b, y)
+            if not torch.isfinite(out.total):
+                raise KdmsiError(
+                    f"Training diverged (loss {out.total.item()} at epoch {epoch}); the last good "
+                    f"checkpoint {self.checkpoint_path} was kept; lower --lr and resume."
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(out.total).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.state.iteration += 1
+            n = len(y)
+            sums["teacher_bce"] += out.teacher_bce.item() * n
+            sums["distill"] += out.distill.item() * n
+            sums["saturated"] += saturation_fraction(out.student_cam) * n
+            count += n
+            self.cb.metric("loss", out.total.item(), self.state.iteration)
+            fraction = ((epoch - 1) + (step + 1) / steps) / self.params.epochs
+            self.cb.progress(fraction, f"epoch {epoch}/{self.params.epochs}, loss {out.total.item():.4f}")
+        return {k: v / max(count, 1) for k, v in sums.items()}
+
+    def _end_epoch(self, epoch: int, losses: dict[str, float]) -> None:
+        """Validate, log, keep the best model, write the checkpoint and curves."""
+        auc_student, auc_teacher = self._validate()
+        score = auc_student if not math.isnan(auc_student) else float(epoch) / 1e6
+        row = {"epoch": epoch, **losses, "val_auc_student": auc_student, "val_auc_teacher": auc_teacher}
+        self.state.rows.append(row)
+        self.state.epoch = epoch
+        if score >= self.state.best_auc:
+            self.state.best_auc, self.state.best_epoch = score, epoch
+            self.info.train_summary.update({"selected_epoch": epoch, "val_auc_student": auc_student})
+            states = {"student": self.model.student.state_dict(), "teacher": self.model.teacher.state_dict()}
+            save_model(self.model_path, self.info, states)
+        self.save_checkpoint()
+        write_csv(self.run_dir / "log.csv", self.state.rows)
+        plot_curves(self.run_dir / "curves.png", self.state.rows)
+        for key, value in row.items():
+            if key != "epoch":
+                self.cb.metric(key, value, epoch)
+        self.cb.info(
+            f"epoch {epoch}: teacher BCE {losses['teacher_bce']:.4f}, distillation {losses['distill']:.4f}, "
+            f"saturated {losses['saturated']:.2f}, held-out AUC student {auc_student:.3f} "
+            f"teacher {auc_teacher:.3f}"
+        )
+
+    @torch.inference_mode()
+    def _validate(self) -> tuple[float, float]:
+        """Image-level AUC of the student (mean sigmoid) and teacher (logit) on held-out tags."""
+        if self.val_set is None or len(self.val_set) == 0:
+            return float("nan"), float("nan")
+        self.model.eval()
+        student, teacher = [], []
+        for a, b, _ in batches(self.val_set, self.params.batch_size * 2, None, False):
+            a, b = to_tensor(a, self.device), to_tensor(b, self.device)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                s_cam = self.model.student(a, b).float()
+                t_cam = self.model.teacher(a, b).float()
+            student.append(torch.sigmoid(s_cam).mean(dim=(1, 2, 3)).cpu().numpy())
+            teacher.append(t_cam.mean(dim=(1, 2, 3)).cpu().numpy())
+        labels = self.val_set.labels
+        return roc_auc(np.concatenate(student), labels), roc_auc(np.concatenate(teacher), labels)
