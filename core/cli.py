@@ -24,6 +24,8 @@ COMMANDS = {
     "vectorize": "turn a change map into polygons (Shapefile or GeoPackage)",
     "evaluate": "score a change map against a pixel label",
     "train": "train KD-MSI (teacher + student) from tile tags",
+    "benchmark": "score every method side by side on labelled dataset folders",
+    "demo": "run KD-MSI end to end on a synthetic scene or your pair",
 }
 EXIT_USER_ERROR = 2
 EXIT_CANCELED = 130
@@ -46,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"core.commands.{name}")
         command = sub.add_parser(name, help=help_text, description=module.__doc__)
         module.add_arguments(command)
-        command.add_argument("--jsonl", action="store_true", help="one JSON event per line on stdout")
+        command.add_argument(
+            "--jsonl", action="store_true", help="one JSON event per line on stdout"
+        )
         command.add_argument("--debug", action="store_true", help="show tracebacks of errors")
         command.set_defaults(run=module.run)
     return parser
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         reporter.error("Interrupted; outputs that were not finished were removed.")
         return EXIT_CANCELED
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: report, never swallow
+    except Exception as exc:
         if debug:
             raise
         reporter.error(f"Unexpected error: {exc!r}; rerun with --debug and report the traceback.")

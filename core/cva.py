@@ -35,7 +35,9 @@ class CvaResult:
     threshold: float
 
 
-def magnitude(pair_window_before: np.ndarray, pair_window_after: np.ndarray, stretch: PairStretch) -> np.ndarray:
+def magnitude(
+    pair_window_before: np.ndarray, pair_window_after: np.ndarray, stretch: PairStretch
+) -> np.ndarray:
     """Per-pixel change magnitude of a stretched window pair (``[rows, cols]`` float32)."""
     a = stretch.before.apply(pair_window_before)
     b = stretch.after.apply(pair_window_after)
@@ -71,8 +73,12 @@ def run_cva(
         callbacks.progress(0.5 * (i + 1) / len(windows), "change magnitude histogram")
     threshold = max(otsu(hist, np.linspace(0.0, top, BINS + 1)), 1e-6)
     callbacks.info(f"CVA Otsu threshold on the change magnitude: {threshold:.4f}")
-    with GeoTiffWriter(out, pair.grid, np.float32, nodata=NODATA, overwrite=overwrite) as prob, \
-            GeoTiffWriter(mask_out, pair.grid, np.uint8, nodata=MASK_NODATA, overwrite=overwrite) as mask:
+    with (
+        GeoTiffWriter(out, pair.grid, np.float32, nodata=NODATA, overwrite=overwrite) as prob,
+        GeoTiffWriter(
+            mask_out, pair.grid, np.uint8, nodata=MASK_NODATA, overwrite=overwrite
+        ) as mask,
+    ):
         prob.set_description(1, "change probability (CVA)")
         prob.set_metadata({"kdmsi_method": "cva", "kdmsi_threshold": "0.5"})
         for i, window in enumerate(windows):

@@ -32,7 +32,9 @@ class PairFiles:
 def _rasters(folder: Path) -> dict[str, Path]:
     """Raster files of a folder keyed by stem."""
     return {
-        p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES
+        p.stem: p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES
     }
 
 
@@ -48,7 +50,9 @@ def find_pairs(root: Path) -> list[PairFiles]:
     root = Path(root)
     for sub in ("A", "B"):
         if not (root / sub).is_dir():
-            raise KdmsiError(f"{root} has no {sub}/ folder; a dataset folder holds A/, B/ and label/.")
+            raise KdmsiError(
+                f"{root} has no {sub}/ folder; a dataset folder holds A/, B/ and label/."
+            )
     before, after = _rasters(root / "A"), _rasters(root / "B")
     labels = _rasters(root / "label") if (root / "label").is_dir() else {}
     names = sorted(set(before) & set(after))
@@ -68,5 +72,7 @@ def read_split_lists(root: Path) -> dict[str, set[str]]:
     for split in ("train", "val", "test"):
         path = Path(root) / "list" / f"{split}.txt"
         if path.is_file():
-            lists[split] = {Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()}
+            lists[split] = {
+                Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()
+            }
     return lists

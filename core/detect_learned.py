@@ -55,8 +55,12 @@ def detect_with_model(
             f"{len(bands)} were given; pass --bands with {info.in_channels} bands."
         )
     device = pick_device(params.device, callbacks.log)
-    network = {"kdmsi": "student", "cam": "teacher", "kdmsi-refined": "refined"}.get(params.method, "")
-    predictor = make_predictor(params.method, info, states, model_path, device, params.scales, params.flip)
+    network = {"kdmsi": "student", "cam": "teacher", "kdmsi-refined": "refined"}.get(
+        params.method, ""
+    )
+    predictor = make_predictor(
+        params.method, info, states, model_path, device, params.scales, params.flip
+    )
     window = params.window or max(info.tile, 128)
     overlap = params.overlap if params.overlap >= 0 else window // 4
     tiling = TilingParams(window=window, overlap=overlap, batch_size=params.batch_size)

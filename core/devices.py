@@ -36,8 +36,12 @@ def pick_device(name: str = "auto", log: Callable[[str, str], None] | None = Non
             f"--device {name} was asked for but this torch ({torch.__version__}) sees no CUDA GPU; "
             "use --device auto or cpu."
         )
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise KdmsiError("--device mps was asked for but no Apple GPU is available; use --device cpu.")
+    if name == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise KdmsiError(
+            "--device mps was asked for but no Apple GPU is available; use --device cpu."
+        )
     if name not in ("cpu", "mps") and not name.startswith("cuda"):
         raise KdmsiError(f"--device {name} is unknown; use auto, cpu, cuda or mps.")
     log("info", f"Using device {name}.")

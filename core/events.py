@@ -55,7 +55,14 @@ class Reporter:
         self._last_progress = now
         fraction = round(min(max(fraction, 0.0), 1.0), 4)
         if self.jsonl:
-            self.emit({"event": "progress", "fraction": fraction, "stage": self._stage, "message": message})
+            self.emit(
+                {
+                    "event": "progress",
+                    "fraction": fraction,
+                    "stage": self._stage,
+                    "message": message,
+                }
+            )
         elif self.err.isatty():
             self.err.write(f"\r{self._stage:>10} {fraction * 100:5.1f}%  {message[:60]:<60}")
             if fraction >= 1.0:
@@ -76,7 +83,9 @@ class Reporter:
         if self.jsonl:
             self.emit({"event": "metric", "name": name, "value": float(value), "step": int(step)})
 
-    def result(self, outputs: dict[str, Any], metrics: dict[str, Any] | None = None, text: str = "") -> None:
+    def result(
+        self, outputs: dict[str, Any], metrics: dict[str, Any] | None = None, text: str = ""
+    ) -> None:
         """The final result: a ``result`` event, or ``text`` (default: the outputs) for people."""
         if self.jsonl:
             self.emit({"event": "result", "outputs": outputs, "metrics": metrics or {}})

@@ -77,7 +77,9 @@ class GeoTiffWriter:
 
     def write(self, window: Window, array: np.ndarray, band: int = 1) -> None:
         """Write a ``[rows, cols]`` array at ``window`` into ``band`` (1-based)."""
-        self._ds.GetRasterBand(band).WriteArray(array.astype(self.dtype, copy=False), window.col, window.row)
+        self._ds.GetRasterBand(band).WriteArray(
+            array.astype(self.dtype, copy=False), window.col, window.row
+        )
 
     def set_description(self, band: int, text: str) -> None:
         """Name a band (shown by QGIS and gdalinfo)."""

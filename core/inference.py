@@ -96,7 +96,11 @@ def _window_rows(pair: RasterPair, params: TilingParams) -> list[list[Window]]:
 
 
 def _predict_windows(
-    pair: RasterPair, windows: list[Window], stretch: PairStretch, predictor: Predictor, device: torch.device
+    pair: RasterPair,
+    windows: list[Window],
+    stretch: PairStretch,
+    predictor: Predictor,
+    device: torch.device,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read and predict a batch of equally sized windows; returns probabilities and validity."""
     reads = [pair.read(w) for w in windows]

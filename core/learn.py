@@ -16,7 +16,9 @@ from core.validation import stratified_split
 MIN_HELD_OUT_PER_CLASS = 2
 
 
-def split_tags(tiles: TileSet, fraction: float, seed: int, callbacks: Callbacks) -> tuple[TileSet, TileSet | None]:
+def split_tags(
+    tiles: TileSet, fraction: float, seed: int, callbacks: Callbacks
+) -> tuple[TileSet, TileSet | None]:
     """Hold out ``fraction`` of each class for model selection (None when too few tags)."""
     train_idx, val_idx = stratified_split(tiles.labels, fraction, seed)
     held = tiles.subset(val_idx)
@@ -27,7 +29,9 @@ def split_tags(tiles: TileSet, fraction: float, seed: int, callbacks: Callbacks)
             "keeping the last epoch instead of choosing one."
         )
         return tiles, None
-    callbacks.info(f"Training on {len(train_idx)} tiles; {len(val_idx)} held out to choose the epoch.")
+    callbacks.info(
+        f"Training on {len(train_idx)} tiles; {len(val_idx)} held out to choose the epoch."
+    )
     return tiles.subset(train_idx), held
 
 

@@ -72,7 +72,9 @@ def save_model(path: Path, info: ModelInfo, states: dict[str, dict[str, torch.Te
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "info": asdict(info)}
-    payload.update({f"{name}_state": {k: v.detach().cpu() for k, v in s.items()} for name, s in states.items()})
+    payload.update(
+        {f"{name}_state": {k: v.detach().cpu() for k, v in s.items()} for name, s in states.items()}
+    )
     torch.save(payload, partial)
     partial.replace(path)
 
@@ -92,13 +94,15 @@ def load_model(path: Path) -> tuple[ModelInfo, dict[str, dict[str, torch.Tensor]
         raise KdmsiError(f"The model file {path} does not exist; train one with `kdmsi train`.")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
+    except Exception as exc:
         raise KdmsiError(
             f"The model file {path} is corrupt or truncated ({type(exc).__name__}); "
             "train it again or copy it anew."
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise KdmsiError(f"{path} is not a kdmsi model file; give a model written by `kdmsi train`.")
+        raise KdmsiError(
+            f"{path} is not a kdmsi model file; give a model written by `kdmsi train`."
+        )
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise KdmsiError(
             f"The model file {path} has format {payload['format_version']}, newer than this kdmsi "
@@ -107,6 +111,8 @@ def load_model(path: Path) -> tuple[ModelInfo, dict[str, dict[str, torch.Tensor]
     try:
         info = ModelInfo(**payload["info"])
     except TypeError as exc:
-        raise KdmsiError(f"The model file {path} has an unreadable description; train it again.") from exc
+        raise KdmsiError(
+            f"The model file {path} has an unreadable description; train it again."
+        ) from exc
     states = {name: payload[f"{name}_state"] for name in NETWORKS if f"{name}_state" in payload}
     return info, states

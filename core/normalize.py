@@ -64,9 +64,7 @@ def band_percentiles(
     return Stretch(tuple(float(v) for v in low), tuple(float(v) for v in high))
 
 
-def compute_stretch(
-    pair: RasterPair, low_pct: float = 2.0, high_pct: float = 98.0
-) -> PairStretch:
+def compute_stretch(pair: RasterPair, low_pct: float = 2.0, high_pct: float = 98.0) -> PairStretch:
     """Compute the percentile stretch of each date from a decimated read of the whole pair.
 
     Args:

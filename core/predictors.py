@@ -37,7 +37,9 @@ def build_network(info: ModelInfo, states: dict, network: str, path: Path) -> nn
         KdmsiError: when the file lacks that network or its weights do not fit the description.
     """
     if network not in states:
-        raise KdmsiError(f"The model file {path} holds no {network} network; train or refine it first.")
+        raise KdmsiError(
+            f"The model file {path} holds no {network} network; train or refine it first."
+        )
     if network == "refined":
         from core.models.segnet import ChangeSegNet, SegNetConfig
 

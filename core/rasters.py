@@ -237,7 +237,10 @@ def _align(
 
 def _overlaps(grid_a: Grid, grid_b: Grid) -> bool:
     """True when B's footprint, transformed into A's CRS, intersects A's extent."""
-    srs_a, srs_b = osr.SpatialReference(wkt=grid_a.crs_wkt), osr.SpatialReference(wkt=grid_b.crs_wkt)
+    srs_a, srs_b = (
+        osr.SpatialReference(wkt=grid_a.crs_wkt),
+        osr.SpatialReference(wkt=grid_b.crs_wkt),
+    )
     for srs in (srs_a, srs_b):
         srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     transform = osr.CoordinateTransformation(srs_b, srs_a)

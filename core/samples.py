@@ -83,7 +83,12 @@ def _pad(array: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_tiles(
-    pair: RasterPair, stretch: PairStretch, tiles: list[Tile], labels: list[int], size: int, name: str
+    pair: RasterPair,
+    stretch: PairStretch,
+    tiles: list[Tile],
+    labels: list[int],
+    size: int,
+    name: str,
 ) -> TileSet:
     """Read, stretch and quantise tiles of a pair.
 

@@ -1,4 +1,4 @@
-"""The tag layer: a GeoPackage of tile polygons with ``label`` 1 changed, 0 unchanged, NULL untagged.
+"""The tag layer: a GeoPackage of tile polygons, ``label`` 1 changed, 0 unchanged, NULL untagged.
 
 The layer also records the pair and tiling it was made for (layer metadata ``kdmsi_*``), so a tag
 layer from another pair is recognised.
@@ -127,22 +127,35 @@ def read_tags(path: Path) -> TagLayer:
         ds = ogr.Open(str(path))
     except RuntimeError as exc:
         raise KdmsiError(
-            f"The tag layer {path} cannot be opened ({str(exc).strip()}); recreate it with `kdmsi grid`."
+            f"The tag layer {path} cannot be opened ({str(exc).strip()}); "
+            "recreate it with `kdmsi grid`."
         ) from exc
     layer = ds.GetLayerByName(LAYER) if ds is not None else None
     if layer is None:
-        raise KdmsiError(f"The tag layer {path} has no '{LAYER}' layer; create it with `kdmsi grid`.")
+        raise KdmsiError(
+            f"The tag layer {path} has no '{LAYER}' layer; create it with `kdmsi grid`."
+        )
     defn = layer.GetLayerDefn()
     missing = [n for n in FIELDS if defn.GetFieldIndex(n) < 0]
     if missing:
-        raise KdmsiError(f"The tag layer {path} lacks the field '{missing[0]}'; recreate it with `kdmsi grid`.")
+        raise KdmsiError(
+            f"The tag layer {path} lacks the field '{missing[0]}'; recreate it with `kdmsi grid`."
+        )
     tiles = []
     for feature in layer:
-        window = Window(*(feature.GetField(n) for n in ("px_col", "px_row", "px_width", "px_height")))
-        tile = Tile(feature.GetField("tile_id"), feature.GetField("row"), feature.GetField("col"), window)
+        window = Window(
+            *(feature.GetField(n) for n in ("px_col", "px_row", "px_width", "px_height"))
+        )
+        tile = Tile(
+            feature.GetField("tile_id"), feature.GetField("row"), feature.GetField("col"), window
+        )
         label = feature.GetField("label") if feature.IsFieldSetAndNotNull("label") else None
         tiles.append(TaggedTile(tile, label))
-    meta = {k.removeprefix("kdmsi_"): v for k, v in (layer.GetMetadata() or {}).items() if k.startswith("kdmsi_")}
+    meta = {
+        k.removeprefix("kdmsi_"): v
+        for k, v in (layer.GetMetadata() or {}).items()
+        if k.startswith("kdmsi_")
+    }
     tiles.sort(key=lambda t: t.tile.tile_id)
     return TagLayer(tiles, meta)
 
@@ -180,5 +193,3 @@ def _polygon(grid: Grid, window: Window) -> ogr.Geometry:
     polygon = ogr.Geometry(ogr.wkbPolygon)
     polygon.AddGeometry(ring)
     return polygon
-
-

@@ -84,8 +84,14 @@ def valid_fractions(pair: RasterPair, tiles: list[Tile]) -> np.ndarray:
     fractions = np.empty(len(tiles), dtype=np.float64)
     for i, tile in enumerate(tiles):
         w = tile.window
-        r0, r1 = int(w.row * rows / height), max(int(w.row * rows / height) + 1, int(w.row_end * rows / height))
-        c0, c1 = int(w.col * cols / width), max(int(w.col * cols / width) + 1, int(w.col_end * cols / width))
+        r0, r1 = (
+            int(w.row * rows / height),
+            max(int(w.row * rows / height) + 1, int(w.row_end * rows / height)),
+        )
+        c0, c1 = (
+            int(w.col * cols / width),
+            max(int(w.col * cols / width) + 1, int(w.col_end * cols / width)),
+        )
         fractions[i] = valid[r0:r1, c0:c1].mean()
     return fractions
 

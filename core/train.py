@@ -20,8 +20,8 @@ from core.errors import Canceled, KdmsiError
 from core.modelfile import ModelInfo, save_model
 from core.models.cam import CamConfig, TeacherStudent, saturation_fraction
 from core.samples import TileSet
-from core.trainlog import plot_curves, write_csv
 from core.training_batches import batches, to_tensor
+from core.trainlog import plot_curves, write_csv
 from core.validation import roc_auc
 
 
@@ -126,12 +126,14 @@ class Trainer:
     def resume(self) -> None:
         """Restore networks, optimizer and progress from the run's checkpoint."""
         if not self.checkpoint_path.is_file():
-            raise KdmsiError(f"No checkpoint at {self.checkpoint_path} to resume; train without --resume.")
+            raise KdmsiError(
+                f"No checkpoint at {self.checkpoint_path} to resume; train without --resume."
+            )
         try:
             saved = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
             self.model.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(saved["optimizer"])
-        except Exception as exc:  # noqa: BLE001 - any failure means the checkpoint is unusable
+        except Exception as exc:
             raise KdmsiError(
                 f"The checkpoint {self.checkpoint_path} cannot be resumed ({type(exc).__name__}); "
                 "train without --resume."
@@ -162,16 +164,26 @@ class Trainer:
             self.save_checkpoint()
             raise Canceled(
                 f"Training canceled; checkpoint {self.checkpoint_path} kept"
-                + (f" and model {self.model_path} (epoch {self.state.best_epoch})" if self.state.best_epoch else "")
+                + (
+                    f" and model {self.model_path} (epoch {self.state.best_epoch})"
+                    if self.state.best_epoch
+                    else ""
+                )
                 + "; continue with --resume."
             ) from None
         return TrainResult(
-            self.model_path, self.run_dir, self.state.best_epoch, self.state.best_auc, self.params.epochs
+            self.model_path,
+            self.run_dir,
+            self.state.best_epoch,
+            self.state.best_auc,
+            self.params.epochs,
         )
 
     def _lr_factor(self) -> float:
         """Poly decay (power 0.9) over all iterations."""
-        return (1 - min(self.state.iteration, self.total_iterations - 1) / self.total_iterations) ** 0.9
+        return (
+            1 - min(self.state.iteration, self.total_iterations - 1) / self.total_iterations
+        ) ** 0.9
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training tiles; returns mean losses."""
@@ -180,7 +192,9 @@ class Trainer:
         sums = {"teacher_bce": 0.0, "distill": 0.0, "saturated": 0.0}
         count = 0
         steps = math.ceil(len(self.train_set) / self.params.batch_size)
-        for step, (a, b, y) in enumerate(batches(self.train_set, self.params.batch_size, rng, self.params.augment)):
+        for step, (a, b, y) in enumerate(
+            batches(self.train_set, self.params.batch_size, rng, self.params.augment)
+        ):
             self.cb.check_canceled()
             for group, base in zip(self.optimizer.param_groups, self.base_lrs):
                 group["lr"] = base * self._lr_factor()
@@ -204,20 +218,32 @@ class Trainer:
             count += n
             self.cb.metric("loss", out.total.item(), self.state.iteration)
             fraction = ((epoch - 1) + (step + 1) / steps) / self.params.epochs
-            self.cb.progress(fraction, f"epoch {epoch}/{self.params.epochs}, loss {out.total.item():.4f}")
+            self.cb.progress(
+                fraction, f"epoch {epoch}/{self.params.epochs}, loss {out.total.item():.4f}"
+            )
         return {k: v / max(count, 1) for k, v in sums.items()}
 
     def _end_epoch(self, epoch: int, losses: dict[str, float]) -> None:
         """Validate, log, keep the best model, write the checkpoint and curves."""
         auc_student, auc_teacher = self._validate()
         score = auc_student if not math.isnan(auc_student) else float(epoch) / 1e6
-        row = {"epoch": epoch, **losses, "val_auc_student": auc_student, "val_auc_teacher": auc_teacher}
+        row = {
+            "epoch": epoch,
+            **losses,
+            "val_auc_student": auc_student,
+            "val_auc_teacher": auc_teacher,
+        }
         self.state.rows.append(row)
         self.state.epoch = epoch
         if score >= self.state.best_auc:
             self.state.best_auc, self.state.best_epoch = score, epoch
-            self.info.train_summary.update({"selected_epoch": epoch, "val_auc_student": auc_student})
-            states = {"student": self.model.student.state_dict(), "teacher": self.model.teacher.state_dict()}
+            self.info.train_summary.update(
+                {"selected_epoch": epoch, "val_auc_student": auc_student}
+            )
+            states = {
+                "student": self.model.student.state_dict(),
+                "teacher": self.model.teacher.state_dict(),
+            }
             save_model(self.model_path, self.info, states)
         self.save_checkpoint()
         write_csv(self.run_dir / "log.csv", self.state.rows)
@@ -226,7 +252,8 @@ class Trainer:
             if key != "epoch":
                 self.cb.metric(key, value, epoch)
         self.cb.info(
-            f"epoch {epoch}: teacher BCE {losses['teacher_bce']:.4f}, distillation {losses['distill']:.4f}, "
+            f"epoch {epoch}: teacher BCE {losses['teacher_bce']:.4f}, "
+            f"distillation {losses['distill']:.4f}, "
             f"saturated {losses['saturated']:.2f}, held-out AUC student {auc_student:.3f} "
             f"teacher {auc_teacher:.3f}"
         )

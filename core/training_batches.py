@@ -10,15 +10,18 @@ import torch
 from core.samples import TileSet
 
 
-def augment(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random horizontal flip and 90-degree rotation of a ``[bands, T, T]`` pair (same on both)."""
+def augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """Apply one random 90-degree rotation and horizontal flip to every array (last two axes).
+
+    The same transform is applied to both dates and to any pixel targets that go with them.
+    """
     k = int(rng.integers(4))
     flip = bool(rng.integers(2))
     out = []
-    for image in (a, b):
-        image = np.rot90(image, k, axes=(1, 2))
-        out.append(image[:, :, ::-1] if flip else image)
-    return out[0], out[1]
+    for array in arrays:
+        array = np.rot90(array, k, axes=(-2, -1))
+        out.append(array[..., ::-1] if flip else array)
+    return out
 
 
 def batches(
@@ -32,10 +35,14 @@ def batches(
         index = order[start : start + batch_size]
         a, b = tiles.before[index], tiles.after[index]
         if use_augment and rng is not None:
-            pairs = [augment(a[i], b[i], rng) for i in range(len(index))]
+            pairs = [augment([a[i], b[i]], rng) for i in range(len(index))]
             a = np.stack([p[0] for p in pairs])
             b = np.stack([p[1] for p in pairs])
-        yield np.ascontiguousarray(a), np.ascontiguousarray(b), tiles.labels[index].astype(np.float32)
+        yield (
+            np.ascontiguousarray(a),
+            np.ascontiguousarray(b),
+            tiles.labels[index].astype(np.float32),
+        )
 
 
 def to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:

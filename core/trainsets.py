@@ -50,7 +50,12 @@ def tiles_from_tag_layer(
         tile = int(layer.meta.get("tile", max(t.tile.window.width for t in tagged)))
         stretch = compute_stretch(pair)
         return load_tiles(
-            pair, stretch, [t.tile for t in tagged], [int(t.label) for t in tagged], tile, before.stem
+            pair,
+            stretch,
+            [t.tile for t in tagged],
+            [int(t.label) for t in tagged],
+            tile,
+            before.stem,
         )
 
 

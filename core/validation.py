@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split indices into (train, held-out) keeping the class balance.
 
     Each class gives ``round(fraction * n_class)`` tiles to the held-out part, but never its last
@@ -25,7 +27,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     for value in (0, 1):
         index = np.flatnonzero(labels == value)
         rng.shuffle(index)
-        count = min(int(round(fraction * len(index))), max(len(index) - 1, 0))
+        count = min(round(fraction * len(index)), max(len(index) - 1, 0))
         held.extend(index[:count].tolist())
         train.extend(index[count:].tolist())
     return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(held, dtype=np.int64))

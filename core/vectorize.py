@@ -373,9 +373,9 @@ def _run_steps(
         mask = _threshold(source, params.threshold, Path(work) / "mask.tif", callbacks)
         memory, polygons = _polygonize(mask, source, params.connectivity, callbacks)
         del mask
+        size = polygons.GetFeatureCount()  # before the SQL view filters the layer
         numbered = _numbered(memory, params.min_area)
         try:
-            size = polygons.GetFeatureCount()
             stats = _polygon_stats(numbered, size, source, Path(work) / "ids.tif", callbacks)
             return _write(numbered, stats, target, source, params, callbacks)
         finally:
@@ -412,6 +412,8 @@ def vectorize(
     prob_path, out_path = Path(prob_path), Path(out_path)
     driver = _check_paths(prob_path, out_path, overwrite)
     source = _open_source(prob_path)
+    if source.dataset.RasterCount > 1:
+        callbacks.warning(f"{prob_path} has {source.dataset.RasterCount} bands; using band 1.")
     temp = out_path.with_name(f".{out_path.stem}.partial-{uuid.uuid4().hex[:8]}{out_path.suffix}")
     try:
         count, total = _run_steps(source, params, (temp, driver, out_path.stem), callbacks)

@@ -111,31 +111,31 @@ def _free_gdal_objects_before_qgis_exits(request: pytest.FixtureRequest) -> Iter
     gc.collect()
 
 
-@pytest.fixture(name="require")
+@pytest.fixture(name="require", scope="session")
 def require_fixture() -> Callable[[Path], Path]:
     """The :func:`require` helper, for tests that name their own sample file."""
     return require
 
 
-@pytest.fixture(name="write_raster")
+@pytest.fixture(name="write_raster", scope="session")
 def write_raster_fixture() -> Callable[..., Path]:
     """The :func:`write_raster` helper."""
     return write_raster
 
 
-@pytest.fixture(name="scene")
+@pytest.fixture(name="scene", scope="session")
 def scene_fixture() -> Callable[..., np.ndarray]:
     """The :func:`scene` helper."""
     return scene
 
 
-@pytest.fixture(name="read_array")
+@pytest.fixture(name="read_array", scope="session")
 def read_array_fixture() -> Callable[..., np.ndarray]:
     """The :func:`read_array` helper."""
     return read_array
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path of the real samples (../shared/data beside the project root); skips when absent."""
     return require(SHARED_DATA)
@@ -146,23 +146,25 @@ def _sample(shared_data: Path, folder: str) -> tuple[Path, Path, Path]:
     root = require(shared_data / folder)
     files = [sorted((root / part).glob("*.tif")) for part in ("A", "B", "label")]
     if not all(files):
-        pytest.skip(f"real samples not found at {root}; they live in ../shared/data beside the repository")
+        pytest.skip(
+            f"real samples not found at {root}; they live in ../shared/data beside the repository"
+        )
     return files[0][0], files[1][0], files[2][0]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mumbai(shared_data: Path) -> tuple[Path, Path, Path]:
     """OSCD Mumbai: 4-band uint16 pair on one EPSG:4326 grid, and its 0/255 label."""
     return _sample(shared_data, "geo_oscd_mumbai")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def hongkong(shared_data: Path) -> tuple[Path, Path, Path]:
     """OSCD Hong Kong: the two dates are on different EPSG:4326 grids."""
     return _sample(shared_data, "geo_oscd_hongkong")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def levir_full(shared_data: Path) -> tuple[Path, Path, Path]:
     """One 1024x1024 ungeoreferenced RGB PNG pair of LEVIR-CD and its label."""
     root = shared_data / "levir_cd_full_scm"

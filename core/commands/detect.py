@@ -26,24 +26,37 @@ def parse_scales(text: str) -> tuple[float, ...]:
     except ValueError:
         scales = ()
     if not scales or min(scales) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of positive scales such as 0.5,1,1.25,2")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of positive scales such as 0.5,1,1.25,2"
+        )
     return scales
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``kdmsi detect``."""
     add_pair(parser)
-    parser.add_argument("--method", choices=METHODS, default="kdmsi", help="change detector (default kdmsi)")
-    parser.add_argument("--model", type=Path, help="model file from `kdmsi train` (learned methods)")
+    parser.add_argument(
+        "--method", choices=METHODS, default="kdmsi", help="change detector (default kdmsi)"
+    )
+    parser.add_argument(
+        "--model", type=Path, help="model file from `kdmsi train` (learned methods)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output probability GeoTIFF")
     parser.add_argument("--mask-out", type=Path, help="CVA only: 0/1 mask (default OUT_mask.tif)")
     parser.add_argument(
-        "--scales", type=parse_scales, default=(0.5, 1.0, 1.25, 2.0), help="MSI scales (1 = single scale)"
+        "--scales",
+        type=parse_scales,
+        default=(0.5, 1.0, 1.25, 2.0),
+        help="MSI scales (1 = single scale)",
     )
     parser.add_argument("--no-flip", action="store_true", help="MSI without horizontal flips")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps"
+    )
     parser.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
-    parser.add_argument("--window", type=int, default=0, help="window size (default: the model's tile)")
+    parser.add_argument(
+        "--window", type=int, default=0, help="window size (default: the model's tile)"
+    )
     add_overwrite(parser)
 
 
@@ -63,7 +76,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         raise KdmsiError(f"--method {args.method} needs --model FILE from `kdmsi train`.")
     from core.detect_learned import DetectParams, detect_with_model
 
-    params = DetectParams(args.method, args.scales, not args.no_flip, args.device, args.batch_size, args.window)
+    params = DetectParams(
+        args.method, args.scales, not args.no_flip, args.device, args.batch_size, args.window
+    )
     threshold = detect_with_model(
         args.before, args.after, args.model, args.out, params, args.bands, callbacks, args.overwrite
     )

@@ -31,11 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
     """Print the metrics (a ``result`` event with them under ``--jsonl``)."""
     threshold = args.threshold if args.threshold is not None else stored_threshold(args.pred)
-    matrix = evaluate_map(args.pred, args.label, threshold, args.unchanged, reporter.callbacks("evaluate"))
+    matrix = evaluate_map(
+        args.pred, args.label, threshold, args.unchanged, reporter.callbacks("evaluate")
+    )
     metrics = matrix.as_dict()
     metrics["threshold"] = threshold
-    if reporter.jsonl:
-        reporter.emit({key: metrics[key] for key in ("precision", "recall", "f1", "iou", "oa", "kappa")})
     text = (
         f"changed class: precision {matrix.precision:.4f}  recall {matrix.recall:.4f}  "
         f"F1 {matrix.f1:.4f}  IoU {matrix.iou:.4f}\n"

@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``kdmsi grid``."""
     add_pair(parser)
     parser.add_argument("--tile", type=int, default=256, help="tile size in pixels (default 256)")
-    parser.add_argument("--stride", type=int, default=0, help="step between tiles (default: tile size)")
+    parser.add_argument(
+        "--stride", type=int, default=0, help="step between tiles (default: tile size)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output tag layer (.gpkg)")
     parser.add_argument("--labels", type=Path, help="pixel change mask to derive tile tags from")
     add_overwrite(parser)
@@ -47,5 +49,6 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         {"tags": str(args.out)},
         counts,
         f"{args.out}: {len(tiles)} tiles of {args.tile} px "
-        f"({counts['changed']} changed, {counts['unchanged']} unchanged, {counts['untagged']} untagged)",
+        f"({counts['changed']} changed, {counts['unchanged']} unchanged, "
+        f"{counts['untagged']} untagged)",
     )

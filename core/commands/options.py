@@ -10,8 +10,12 @@ from core.bands import parse_bands
 
 def add_pair(parser: argparse.ArgumentParser) -> None:
     """``--before``, ``--after`` and ``--bands``."""
-    parser.add_argument("--before", "-a", type=Path, required=True, help="raster of the first date (A)")
-    parser.add_argument("--after", "-b", type=Path, required=True, help="raster of the second date (B)")
+    parser.add_argument(
+        "--before", "-a", type=Path, required=True, help="raster of the first date (A)"
+    )
+    parser.add_argument(
+        "--after", "-b", type=Path, required=True, help="raster of the second date (B)"
+    )
     parser.add_argument(
         "--bands",
         type=parse_bands,

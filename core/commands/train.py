@@ -20,25 +20,45 @@ from core.events import Reporter
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``kdmsi train``."""
     source = parser.add_argument_group("tags (one of)")
-    source.add_argument("--data", type=Path, nargs="+", help="dataset folder(s) with A/, B/, label/")
+    source.add_argument(
+        "--data", type=Path, nargs="+", help="dataset folder(s) with A/, B/, label/"
+    )
     source.add_argument("--before", "-a", type=Path, help="before raster (with --tags)")
     source.add_argument("--after", "-b", type=Path, help="after raster (with --tags)")
-    source.add_argument("--tags", type=Path, help="tag layer (.gpkg) from `kdmsi grid` or the plugin")
-    parser.add_argument("--bands", type=parse_bands, help="1-based bands, e.g. 3,2,1 (default first three)")
-    parser.add_argument("--out", type=Path, required=True, help="run folder (model.pt is written there)")
+    source.add_argument(
+        "--tags", type=Path, help="tag layer (.gpkg) from `kdmsi grid` or the plugin"
+    )
+    parser.add_argument(
+        "--bands", type=parse_bands, help="1-based bands, e.g. 3,2,1 (default first three)"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="run folder (model.pt is written there)"
+    )
     parser.add_argument("--tile", type=int, default=256, help="tile size with --data (default 256)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-3, help="base learning rate (x10 on the teacher head)")
-    parser.add_argument("--backbone", default="efficientnet-lite0", choices=("efficientnet-lite0", "resnet18", "resnet50"))
-    parser.add_argument("--weights", type=Path, help="backbone weights file (e.g. torchvision resnet50)")
+    parser.add_argument(
+        "--lr", type=float, default=1e-3, help="base learning rate (x10 on the teacher head)"
+    )
+    parser.add_argument(
+        "--backbone",
+        default="efficientnet-lite0",
+        choices=("efficientnet-lite0", "resnet18", "resnet50"),
+    )
+    parser.add_argument(
+        "--weights", type=Path, help="backbone weights file (e.g. torchvision resnet50)"
+    )
     parser.add_argument("--output-stride", type=int, default=16, choices=(8, 16))
     parser.add_argument("--teacher-fusion", default="minus", choices=("minus", "abs"))
     parser.add_argument("--student-fusion", default="cat", choices=("cat", "minus", "abs"))
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="tags held out to choose the epoch")
+    parser.add_argument(
+        "--val-fraction", type=float, default=0.2, help="tags held out to choose the epoch"
+    )
     parser.add_argument("--no-augment", action="store_true", help="no flips/rotations")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps"
+    )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
 
 
@@ -85,10 +105,14 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         weights=str(args.weights) if args.weights else None,
     )
     if not args.resume and (args.out / "checkpoint.pt").exists():
-        raise KdmsiError(f"{args.out} already holds a training run; pass --resume or choose another --out.")
+        raise KdmsiError(
+            f"{args.out} already holds a training run; pass --resume or choose another --out."
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     device = pick_device(args.device, callbacks.log)
-    result = train_model(tiles, params, bands, args.out, device, callbacks, args.val_fraction, args.resume)
+    result = train_model(
+        tiles, params, bands, args.out, device, callbacks, args.val_fraction, args.resume
+    )
     outputs = {
         "model": str(result.model_path),
         "run_dir": str(result.run_dir),

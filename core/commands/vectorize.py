@@ -25,9 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="change threshold (default: the one stored in the raster by detect, else 0.5)",
     )
-    parser.add_argument("--min-area", type=float, default=0.0, help="drop smaller polygons (map units^2)")
-    parser.add_argument("--simplify", type=float, default=0.0, help="simplification tolerance (map units)")
-    parser.add_argument("--connectivity", type=int, choices=(4, 8), default=4, help="pixel connectivity")
+    parser.add_argument(
+        "--min-area", type=float, default=0.0, help="drop smaller polygons (map units^2)"
+    )
+    parser.add_argument(
+        "--simplify", type=float, default=0.0, help="simplification tolerance (map units)"
+    )
+    parser.add_argument(
+        "--connectivity", type=int, choices=(4, 8), default=4, help="pixel connectivity"
+    )
     add_overwrite(parser)
 
 

@@ -10,7 +10,14 @@ from core.errors import KdmsiError
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("3,2,1", (3, 2, 1)), ("1", (1,)), (" 4 , 1 ", (4, 1)), ("1,2,", (1, 2)), (None, None), ("", None)],
+    [
+        ("3,2,1", (3, 2, 1)),
+        ("1", (1,)),
+        (" 4 , 1 ", (4, 1)),
+        ("1,2,", (1, 2)),
+        (None, None),
+        ("", None),
+    ],
 )
 def test_parse_bands_accepts_band_lists(text, expected):
     assert parse_bands(text) == expected
@@ -22,7 +29,9 @@ def test_parse_bands_refuses_other_text_with_an_example(text):
         parse_bands(text)
 
 
-@pytest.mark.parametrize(("count", "expected"), [(1, (1,)), (2, (1, 2)), (3, (1, 2, 3)), (13, (1, 2, 3))])
+@pytest.mark.parametrize(
+    ("count", "expected"), [(1, (1,)), (2, (1, 2)), (3, (1, 2, 3)), (13, (1, 2, 3))]
+)
 def test_default_bands_are_the_first_three(count, expected):
     assert default_bands(count) == expected
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
+import core.cva
 from core.callbacks import Callbacks
 from core.cva import MASK_NODATA, NODATA, magnitude, run_cva
 from core.errors import Canceled, KdmsiError
@@ -60,7 +61,9 @@ def test_probability_is_magnitude_over_twice_the_otsu_threshold(tmp_path, change
     prob, mask = read_array(result.probability, 1), read_array(result.mask, 1)
     mag = magnitude(data.before, data.after, stretch)
     valid = data.valid
-    np.testing.assert_allclose(prob[valid], np.clip(mag / (2 * result.threshold), 0, 1)[valid], atol=1e-6)
+    np.testing.assert_allclose(
+        prob[valid], np.clip(mag / (2 * result.threshold), 0, 1)[valid], atol=1e-6
+    )
     # the Otsu threshold maps to 0.5: mask and probability >= 0.5 agree
     np.testing.assert_array_equal(mask[valid] == 1, prob[valid] >= 0.5)
     assert 0 < result.threshold < np.sqrt(3)
@@ -89,7 +92,9 @@ def test_outputs_are_on_a_grid(tmp_path, changed_pair):
         ds = gdal.Open(str(output))
         assert (ds.RasterXSize, ds.RasterYSize) == (a.RasterXSize, a.RasterYSize)
         assert ds.GetGeoTransform() == a.GetGeoTransform()
-        assert osr.SpatialReference(wkt=ds.GetProjection()).IsSame(osr.SpatialReference(wkt=a.GetProjection()))
+        assert osr.SpatialReference(wkt=ds.GetProjection()).IsSame(
+            osr.SpatialReference(wkt=a.GetProjection())
+        )
 
 
 def test_real_pair_on_different_grids_is_written_on_a_grid(tmp_path, hongkong):
@@ -99,7 +104,9 @@ def test_real_pair_on_different_grids_is_written_on_a_grid(tmp_path, hongkong):
     a, out = gdal.Open(str(before)), gdal.Open(str(result.probability))
     assert (out.RasterXSize, out.RasterYSize) == (540, 695)
     assert out.GetGeoTransform() == a.GetGeoTransform()
-    assert osr.SpatialReference(wkt=out.GetProjection()).IsSame(osr.SpatialReference(wkt=a.GetProjection()))
+    assert osr.SpatialReference(wkt=out.GetProjection()).IsSame(
+        osr.SpatialReference(wkt=a.GetProjection())
+    )
 
 
 def test_progress_is_reported_and_reaches_one(tmp_path, changed_pair):
@@ -127,3 +134,24 @@ def test_existing_outputs_are_refused_without_overwrite(tmp_path, changed_pair):
         assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "b.tif", "mask.tif"]
         run_cva(pair, tmp_path / "prob.tif", tmp_path / "mask.tif", overwrite=True)
     assert gdal.Open(str(tmp_path / "mask.tif")).RasterXSize == 160
+
+
+def test_histogram_counts_every_valid_pixel_once(tmp_path, write_raster, scene, monkeypatch):
+    # wider than one 1024-pixel block and not a multiple of it
+    before = scene(1100, 4, 3, seed=2)
+    after = before.copy()
+    after[:, :, 500:600] = 255 - after[:, :, 500:600]
+    path_a = write_raster(tmp_path / "a.tif", before)
+    path_b = write_raster(tmp_path / "b.tif", after)
+    totals: list[float] = []
+    original = core.cva.otsu
+
+    def spy(hist, edges):
+        totals.append(float(np.sum(hist)))
+        return original(hist, edges)
+
+    monkeypatch.setattr(core.cva, "otsu", spy)
+    with RasterPair.open(path_a, path_b) as pair:
+        result = run_cva(pair, tmp_path / "prob.tif", tmp_path / "mask.tif")
+    assert totals == [1100 * 4]
+    assert gdal.Open(str(result.probability)).RasterXSize == 1100

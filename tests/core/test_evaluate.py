@@ -93,7 +93,9 @@ def test_real_partial_reference_counts_only_sample_pixels(tmp_path, shared_data,
     changed = folder / "taizhou_change_samples_0-255.tif"
     unchanged = folder / "taizhou_unchanged_samples_0-255.tif"
     if not (changed.exists() and unchanged.exists()):
-        pytest.skip(f"real samples not found at {folder}; they live in ../shared/data beside the repository")
+        pytest.skip(
+            f"real samples not found at {folder}; they live in ../shared/data beside the repository"
+        )
     from osgeo import gdal
 
     ds = gdal.Open(str(changed))

@@ -128,7 +128,10 @@ def test_real_pair_on_different_grids_is_warped_onto_a(hongkong):
         data = pair.read(full(pair))
     assert data.before.shape == data.after.shape == (3, 695, 540)
     assert data.valid.mean() > 0.95
-    assert any(level == "info" and "warping" in message and after.name in message for level, message in logs)
+    assert any(
+        level == "info" and "warping" in message and after.name in message
+        for level, message in logs
+    )
     # The warped B lies on A's pixels: the dates correlate, and better than with a 3 pixel shift.
     for band in range(3):
         a, b = data.before[band], data.after[band]
@@ -144,7 +147,9 @@ def test_pair_in_different_crs_is_warped_and_keeps_values(tmp_path, write_raster
     path_a = write_raster(tmp_path / "utm.tif", original)
     path_b = tmp_path / "wgs84.tif"
     gdal.Warp(str(path_b), str(path_a), dstSRS="EPSG:4326", resampleAlg="bilinear")
-    assert not same_crs(gdal.Open(str(path_a)).GetProjection(), gdal.Open(str(path_b)).GetProjection())
+    assert not same_crs(
+        gdal.Open(str(path_a)).GetProjection(), gdal.Open(str(path_b)).GetProjection()
+    )
     with RasterPair.open(path_a, path_b) as pair:
         assert pair.aligned
         assert pair.grid.geotransform == gdal.Open(str(path_a)).GetGeoTransform()

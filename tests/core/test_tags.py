@@ -51,7 +51,9 @@ def test_layer_crs_and_polygons_follow_the_raster(tmp_path, utm_raster):
     layer = vector.GetLayerByName(LAYER)
     assert layer.GetSpatialRef().IsSame(osr.SpatialReference(wkt=ds.GetProjection()))
     assert layer.GetFeatureCount() == len(tiles)
-    assert [layer.GetLayerDefn().GetFieldDefn(i).GetName() for i in range(len(FIELDS))] == list(FIELDS)
+    assert [layer.GetLayerDefn().GetFieldDefn(i).GetName() for i in range(len(FIELDS))] == list(
+        FIELDS
+    )
     feature = layer.GetFeature(1)
     minx, maxx, miny, maxy = feature.GetGeometryRef().GetEnvelope()
     tile = tiles[feature.GetField("tile_id")]

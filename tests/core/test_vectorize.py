@@ -104,6 +104,19 @@ def test_min_area_drops_small_polygon(tmp_path):
     assert vectorize(src, tmp_path / "eq.gpkg", VectorizeParams(min_area=100)).count == 2
 
 
+def test_min_area_with_small_polygons_first(tmp_path):
+    prob = np.zeros((12, 12), np.float32)
+    prob[0, ::2] = 0.6  # six single pixels scanned first
+    prob[4:8, 3:9] = 0.9  # 24 pixels
+    prob[10, 0] = 0.7
+    src = write_tif(tmp_path / "p.tif", prob)
+    out = tmp_path / "out.shp"
+    result = vectorize(src, out, VectorizeParams(min_area=2 * PIXEL**2))
+    assert (result.count, result.total_area) == (1, 24 * PIXEL**2)
+    (feat,), _crs = read(out)
+    assert (feat["mean_prob"], feat["max_prob"]) == (pytest.approx(0.9), pytest.approx(0.9))
+
+
 def test_mean_and_max_prob_match_numpy(tmp_path):
     rng = np.random.default_rng(3)
     prob = rng.uniform(0.0, 0.49, (12, 12)).astype(np.float32)
@@ -259,6 +272,22 @@ def test_progress_and_cancel(tmp_path):
         vectorize(src, tmp_path / "b.gpkg", VectorizeParams(), Callbacks(is_canceled=lambda: True))
     assert not (tmp_path / "b.gpkg").exists()
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_cancel_inside_gdal_polygonize(tmp_path):
+    src = write_tif(tmp_path / "p.tif", square_with_hole())
+    calls: list[int] = []
+
+    def canceled() -> bool:  # False for the one thresholding chunk, then True
+        calls.append(1)
+        return len(calls) > 1
+
+    messages: list[str] = []
+    callbacks = Callbacks(progress=lambda _f, m: messages.append(m), is_canceled=canceled)
+    with pytest.raises(Canceled):
+        vectorize(src, tmp_path / "c.shp", VectorizeParams(), callbacks)
+    assert "polygonizing" not in messages
+    assert list(tmp_path.iterdir()) == [src]
 
 
 def test_real_change_label(tmp_path):

@@ -1,0 +1,118 @@
+"""Refinement: a finer segmentation network trained on pseudo labels from the student's MSI maps.
+
+Pseudo labels come from tags and the student alone: in changed-tagged tiles, pixels whose MSI
+probability is at least ``high`` are change, those below ``low`` are background and the rest are
+ignored; unchanged-tagged tiles are background everywhere. No pixel label is used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from core.callbacks import Callbacks
+from core.models.segnet import ChangeSegNet, SegNetConfig, pseudo_label_loss
+from core.samples import TileSet
+from core.training_batches import augment, to_tensor
+
+
+@dataclass(frozen=True)
+class RefineParams:
+    """Pseudo-label rule and training schedule of the refinement network."""
+
+    epochs: int = 6
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    high: float = 0.5
+    low: float = 0.25
+    output_stride: int = 16
+    seed: int = 0
+
+
+def pseudo_labels(
+    tiles: TileSet, prob: np.ndarray, params: RefineParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Targets (0/1) and weights (0 = ignored) of each pixel from the student's probabilities."""
+    changed = tiles.labels.astype(bool)[:, None, None]
+    target = np.where(changed, prob >= params.high, False)
+    confident = (prob >= params.high) | (prob < params.low)
+    weight = np.where(changed, confident, True) & tiles.valid
+    return target.astype(np.float32), weight.astype(np.float32)
+
+
+@torch.inference_mode()
+def predict_tiles(
+    predictor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    tiles: TileSet,
+    device: torch.device,
+    batch_size: int = 8,
+) -> np.ndarray:
+    """Probabilities ``[N, T, T]`` of a predictor over in-memory tiles."""
+    out = []
+    for start in range(0, len(tiles), batch_size):
+        a = to_tensor(tiles.before[start : start + batch_size], device)
+        b = to_tensor(tiles.after[start : start + batch_size], device)
+        out.append(predictor(a, b)[:, 0].float().cpu().numpy())
+    return (
+        np.concatenate(out) if out else np.zeros((0, tiles.tile_size, tiles.tile_size), np.float32)
+    )
+
+
+def train_refiner(
+    tiles: TileSet,
+    prob: np.ndarray,
+    backbone: str,
+    params: RefineParams,
+    device: torch.device,
+    callbacks: Callbacks,
+) -> ChangeSegNet:
+    """Train the refinement network on pseudo labels of ``tiles`` (``prob``: student MSI maps)."""
+    torch.manual_seed(params.seed)
+    target, weight = pseudo_labels(tiles, prob, params)
+    callbacks.info(
+        "Refinement pseudo labels: "
+        f"{target.sum() / max(weight.sum(), 1):.3f} of confident pixels are "
+        f"change, {1 - weight[tiles.valid].mean():.3f} of valid pixels ignored."
+    )
+    config = SegNetConfig(
+        backbone=backbone, output_stride=params.output_stride, in_channels=tiles.before.shape[1]
+    )
+    model = ChangeSegNet(config, log=callbacks.log).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        model.param_groups(params.lr),
+        lr=params.lr,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=params.weight_decay,
+    )
+    base = [g["lr"] for g in optimizer.param_groups]
+    steps = math.ceil(len(tiles) / params.batch_size)
+    total, iteration = steps * params.epochs, 0
+    rng = np.random.default_rng(params.seed)
+    for epoch in range(1, params.epochs + 1):
+        model.train()
+        order = rng.permutation(len(tiles))
+        losses = []
+        for start in range(0, len(order), params.batch_size):
+            callbacks.check_canceled()
+            index = order[start : start + params.batch_size]
+            items = [
+                augment([tiles.before[i], tiles.after[i], target[i], weight[i]], rng) for i in index
+            ]
+            a, b, t, w = (to_tensor(np.stack([it[k] for it in items]), device) for k in range(4))
+            for group, lr in zip(optimizer.param_groups, base):
+                group["lr"] = lr * (1 - iteration / total) ** 0.9
+            loss = pseudo_label_loss(model(a, b), t[:, None], w[:, None])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            iteration += 1
+            losses.append(loss.item())
+            callbacks.progress(iteration / total, f"refinement epoch {epoch}/{params.epochs}")
+        callbacks.info(f"refinement epoch {epoch}: loss {np.mean(losses):.4f}")
+    return model.eval()

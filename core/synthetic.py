@@ -1,0 +1,88 @@
+"""A small deterministic, georeferenced synthetic scene for the demo and fast tests.
+
+It is clearly synthetic: a smooth textured landscape with roads and rectangular "buildings"; the
+after image adds new buildings (the change), a global brightness shift and sensor noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.geotiff import GeoTiffWriter
+from core.grid import Grid
+from core.windows import Window
+
+UTM33N_WKT_EPSG = 32633
+
+
+@dataclass(frozen=True)
+class SceneFiles:
+    """Paths of a generated scene."""
+
+    before: Path
+    after: Path
+    label: Path
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    """Value noise: random values on a coarse grid, bilinearly upsampled to ``size``."""
+    coarse = rng.random((cells + 1, cells + 1))
+    x = np.linspace(0, cells, size, endpoint=False)
+    i = x.astype(int)
+    f = x - i
+    rows = coarse[i] * (1 - f)[:, None] + coarse[i + 1] * f[:, None]
+    return rows[:, i] * (1 - f)[None, :] + rows[:, i + 1] * f[None, :]
+
+
+def _draw_buildings(
+    image: np.ndarray, rng: np.random.Generator, count: int, mask: np.ndarray | None
+) -> None:
+    """Draw ``count`` bright rectangles with a dark shadow edge; mark them in ``mask``."""
+    size = image.shape[1]
+    for _ in range(count):
+        h, w = rng.integers(8, 28, size=2)
+        r, c = rng.integers(4, size - 32, size=2)
+        roof = rng.uniform(0.55, 0.95) * np.array([1.0, 0.9, 0.85])[:, None, None]
+        image[:, r : r + h, c : c + w] = roof
+        image[:, r + h : r + h + 2, c + 2 : c + w + 2] *= 0.5
+        if mask is not None:
+            mask[r : r + h, c : c + w] = True
+
+
+def make_scene(folder: Path, size: int = 768, seed: int = 7) -> SceneFiles:
+    """Write ``before.tif``, ``after.tif`` (3-band uint8) and ``change.tif`` (0/255) in EPSG:32633.
+
+    Args:
+        folder: output folder (created).
+        size: edge in pixels (0.5 m pixels).
+        seed: random seed; the same seed gives the same scene.
+    """
+    from osgeo import osr
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ground = 0.25 + 0.35 * _smooth_noise(rng, size, 6) + 0.08 * _smooth_noise(rng, size, 48)
+    before = np.stack([ground * 0.9, ground * 1.05, ground * 0.8])
+    before[:, size // 3 : size // 3 + 6, :] = 0.45
+    before[:, :, size // 2 : size // 2 + 6] = 0.45
+    _draw_buildings(before, rng, 40, None)
+    after = before.copy()
+    change = np.zeros((size, size), dtype=bool)
+    _draw_buildings(after, rng, 25, change)
+    after = after * 1.06 + 0.02
+    noise = rng.normal(0, 0.02, size=(2, 3, size, size))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(UTM33N_WKT_EPSG)
+    grid = Grid(size, size, (500000.0, 0.5, 0.0, 5000000.0, 0.0, -0.5), srs.ExportToWkt())
+    files = SceneFiles(folder / "before.tif", folder / "after.tif", folder / "change.tif")
+    whole = Window(0, 0, size, size)
+    for path, image in ((files.before, before + noise[0]), (files.after, after + noise[1])):
+        with GeoTiffWriter(path, grid, np.uint8, bands=3, overwrite=True) as out:
+            for band in range(3):
+                out.write(whole, np.clip(image[band] * 255, 0, 255).round(), band=band + 1)
+    with GeoTiffWriter(files.label, grid, np.uint8, overwrite=True) as out:
+        out.write(whole, change.astype(np.uint8) * 255)
+    return files
