@@ -9,7 +9,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-f
 	python3-venv python3-pip python3-matplotlib xvfb xauth imagemagick
 PYTEST := QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
-.PHONY: setup demo test test-all lint format bench clean
+.PHONY: setup demo test test-all lint format bench clean zip deploy gui-check
 
 setup: $(STAMP)
 
@@ -47,3 +47,31 @@ bench: setup
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+
+# The plugin zip: one top folder kdmsi_qgis/ with the plugin, core/, resources/, metadata.txt and
+# LICENSE; no caches or compiled files. Works without `make setup` (needs only a Python 3).
+PLUGIN_ZIP := dist/kdmsi_qgis.zip
+ZIP_PY := $(shell test -x $(PY) && echo $(PY) || echo /usr/bin/python3)
+
+zip:
+	rm -rf build/zip $(PLUGIN_ZIP)
+	mkdir -p build/zip/kdmsi_qgis dist
+	cp kdmsi_qgis/*.py metadata.txt LICENSE build/zip/kdmsi_qgis/
+	cp -r core resources build/zip/kdmsi_qgis/
+	find build/zip -name __pycache__ -prune -exec rm -rf {} + ; find build/zip -name '*.py[co]' -delete
+	cd build/zip && $(abspath $(ZIP_PY)) -m zipfile -c ../../$(PLUGIN_ZIP) kdmsi_qgis
+	@$(ZIP_PY) -c "import os,sys; s=os.path.getsize('$(PLUGIN_ZIP)'); print('$(PLUGIN_ZIP):', s, 'bytes'); sys.exit(s > 25e6)"
+
+# Install the zip into a QGIS profile's plugin folder (PROFILE=path of the profile folder).
+PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
+
+deploy: zip
+	mkdir -p "$(PROFILE)/python/plugins"
+	rm -rf "$(PROFILE)/python/plugins/kdmsi_qgis"
+	cd "$(PROFILE)/python/plugins" && $(abspath $(ZIP_PY)) -m zipfile -e $(abspath $(PLUGIN_ZIP)) .
+	@echo "Installed in $(PROFILE)/python/plugins/kdmsi_qgis; enable it in Plugins > Manage."
+
+# The real QGIS under Xvfb with the plugin from the zip: grid, tagging clicks, training, suggested
+# tiles, detection; screenshots in docs/screenshots (see tests/gui/run_gui_check.sh).
+gui-check: setup zip
+	bash tests/gui/run_gui_check.sh

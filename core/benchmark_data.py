@@ -14,6 +14,7 @@ import numpy as np
 from core.callbacks import Callbacks
 from core.cva import BINS
 from core.datasets import find_pairs, read_split_lists
+from core.errors import KdmsiError
 from core.normalize import compute_stretch
 from core.rasters import RasterPair, open_raster
 from core.samples import TileSet, load_tiles
@@ -101,6 +102,11 @@ def load_benchmark_data(
         lists = read_split_lists(root)
         for files in find_pairs(root):
             callbacks.check_canceled()
+            if files.label is None:
+                raise KdmsiError(
+                    f"{files.before} has no mask in {root / 'label'}; the benchmark scores "
+                    "against pixel labels, so add one or leave the pair out."
+                )
             with RasterPair.open(files.before, files.after, bands, callbacks) as pair:
                 tiles = pair_tiles(pair, tile)
                 tags = tags_from_mask(files.label, tiles, pair.grid)

@@ -26,6 +26,7 @@ COMMANDS = {
     "train": "train KD-MSI (teacher + student) from tile tags",
     "benchmark": "score every method side by side on labelled dataset folders",
     "demo": "run KD-MSI end to end on a synthetic scene or your pair",
+    "suggest": "score the tiles with a model: where to tag next, and tags it disagrees with",
 }
 EXIT_USER_ERROR = 2
 EXIT_CANCELED = 130

@@ -17,7 +17,18 @@ from core.rasters import RasterPair
 
 @dataclass(frozen=True)
 class DetectParams:
-    """What to run: the method, MSI scales, flips, device and tiling."""
+    """What to run: the method, MSI scales, flips, device and tiling.
+
+    Attributes:
+        method: ``kdmsi``, ``cam`` or ``kdmsi-refined``.
+        scales: MSI scales (``(1.0,)`` for single scale).
+        flip: also average horizontal flips.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        batch_size: windows per forward pass.
+        window: window edge; 0 means twice the training tile, kept between 256 and 512, so the
+            network sees context well beyond a tile and seams are few.
+        overlap: pixels shared by neighbouring windows; -1 means a quarter of the window.
+    """
 
     method: str = "kdmsi"
     scales: tuple[float, ...] = (0.5, 1.0, 1.25, 2.0)
@@ -61,10 +72,10 @@ def detect_with_model(
     predictor = make_predictor(
         params.method, info, states, model_path, device, params.scales, params.flip
     )
-    window = params.window or max(info.tile, 128)
+    window = params.window or min(max(2 * info.tile, 256), 512)
     overlap = params.overlap if params.overlap >= 0 else window // 4
     tiling = TilingParams(window=window, overlap=overlap, batch_size=params.batch_size)
-    threshold = info.threshold
+    threshold = info.threshold_for(params.method, params.scales)
     metadata = {
         "kdmsi_method": params.method,
         "kdmsi_network": network,

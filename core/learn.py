@@ -1,15 +1,22 @@
-"""From a tile set to a model file: split the tags, train, choose the threshold."""
+"""From a tile set to a model file: split the tags, train, choose thresholds, optionally refine.
+
+Everything here uses tile tags only; pixel labels never reach this module.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from core.callbacks import Callbacks
-from core.modelfile import ModelInfo
+from core.modelfile import ModelInfo, load_model, save_model
+from core.msi import msi
+from core.predictors import build_network
+from core.refine import RefineParams, predict_tiles, train_refiner
 from core.samples import TileSet
+from core.threshold_choice import otsu_on_changed_tiles
 from core.train import Trainer, TrainParams, TrainResult
 from core.validation import stratified_split
 
@@ -35,6 +42,44 @@ def split_tags(
     return tiles.subset(train_idx), held
 
 
+def choose_thresholds(
+    model_path: Path, tiles: TileSet, device: torch.device, callbacks: Callbacks
+) -> ModelInfo:
+    """Store the MSI and single-scale thresholds chosen on ``tiles`` (tags only) in the model."""
+    info, states = load_model(model_path)
+    student = build_network(info, states, "student", model_path).to(device)
+    prob_msi = predict_tiles(lambda a, b: msi(student, a, b), tiles, device)
+    prob_one = predict_tiles(lambda a, b: msi(student, a, b, (1.0,), False), tiles, device)
+    multi, single = otsu_on_changed_tiles(tiles, prob_msi), otsu_on_changed_tiles(tiles, prob_one)
+    info = replace(
+        info, threshold=multi.value, threshold_single=single.value, threshold_rule=multi.rule
+    )
+    save_model(model_path, info, states)
+    callbacks.info(
+        f"Thresholds chosen from tags ({multi.rule}): MSI {multi.value:.3f}, "
+        f"single-scale {single.value:.3f}."
+    )
+    return info
+
+
+def refine(
+    model_path: Path,
+    tiles: TileSet,
+    params: RefineParams,
+    device: torch.device,
+    callbacks: Callbacks,
+) -> None:
+    """Train the refinement network on MSI pseudo labels of ``tiles`` and add it to the model."""
+    info, states = load_model(model_path)
+    student = build_network(info, states, "student", model_path).to(device)
+    prob = predict_tiles(lambda a, b: msi(student, a, b), tiles, device)
+    params = replace(params, high=info.threshold, low=info.threshold / 2)
+    refiner = train_refiner(tiles, prob, info.backbone, params, device, callbacks)
+    states["refined"] = refiner.state_dict()
+    info = replace(info, refined_output_stride=params.output_stride)
+    save_model(model_path, info, states)
+
+
 def train_model(
     tiles: TileSet,
     params: TrainParams,
@@ -44,11 +89,13 @@ def train_model(
     callbacks: Callbacks,
     val_fraction: float = 0.2,
     resume: bool = False,
+    refine_params: RefineParams | None = None,
 ) -> TrainResult:
     """Train KD-MSI on tagged tiles and write ``run_dir/model.pt``.
 
-    The threshold stored in the model is the fixed 0.5 of the student's sigmoid (the student is
-    trained towards CAMs normalised to [0, 1]); no pixel label is involved anywhere.
+    After training, the thresholds are chosen on the held-out tiles' tags (all tiles when none
+    are held out) and, when ``refine_params.epochs > 0``, the refinement network is trained on
+    pseudo labels of all tagged tiles.
     """
     train_set, val_set = split_tags(tiles, val_fraction, params.seed, callbacks)
     info = ModelInfo(
@@ -67,4 +114,10 @@ def train_model(
     trainer = Trainer(train_set, val_set, params, info, run_dir, device, callbacks)
     if resume:
         trainer.resume()
-    return trainer.run()
+    result = trainer.run()
+    choose_thresholds(
+        result.model_path, val_set if val_set is not None else tiles, device, callbacks
+    )
+    if refine_params is not None and refine_params.epochs > 0:
+        refine(result.model_path, tiles, refine_params, device, callbacks)
+    return result

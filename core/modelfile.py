@@ -33,8 +33,9 @@ class ModelInfo:
         output_stride: backbone output stride.
         bands: 1-based bands it was trained on.
         tile: training tile size in pixels.
-        threshold: change threshold chosen without pixel labels.
-        threshold_rule: how the threshold was chosen.
+        threshold: change threshold of the student with MSI, chosen without pixel labels.
+        threshold_single: the same for single-scale inference (``--scales 1``).
+        threshold_rule: how the thresholds were chosen.
         refined_output_stride: stride of the refinement network, 0 when absent.
         train_summary: tags, epochs, selected epoch, validation AUC...
         code_version: kdmsi version that wrote the file.
@@ -47,10 +48,17 @@ class ModelInfo:
     bands: list[int]
     tile: int
     threshold: float = 0.5
+    threshold_single: float = 0.5
     threshold_rule: str = "fixed 0.5"
     refined_output_stride: int = 0
     train_summary: dict[str, Any] = field(default_factory=dict)
     code_version: str = __version__
+
+    def threshold_for(self, method: str, scales: tuple[float, ...]) -> float:
+        """The threshold that goes with a detection method and its scales."""
+        if method == "kdmsi":
+            return self.threshold_single if tuple(scales) == (1.0,) else self.threshold
+        return 0.5
 
     @property
     def in_channels(self) -> int:

@@ -65,6 +65,7 @@ class TrainState:
     iteration: int = 0
     best_epoch: int = 0
     best_auc: float = -1.0
+    best_val_auc: float = float("nan")
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -175,7 +176,7 @@ class Trainer:
             self.model_path,
             self.run_dir,
             self.state.best_epoch,
-            self.state.best_auc,
+            self.state.best_val_auc,
             self.params.epochs,
         )
 
@@ -202,9 +203,14 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 out = self.model.losses(a, b, y)
             if not torch.isfinite(out.total):
+                kept = (
+                    f"the last good checkpoint {self.checkpoint_path} was kept; lower --lr and "
+                    "resume"
+                    if self.checkpoint_path.exists()
+                    else "no epoch finished, so nothing was saved; lower --lr and train again"
+                )
                 raise KdmsiError(
-                    f"Training diverged (loss {out.total.item()} at epoch {epoch}); the last good "
-                    f"checkpoint {self.checkpoint_path} was kept; lower --lr and resume."
+                    f"Training diverged (loss {out.total.item()} at epoch {epoch}); {kept}."
                 )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(out.total).backward()
@@ -237,6 +243,7 @@ class Trainer:
         self.state.epoch = epoch
         if score >= self.state.best_auc:
             self.state.best_auc, self.state.best_epoch = score, epoch
+            self.state.best_val_auc = auc_student
             self.info.train_summary.update(
                 {"selected_epoch": epoch, "val_auc_student": auc_student}
             )

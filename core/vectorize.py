@@ -5,9 +5,9 @@ threshold``; nodata, masked and NaN pixels never are), GDAL Polygonize with the 
 mask (4- or 8-connectivity, holes kept), drop polygons under ``min_area``, rasterize kept polygon
 ids back for ``mean_prob``/``max_prob`` by ``numpy.bincount``, optionally simplify (shapely,
 topology preserved), write ESRI Shapefile (with ``.prj``) or GeoPackage in the raster's CRS.
-Areas are in map units squared. An ungeoreferenced raster gives pixel coordinates from GDAL's
-default geotransform (x = column, y = row downwards) and no CRS (a GeoPackage's srs_id -1,
-"undefined Cartesian").
+Areas are in map units squared. An ungeoreferenced raster gives pixel coordinates the way QGIS
+shows such images (x = column, y = minus the row, see ``Grid.display_transform``) and no CRS
+(a GeoPackage's srs_id -1, "undefined Cartesian"), so polygons overlay the image in QGIS.
 
 Value scale rule: a Byte band whose largest valid value is above 1 is read as 0..255 and divided
 by 255, so 0/255 masks and 8-bit probabilities work with threshold 0.5 (128 and up is change);
@@ -33,6 +33,7 @@ from shapely import wkb
 
 from core.callbacks import Callbacks
 from core.errors import Canceled, KdmsiError
+from core.rasters import grid_of
 
 _TARGET_CHUNK_PIXELS = 1 << 22
 _SHAPEFILE_PARTS = (
@@ -167,7 +168,7 @@ def _temp_raster(source: _Source, path: Path, data_type: int) -> gdal.Dataset:
     """Create a one band GeoTIFF on the source grid (no CRS) filled with zeros."""
     driver = gdal.GetDriverByName("GTiff")
     raster = driver.Create(str(path), source.width, source.height, 1, data_type, _TEMP_TIFF)
-    raster.SetGeoTransform(source.dataset.GetGeoTransform())
+    raster.SetGeoTransform(grid_of(source.dataset).display_transform)
     return raster
 
 

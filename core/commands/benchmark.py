@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--backbone", default="efficientnet-lite0")
     parser.add_argument("--refine-epochs", type=int, default=6, help="0 skips the refinement row")
     parser.add_argument("--bands", type=parse_bands)
@@ -57,7 +58,11 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
             seed=seed,
             bands=args.bands,
             train=TrainParams(
-                backbone=args.backbone, epochs=args.epochs, batch_size=args.batch_size, seed=seed
+                backbone=args.backbone,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                seed=seed,
             ),
             refine=RefineParams(epochs=args.refine_epochs, seed=seed),
         )
@@ -81,6 +86,6 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
 def reporter_argv(args: argparse.Namespace) -> list[str]:
     """The options as given, for the record in the results file."""
     parts = ["--data", *map(str, args.data), "--out", str(args.out), "--tile", str(args.tile)]
-    parts += ["--seeds", *map(str, args.seeds), "--epochs", str(args.epochs)]
+    parts += ["--seeds", *map(str, args.seeds), "--epochs", str(args.epochs), "--lr", str(args.lr)]
     parts += ["--refine-epochs", str(args.refine_epochs), "--backbone", args.backbone]
     return parts

@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps"
     )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument(
+        "--refine-epochs",
+        type=int,
+        default=0,
+        help="train the refinement network for detect --method kdmsi-refined (0: skip)",
+    )
 
 
 def _tiles(args: argparse.Namespace, callbacks: object) -> tuple[object, tuple[int, ...], str]:
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     """Load the tags, train, and report the model file."""
     from core.devices import pick_device
     from core.learn import train_model
+    from core.refine import RefineParams
     from core.train import TrainParams
     from core.trainsets import check_tags
 
@@ -110,8 +117,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         )
     args.out.mkdir(parents=True, exist_ok=True)
     device = pick_device(args.device, callbacks.log)
+    refine = RefineParams(epochs=args.refine_epochs, seed=args.seed)
     result = train_model(
-        tiles, params, bands, args.out, device, callbacks, args.val_fraction, args.resume
+        tiles, params, bands, args.out, device, callbacks, args.val_fraction, args.resume, refine
     )
     outputs = {
         "model": str(result.model_path),
@@ -123,5 +131,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         outputs,
         {"selected_epoch": result.best_epoch, "val_auc": result.best_auc},
         f"model: {result.model_path} (epoch {result.best_epoch} of {result.epochs}, "
-        f"held-out AUC {result.best_auc:.3f})",
+        + (
+            "no held-out tags)"
+            if result.best_auc != result.best_auc
+            else f"held-out AUC {result.best_auc:.3f})"
+        ),
     )

@@ -158,14 +158,15 @@ def test_geopackage_output(tmp_path):
     assert feats[0]["max_prob"] == pytest.approx(0.8)
 
 
-def test_ungeoreferenced_raster_uses_pixel_coordinates(tmp_path):
+def test_ungeoreferenced_raster_uses_qgis_pixel_coordinates(tmp_path):
+    # QGIS shows an image without georeferencing with x = column and y = -row.
     mask = np.zeros((5, 7), np.uint8)
     mask[1:3, 2:6] = 1
     src = write_tif(tmp_path / "m.tif", mask, georef=False)
     result = vectorize(src, tmp_path / "out.gpkg", VectorizeParams())
     assert (result.count, result.total_area) == (1, 8.0)
     feats, _crs = read(tmp_path / "out.gpkg")
-    assert feats[0]["geom"].bounds == (2.0, 1.0, 6.0, 3.0)
+    assert feats[0]["geom"].bounds == (2.0, -3.0, 6.0, -1.0)
     with closing(sqlite3.connect(tmp_path / "out.gpkg")) as db:
         (srs_id,) = db.execute("SELECT srs_id FROM gpkg_geometry_columns").fetchone()
     assert srs_id == -1  # GeoPackage's "undefined Cartesian", not 0 "undefined geographic"
@@ -173,7 +174,7 @@ def test_ungeoreferenced_raster_uses_pixel_coordinates(tmp_path):
     feats, crs_wkt = read(tmp_path / "out.shp")
     assert not crs_wkt
     assert not (tmp_path / "out.prj").exists()
-    assert feats[0]["geom"].bounds == (2.0, 1.0, 6.0, 3.0)
+    assert feats[0]["geom"].bounds == (2.0, -3.0, 6.0, -1.0)
 
 
 def test_nodata_never_becomes_polygons(tmp_path):

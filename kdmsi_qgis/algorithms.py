@@ -1,0 +1,263 @@
+"""Processing algorithms; each runs the worker CLI synchronously and reports to the feedback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingOutputFile,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
+    QgsProcessingParameterVectorLayer,
+)
+
+from kdmsi_qgis.settings import BACKBONES, DEVICES
+from kdmsi_qgis.worker import WorkerOutcome, run_command
+
+METHODS = ("kdmsi", "cam", "kdmsi-refined", "cva")
+
+
+class KdmsiAlgorithm(QgsProcessingAlgorithm):
+    """Common parts: naming, the pair parameters, running the worker."""
+
+    NAME = ""
+    TITLE = ""
+    HELP = ""
+
+    def name(self) -> str:
+        """Algorithm id inside the provider."""
+        return self.NAME
+
+    def displayName(self) -> str:
+        """Title in the toolbox."""
+        return self.TITLE
+
+    def shortHelpString(self) -> str:
+        """Help shown beside the dialog."""
+        return self.HELP
+
+    def createInstance(self) -> KdmsiAlgorithm:
+        """A fresh copy (Processing runs copies)."""
+        return type(self)()
+
+    def add_pair(self) -> None:
+        """BEFORE, AFTER and BANDS parameters."""
+        self.addParameter(QgsProcessingParameterRasterLayer("BEFORE", "Before raster (A)"))
+        self.addParameter(QgsProcessingParameterRasterLayer("AFTER", "After raster (B)"))
+        self.addParameter(
+            QgsProcessingParameterString(
+                "BANDS", "Bands, e.g. 3,2,1 (empty: first three)", optional=True
+            )
+        )
+
+    def pair(self, parameters: dict, context: QgsProcessingContext) -> dict[str, Any]:
+        """Worker options ``before``, ``after``, ``bands``."""
+        out = {}
+        for key in ("BEFORE", "AFTER"):
+            layer = self.parameterAsRasterLayer(parameters, key, context)
+            if layer is None:
+                raise QgsProcessingException(f"{key.lower()} raster is missing.")
+            out[key.lower()] = layer.source().split("|")[0]
+        out["bands"] = self.parameterAsString(parameters, "BANDS", context).strip() or None
+        return out
+
+    def run_worker(
+        self, command: str, options: dict[str, Any], feedback: QgsProcessingFeedback
+    ) -> WorkerOutcome:
+        """Run ``kdmsi <command>``; progress to the feedback; cancel honoured; errors raised."""
+
+        def on_event(event: dict) -> None:
+            kind = event.get("event")
+            if kind == "progress":
+                feedback.setProgress(100.0 * float(event.get("fraction", 0.0)))
+                feedback.setProgressText(str(event.get("message", "")))
+            elif kind == "log":
+                feedback.pushInfo(str(event.get("message", "")))
+            elif kind == "metric":
+                feedback.pushDebugInfo(f"{event.get('name')} = {event.get('value')}")
+
+        outcome = run_command(command, options, on_event, feedback.isCanceled)
+        if outcome.canceled or feedback.isCanceled():
+            raise QgsProcessingException(f"kdmsi {command} canceled.")
+        if not outcome.ok:
+            raise QgsProcessingException(outcome.error or f"kdmsi {command} failed.")
+        return outcome
+
+
+class CreateTileGrid(KdmsiAlgorithm):
+    """``kdmsi grid``."""
+
+    NAME, TITLE = "createtilegrid", "Create tile grid"
+    HELP = (
+        "Cuts the overlap of a before/after pair into tiles and writes a tag layer (GeoPackage, "
+        "layer 'tiles', label NULL = untagged), optionally tagged from a pixel change mask."
+    )
+
+    def initAlgorithm(self, config: Any = None) -> None:
+        """Parameters."""
+        self.add_pair()
+        self.addParameter(
+            QgsProcessingParameterNumber("TILE", "Tile size (pixels)", defaultValue=256, minValue=8)
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterLayer("LABELS", "Pixel change mask", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination("OUTPUT", "Tag layer", "GeoPackage (*.gpkg)")
+        )
+
+    def processAlgorithm(self, parameters: dict, context: Any, feedback: Any) -> dict:
+        """Run the worker and load the tag layer."""
+        options = self.pair(parameters, context)
+        labels = self.parameterAsRasterLayer(parameters, "LABELS", context)
+        out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        options.update(
+            tile=self.parameterAsInt(parameters, "TILE", context),
+            labels=labels.source() if labels is not None else None,
+            out=out,
+            overwrite=True,
+        )
+        self.run_worker("grid", options, feedback)
+        details = QgsProcessingContext.LayerDetails("KD-MSI tags", context.project(), "OUTPUT")
+        context.addLayerToLoadOnCompletion(f"{out}|layername=tiles", details)
+        return {"OUTPUT": out}
+
+
+class TrainFromTags(KdmsiAlgorithm):
+    """``kdmsi train --before --after --tags``."""
+
+    NAME, TITLE = "trainfromtags", "Train from tags"
+    HELP = "Trains a KD-MSI model from a tag layer; the run folder receives model.pt."
+
+    def initAlgorithm(self, config: Any = None) -> None:
+        """Parameters."""
+        self.add_pair()
+        self.addParameter(
+            QgsProcessingParameterVectorLayer(
+                "TAGS", "Tag layer", [QgsProcessing.TypeVectorPolygon]
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum("BACKBONE", "Backbone", list(BACKBONES), defaultValue=0)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber("EPOCHS", "Epochs", defaultValue=10, minValue=1)
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum("DEVICE", "Device", list(DEVICES), defaultValue=0)
+        )
+        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT", "Run folder"))
+        self.addOutput(QgsProcessingOutputFile("MODEL", "Model file"))
+
+    def processAlgorithm(self, parameters: dict, context: Any, feedback: Any) -> dict:
+        """Run the worker."""
+        options = self.pair(parameters, context)
+        tags = self.parameterAsVectorLayer(parameters, "TAGS", context)
+        if tags is None:
+            raise QgsProcessingException("tag layer is missing.")
+        options.update(
+            tags=tags.source().split("|")[0],
+            out=self.parameterAsString(parameters, "OUTPUT", context),
+            backbone=BACKBONES[self.parameterAsEnum(parameters, "BACKBONE", context)],
+            epochs=self.parameterAsInt(parameters, "EPOCHS", context),
+            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+        )
+        outcome = self.run_worker("train", options, feedback)
+        return {"OUTPUT": options["out"], "MODEL": outcome.outputs.get("model", "")}
+
+
+class DetectChanges(KdmsiAlgorithm):
+    """``kdmsi detect``."""
+
+    NAME, TITLE = "detectchanges", "Detect changes"
+    HELP = (
+        "Change probability GeoTIFF of a pair on the before raster's grid, from a model made by "
+        "'Train from tags' (method kdmsi), or with change vector analysis (method cva, no model)."
+    )
+
+    def initAlgorithm(self, config: Any = None) -> None:
+        """Parameters."""
+        self.add_pair()
+        self.addParameter(
+            QgsProcessingParameterEnum("METHOD", "Method", list(METHODS), defaultValue=0)
+        )
+        self.addParameter(
+            QgsProcessingParameterFile("MODEL", "Model file", extension="pt", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum("DEVICE", "Device", list(DEVICES), defaultValue=0)
+        )
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Change probability"))
+
+    def processAlgorithm(self, parameters: dict, context: Any, feedback: Any) -> dict:
+        """Run the worker."""
+        options = self.pair(parameters, context)
+        options.update(
+            method=METHODS[self.parameterAsEnum(parameters, "METHOD", context)],
+            model=self.parameterAsFile(parameters, "MODEL", context) or None,
+            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+            out=self.parameterAsOutputLayer(parameters, "OUTPUT", context),
+            overwrite=True,
+        )
+        self.run_worker("detect", options, feedback)
+        return {"OUTPUT": options["out"]}
+
+
+class VectorizeChangeMap(KdmsiAlgorithm):
+    """``kdmsi vectorize``."""
+
+    NAME, TITLE = "vectorizechangemap", "Vectorize change map"
+    HELP = (
+        "Change polygons from a probability raster: pixels at or above the threshold (default: "
+        "the one stored by Detect changes, else 0.5), polygons under the minimum area dropped."
+    )
+
+    def initAlgorithm(self, config: Any = None) -> None:
+        """Parameters."""
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Change probability"))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "THRESHOLD",
+                "Threshold",
+                QgsProcessingParameterNumber.Double,
+                optional=True,
+                minValue=0.0,
+                maxValue=1.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "MIN_AREA", "Minimum area (map units²)", QgsProcessingParameterNumber.Double, 0.0
+            )
+        )
+        self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT", "Change polygons"))
+
+    def processAlgorithm(self, parameters: dict, context: Any, feedback: Any) -> dict:
+        """Run the worker."""
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        if layer is None:
+            raise QgsProcessingException("probability raster is missing.")
+        threshold = parameters.get("THRESHOLD")
+        options = {
+            "prob": layer.source(),
+            "out": self.parameterAsOutputLayer(parameters, "OUTPUT", context),
+            "threshold": None
+            if threshold is None
+            else self.parameterAsDouble(parameters, "THRESHOLD", context),
+            "min_area": self.parameterAsDouble(parameters, "MIN_AREA", context) or None,
+            "overwrite": True,
+        }
+        self.run_worker("vectorize", options, feedback)
+        return {"OUTPUT": options["out"]}

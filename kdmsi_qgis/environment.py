@@ -1,0 +1,153 @@
+"""The worker's Python environment: "Install dependencies" and "Check worker".
+
+The managed environment lives in the QGIS profile folder (never in the plugin folder) and is
+created only when the user asks, never at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Callable, Optional
+
+from qgis.core import Qgis, QgsApplication, QgsTask
+from qgis.PyQt.QtCore import pyqtSignal
+
+from kdmsi_qgis.paths import resource, venv_python
+from kdmsi_qgis.worker import (
+    WorkerNotFound,
+    find_python,
+    managed_venv_dir,
+    system_python,
+    worker_env,
+)
+
+PROBE = (
+    "import json, platform, sys\n"
+    "info = {'python': platform.python_version()}\n"
+    "try:\n"
+    "    import torch\n"
+    "    info['torch'] = torch.__version__\n"
+    "    info['cuda'] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ''\n"
+    "except Exception as exc:\n"
+    "    info['torch'] = ''\n"
+    "    info['problem'] = repr(exc)\n"
+    "try:\n"
+    "    import core\n"
+    "    info['core'] = core.__version__\n"
+    "except Exception as exc:\n"
+    "    info['core'] = ''\n"
+    "print(json.dumps(info))\n"
+)
+
+
+def requirement_files() -> tuple[Path, Path]:
+    """``(constraints, requirements)`` for the worker (worker-only list when present)."""
+    worker_list = resource("worker-requirements.txt")
+    return resource("constraints.txt"), (
+        worker_list if worker_list.exists() else resource("requirements.txt")
+    )
+
+
+def install_commands(venv: Optional[Path] = None, base: Optional[str] = None) -> list[list[str]]:
+    """The commands that create the managed environment and install the pinned packages."""
+    venv = venv or managed_venv_dir()
+    python = str(venv_python(venv))
+    constraints, requirements = requirement_files()
+    return [
+        [base or system_python(), "-m", "venv", "--system-site-packages", str(venv)],
+        [python, "-m", "pip", "install", "--upgrade", "pip"],
+        [python, "-m", "pip", "install", "-c", str(constraints), "-r", str(requirements)],
+    ]
+
+
+def describe_worker(timeout: float = 120.0) -> str:
+    """One line on the worker: its Python, torch and GPU (asked in a subprocess)."""
+    try:
+        python, source = find_python()
+    except WorkerNotFound as exc:
+        return str(exc)
+    try:
+        done = subprocess.run(
+            [python, "-c", PROBE],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=worker_env(),
+            check=False,
+        )
+        info = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return f"The worker {python} ({source}) did not answer; check it or reinstall."
+    if not info.get("torch"):
+        return f"{python} ({source}) has no torch; run Install dependencies."
+    gpu = f"CUDA: {info['cuda']}" if info.get("cuda") else "no CUDA GPU (CPU)"
+    return f"Python {info['python']} ({source}), torch {info['torch']}, {gpu}"
+
+
+def probe_worker(show: Callable[[str], None]) -> QgsTask:
+    """Start a task that asks the worker for its Python, torch and GPU and ``show``s the line."""
+    task = QgsTask.fromFunction("KD-MSI: check worker", lambda _task: describe_worker())
+    task.taskCompleted.connect(lambda: show(str(task.returned_values)))
+    QgsApplication.taskManager().addTask(task)
+    return task
+
+
+class InstallTask(QgsTask):
+    """Create the managed environment and pip-install the pinned packages, with progress.
+
+    Signals:
+        line: each output line of venv and pip (main thread).
+    """
+
+    line = pyqtSignal(str)
+
+    def __init__(self, venv: Optional[Path] = None) -> None:
+        super().__init__("KD-MSI: install dependencies", QgsTask.CanCancel)
+        self.venv = venv or managed_venv_dir()
+        self.commands = install_commands(self.venv)
+        self.error = ""
+
+    def run(self) -> bool:
+        """Run each command, counting pip's lines for a rough progress."""
+        self.venv.parent.mkdir(parents=True, exist_ok=True)
+        for index, argv in enumerate(self.commands):
+            if not self._run_one(argv, index):
+                return False
+        return True
+
+    def _run_one(self, argv: list[str], index: int) -> bool:
+        """One command; False on failure or cancel."""
+        process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
+        seen = 0
+        assert process.stdout is not None
+        for text in process.stdout:
+            seen += 1
+            self.line.emit(text.rstrip())
+            share = 100.0 / len(self.commands)
+            self.setProgress(share * index + share * min(seen / 60.0, 0.95))
+            if self.isCanceled():
+                process.terminate()
+        if process.wait() != 0:
+            self.error = f"`{' '.join(argv)}` failed (status {process.returncode}); see the log."
+            return False
+        return not self.isCanceled()
+
+    def finished(self, result: bool) -> None:
+        """Report the result in the QGIS log and message bar."""
+        from qgis.utils import iface
+
+        from kdmsi_qgis.tasks import log_message
+
+        message = (
+            f"KD-MSI dependencies installed in {self.venv}."
+            if result
+            else self.error or "Installation canceled."
+        )
+        log_message(message, Qgis.Success if result else Qgis.Critical)
+        if iface is not None:
+            level = Qgis.Success if result else Qgis.Critical
+            iface.messageBar().pushMessage("KD-MSI", message, level, 15)

@@ -1,0 +1,70 @@
+"""User settings (QgsSettings) and per-project state (QgsProject entries)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Optional
+
+from qgis.core import QgsProject, QgsSettings
+
+SETTINGS_GROUP = "kdmsi"
+PROJECT_SCOPE = "kdmsi"
+BACKBONES = ("efficientnet-lite0", "resnet18", "resnet50")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class Options:
+    """The panel's parameters, remembered between sessions in QgsSettings."""
+
+    bands: str = ""
+    tile: int = 256
+    backbone: str = "efficientnet-lite0"
+    epochs: int = 10
+    device: str = "auto"
+    out_dir: str = ""
+    threshold: float = 0.5
+
+    @classmethod
+    def load(cls) -> Options:
+        """Read from QgsSettings (defaults for missing keys)."""
+        settings = QgsSettings()
+        values = {}
+        for f in fields(cls):
+            default = f.default
+            values[f.name] = settings.value(
+                f"{SETTINGS_GROUP}/{f.name}", default, type=type(default)
+            )
+        return cls(**values)
+
+    def save(self) -> None:
+        """Write to QgsSettings."""
+        settings = QgsSettings()
+        for name, value in asdict(self).items():
+            settings.setValue(f"{SETTINGS_GROUP}/{name}", value)
+
+
+@dataclass
+class ProjectState:
+    """What the panel works on in this project: layer ids and files."""
+
+    before: str = ""
+    after: str = ""
+    tags: str = ""
+    model: str = ""
+    probability: str = ""
+    polygons: str = ""
+    suggestions: str = ""
+
+    @classmethod
+    def load(cls, project: Optional[QgsProject] = None) -> ProjectState:
+        """Read the entries stored in the project (empty strings when absent)."""
+        project = project or QgsProject.instance()
+        values = {f.name: project.readEntry(PROJECT_SCOPE, f.name, "")[0] for f in fields(cls)}
+        return cls(**values)
+
+    def save(self, project: Optional[QgsProject] = None) -> None:
+        """Write the entries into the project (saved with the .qgz)."""
+        project = project or QgsProject.instance()
+        for name, value in asdict(self).items():
+            project.writeEntry(PROJECT_SCOPE, name, value or "")

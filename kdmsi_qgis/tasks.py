@@ -1,0 +1,247 @@
+"""Background tasks that run the worker and add its outputs to the project when done.
+
+``run`` executes in a worker thread (no layer is touched there); ``finished`` runs on the main
+thread and adds layers to the "KD-MSI results" group or pushes one message-bar error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
+from qgis.PyQt.QtCore import pyqtSignal
+
+from kdmsi_qgis import layers
+from kdmsi_qgis.worker import WorkerNotFound, WorkerOutcome, WorkerProcess, build_command
+
+LOG_TAG = "KD-MSI"
+
+
+def log_message(text: str, level: int = Qgis.Info) -> None:
+    """Write a line to the "KD-MSI" tab of the QGIS log."""
+    QgsMessageLog.logMessage(text, LOG_TAG, level)
+
+
+def log_line(event: dict) -> Optional[str]:
+    """The panel's log line for a worker event (None: nothing to show, e.g. progress)."""
+    kind = event.get("event")
+    if kind == "log" and event.get("level") != "debug":
+        return str(event.get("message", ""))
+    if kind == "metric" and event.get("name") == "loss":
+        return f"step {event.get('step')}: loss {float(event.get('value', 0.0)):.4f}"
+    if kind == "error":
+        return f"error: {event.get('message', '')}"
+    if kind == "result":
+        return f"result: {event.get('outputs', {})}"
+    return None
+
+
+class WorkerTask(QgsTask):
+    """A task running one or more ``kdmsi`` subcommands in the worker.
+
+    Signals:
+        event_received: each worker event (a dict), delivered on the main thread.
+        done: emitted on the main thread after ``finished`` (argument: the task).
+
+    Args:
+        description: shown in QGIS's task bar.
+        steps: ``(command, options)`` pairs run in order; a failed step stops the run.
+        iface: the QGIS interface for message-bar errors (None: log only).
+    """
+
+    event_received = pyqtSignal(object)
+    done = pyqtSignal(object)
+
+    def __init__(
+        self, description: str, steps: list[tuple[str, dict[str, Any]]], iface: Any = None
+    ) -> None:
+        super().__init__(description, QgsTask.CanCancel)
+        self.steps = steps
+        self.iface = iface
+        self.outcomes: list[WorkerOutcome] = []
+        self.project = QgsProject.instance()
+        self.added: list = []
+        self._step = 0
+
+    @property
+    def outcome(self) -> WorkerOutcome:
+        """The outcome of the last step that ran."""
+        return self.outcomes[-1] if self.outcomes else WorkerOutcome(error="not run")
+
+    @property
+    def outputs(self) -> dict:
+        """The outputs of every step, merged."""
+        merged: dict = {}
+        for outcome in self.outcomes:
+            merged.update(outcome.outputs)
+        return merged
+
+    def run(self) -> bool:
+        """Run the steps in the worker (background thread)."""
+        for step, (command, options) in enumerate(self.steps):
+            self._step = step
+            try:
+                argv = build_command(command, options)
+            except WorkerNotFound as exc:
+                self.outcomes.append(WorkerOutcome(error=str(exc)))
+                return False
+            outcome = WorkerProcess(argv, self._on_event, self.isCanceled).run()
+            self.outcomes.append(outcome)
+            if not outcome.ok:
+                return False
+        return True
+
+    def _on_event(self, event: dict) -> None:
+        """Progress to the task bar; every event to the panel."""
+        if event.get("event") == "progress":
+            share = 100.0 / max(len(self.steps), 1)
+            fraction = float(event.get("fraction", 0.0))
+            self.setProgress(share * (self._step + fraction))
+        self.event_received.emit(event)
+
+    def finished(self, result: bool) -> None:
+        """Main thread: add the outputs, or report why there are none."""
+        try:
+            if result:
+                self.on_success()
+            elif self.outcome.canceled or self.isCanceled():
+                self.on_canceled()
+            else:
+                self.report_error(self.outcome.error or "The worker failed.")
+        finally:
+            self.done.emit(self)
+
+    def on_success(self) -> None:
+        """Add the layers of a successful run (overridden)."""
+
+    def on_canceled(self) -> None:
+        """Tell the user the run was canceled."""
+        self.notify(f"{self.description()} canceled.", Qgis.Info)
+
+    def report_error(self, message: str) -> None:
+        """One clear message-bar error; details go to the log."""
+        for line in self.outcome.logs:
+            log_message(line, Qgis.Info)
+        log_message(message, Qgis.Critical)
+        self.notify(message, Qgis.Critical)
+
+    def notify(self, message: str, level: int) -> None:
+        """Push a message to the message bar (or the log without an interface)."""
+        if self.iface is not None:
+            self.iface.messageBar().pushMessage("KD-MSI", message, level, 10)
+        else:
+            log_message(message, level)
+
+    def add(self, layer: Any) -> None:
+        """Add a valid layer to the results group, or report it as unreadable."""
+        if layer.isValid():
+            layers.add_to_results(layer, self.project)
+            self.added.append(layer)
+        else:
+            self.report_error(f"QGIS cannot open {layer.source()}; see the KD-MSI log.")
+
+
+class GridTask(WorkerTask):
+    """``kdmsi grid``: a tag layer over the pair, added styled by label."""
+
+    def __init__(self, options: dict[str, Any], iface: Any = None) -> None:
+        super().__init__("KD-MSI: create tile grid", [("grid", options)], iface)
+        self.tag_layer = None
+
+    def on_success(self) -> None:
+        """Add the tag layer at the top of the layer tree (outside the results group)."""
+        path = Path(self.outputs["tags"])
+        layer = layers.tag_layer(path)
+        if not layer.isValid():
+            self.report_error(f"QGIS cannot open the tag layer {path}.")
+            return
+        self.project.addMapLayer(layer)
+        self.tag_layer = layer
+        self.added.append(layer)
+
+
+class TrainTask(WorkerTask):
+    """``kdmsi train`` from the pair and the tag layer; the model path ends up in ``model``."""
+
+    def __init__(self, options: dict[str, Any], iface: Any = None) -> None:
+        super().__init__("KD-MSI: train", [("train", options)], iface)
+        self.run_dir = Path(options["out"])
+        self.model: Optional[Path] = None
+
+    def on_success(self) -> None:
+        """Remember the model and say where it is."""
+        self.model = Path(self.outputs["model"])
+        self.notify(f"Model trained: {self.model}", Qgis.Success)
+
+    def on_canceled(self) -> None:
+        """Say where the checkpoint is."""
+        checkpoint = self.run_dir / "checkpoint.pt"
+        kept = f"; the checkpoint {checkpoint} was kept" if checkpoint.exists() else ""
+        self.notify(f"Training canceled{kept}.", Qgis.Info)
+
+
+class DetectTask(WorkerTask):
+    """``kdmsi detect`` then ``kdmsi vectorize``; adds the probability raster and polygons."""
+
+    def __init__(
+        self, detect: dict[str, Any], vectorize: Optional[dict[str, Any]], iface: Any = None
+    ) -> None:
+        steps = [("detect", detect)] + ([("vectorize", vectorize)] if vectorize else [])
+        super().__init__("KD-MSI: detect changes", steps, iface)
+
+    def on_success(self) -> None:
+        """Add the probability raster and the change polygons to the results group."""
+        outputs = self.outputs
+        self.add(layers.probability_layer(Path(outputs["probability"])))
+        if "polygons" in outputs:
+            self.add(layers.polygons_layer(Path(outputs["polygons"])))
+
+
+class VectorizeTask(WorkerTask):
+    """``kdmsi vectorize`` of an existing probability map (no model run)."""
+
+    def __init__(
+        self,
+        options: dict[str, Any],
+        iface: Any = None,
+        replace: Optional[Callable[[], None]] = None,
+    ) -> None:
+        super().__init__("KD-MSI: vectorize", [("vectorize", options)], iface)
+        self.replace = replace
+
+    def on_success(self) -> None:
+        """Drop the previous polygons (``replace``) and add the new ones."""
+        if self.replace is not None:
+            self.replace()
+        self.add(layers.polygons_layer(Path(self.outputs["polygons"])))
+
+
+class SuggestTask(WorkerTask):
+    """``kdmsi suggest``: tiles to tag next and tags the model disagrees with, added styled."""
+
+    def __init__(
+        self,
+        options: dict[str, Any],
+        iface: Any = None,
+        replace: Optional[Callable[[], None]] = None,
+    ) -> None:
+        super().__init__("KD-MSI: suggest tiles", [("suggest", options)], iface)
+        self.replace = replace
+        self.layer = None
+
+    def on_success(self) -> None:
+        """Drop the previous suggestions (``replace``), add the new ones and say how many."""
+        if self.replace is not None:
+            self.replace()
+        layer = layers.suggestions_layer(Path(self.outputs["suggestions"]))
+        self.add(layer)
+        if not layer.isValid():
+            return
+        self.layer = layer
+        metrics = self.outcome.metrics
+        self.notify(
+            f"{metrics.get('uncertain', 0)} tiles to tag next (orange, ?) and "
+            f"{metrics.get('disagrees', 0)} tags the model disagrees with (blue, !).",
+            Qgis.Info,
+        )

@@ -1,0 +1,328 @@
+"""The GUI check, run inside the real QGIS (``qgis --code tests/gui/gui_check.py``) under Xvfb.
+
+It drives the installed plugin the way a person would: opens the KD-MSI panel over a before/after
+pair, creates the tile grid, tags tiles with simulated mouse clicks on the map canvas (the tagging
+map tool's own event path), trains one short run, suggests tiles, detects changes, and takes a
+screenshot of the whole screen at each stage with ImageMagick's ``import``. Every long step is a
+QgsTask; the script only reacts to their ``done`` signals and to timers, so QGIS's event loop
+never blocks. An overall timer quits QGIS if something hangs. ``tests/gui/run_gui_check.sh``
+prepares the profile and the data and reads ``result.json``.
+
+Configuration (environment): KDMSI_GUI_BEFORE, KDMSI_GUI_AFTER, KDMSI_GUI_LABEL (pixel mask used
+only to pick which tiles to click), KDMSI_GUI_BANDS, KDMSI_GUI_WORK (output folder),
+KDMSI_GUI_SHOTS (screenshot folder), KDMSI_GUI_TIMEOUT (s), KDMSI_GUI_BACKBONE, KDMSI_GUI_EPOCHS,
+KDMSI_GUI_TILE.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+from osgeo import gdal
+from qgis.core import (
+    QgsContrastEnhancement,
+    QgsCoordinateTransform,
+    QgsMultiBandColorRenderer,
+    QgsPointXY,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRasterMinMaxOrigin,
+)
+from qgis.PyQt.QtCore import QPoint, Qt, QTimer
+from qgis.PyQt.QtTest import QTest
+from qgis.PyQt.QtWidgets import QApplication, QDockWidget
+from qgis.utils import iface, plugins
+
+ENV = os.environ
+WORK = Path(ENV.get("KDMSI_GUI_WORK", "/tmp/kdmsi-gui"))
+SHOTS = Path(ENV.get("KDMSI_GUI_SHOTS", str(WORK / "shots")))
+TIMEOUT_S = float(ENV.get("KDMSI_GUI_TIMEOUT", "900"))
+SCREEN = (1366, 768)
+CHANGED_TILES, UNCHANGED_TILES = 8, 10
+MIN_CHANGED_FRACTION = 0.02
+CHANGED_AREA = 0.04  # the threshold slider goes to the probability flagging this share
+SETTLE_MS = 1500
+
+
+def log(text: str) -> None:
+    """A line in WORK/gui_check.log (QGIS swallows stdout)."""
+    with (WORK / "gui_check.log").open("a") as handle:
+        handle.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+
+
+def screenshot(name: str) -> Path:
+    """The whole X screen as a PNG, taken by ImageMagick's ``import``."""
+    path = SHOTS / name
+    subprocess.run(["/usr/bin/import", "-window", "root", str(path)], check=True, timeout=60)
+    log(f"screenshot {path} ({path.stat().st_size} bytes)")
+    return path
+
+
+def rgb_layer(path: str, name: str, bands: list[int]) -> QgsRasterLayer:
+    """A raster layer drawn with ``bands`` as red, green, blue and a 2-98 % stretch."""
+    layer = QgsRasterLayer(path, name)
+    if not layer.isValid():
+        raise RuntimeError(f"QGIS cannot open {path}")
+    red, green, blue = (bands + [bands[-1]] * 3)[:3]
+    layer.setRenderer(QgsMultiBandColorRenderer(layer.dataProvider(), red, green, blue))
+    layer.setContrastEnhancement(
+        QgsContrastEnhancement.StretchToMinimumMaximum,
+        QgsRasterMinMaxOrigin.CumulativeCut,
+        layer.extent(),
+    )
+    return layer
+
+
+def tiles_to_tag(tag_layer: Any, label_path: str) -> tuple[list[Any], list[Any]]:
+    """Features of tiles to click: the most changed ones, and unchanged ones spread out.
+
+    Without a label mask, every other tile is taken, alternating changed and unchanged.
+    """
+    features = list(tag_layer.getFeatures())
+    if not label_path:
+        return features[0:10:2], features[1:14:2]
+    dataset = gdal.Open(label_path)  # kept: a band outlives no dataset
+    band = dataset.GetRasterBand(1)
+    fractions = []
+    for f in features:
+        window = [int(f[k]) for k in ("px_col", "px_row", "px_width", "px_height")]
+        fractions.append(float(np.mean(band.ReadAsArray(*window) > 0)))
+    order = np.argsort(fractions)[::-1]
+    changed = [features[i] for i in order[:CHANGED_TILES] if fractions[i] >= MIN_CHANGED_FRACTION]
+    clean = [features[i] for i in range(len(features)) if fractions[i] == 0.0]
+    step = max(1, len(clean) // UNCHANGED_TILES)
+    return changed, clean[::step][:UNCHANGED_TILES]
+
+
+class GuiCheck:
+    """The steps, each started by the previous one's signal."""
+
+    def __init__(self) -> None:
+        self.plugin = plugins["kdmsi_qgis"]
+        self.dock = self.plugin.dock
+        self.canvas = iface.mapCanvas()
+        self.result: dict[str, Any] = {"ok": False, "shots": [], "steps": []}
+        self.train_shot = False
+        self.timers: list[QTimer] = []
+        self.finished = False
+
+    # ---- plumbing ----------------------------------------------------------------------------
+    def later(self, ms: int, step: Callable[[], None]) -> None:
+        """Run a step after ``ms`` milliseconds, guarded."""
+        timer = QTimer()
+        timer.setSingleShot(True)
+        timer.timeout.connect(lambda: self.guarded(step))
+        timer.start(ms)
+        self.timers.append(timer)
+
+    def guarded(self, step: Callable[[], None], *args: Any) -> None:
+        """Run a step; any exception ends the check as failed."""
+        if self.finished:
+            return
+        try:
+            self.result["steps"].append(step.__name__)
+            log(f"step {step.__name__}")
+            step(*args)
+        except Exception:  # report whatever went wrong, then quit
+            self.fail(traceback.format_exc())
+
+    def when_done(self, task: Any, step: Callable[[Any], None]) -> None:
+        """Run ``step(task)`` once the panel's task finished; fail if it did not start."""
+        if task is None:
+            raise RuntimeError("the panel did not start a task: " + self.panel_log())
+        task.done.connect(lambda t: self.guarded(step, t))
+
+    def shoot_when_drawn(self, name: str, then: Callable[[], None]) -> None:
+        """Refresh the map, wait until it is drawn and settled, take a screenshot, go on."""
+        self.canvas.refresh()
+        deadline = time.monotonic() + 60
+
+        def poll() -> None:
+            if self.canvas.isDrawing() and time.monotonic() < deadline:
+                self.later(200, poll)
+                return
+            QApplication.processEvents()
+            self.result["shots"].append(str(screenshot(name)))
+            then()
+
+        self.later(SETTLE_MS, poll)
+
+    def panel_log(self) -> str:
+        """The panel's log text (for failures)."""
+        return self.dock.ui.log_view.toPlainText()[-3000:]
+
+    def check_ok(self, task: Any) -> None:
+        """Fail unless the task's worker run succeeded."""
+        if not task.outcome.ok:
+            logs = "\n".join(task.outcome.logs[-30:])
+            raise RuntimeError(f"{task.description()} failed: {task.outcome.error}\n{logs}")
+
+    # ---- the steps ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Full-screen window, the pair as RGB layers, the panel open and filled in."""
+        window = iface.mainWindow()
+        window.setGeometry(0, 0, *SCREEN)
+        bands = [int(b) for b in ENV.get("KDMSI_GUI_BANDS", "1,2,3").split(",")]
+        project = QgsProject.instance()
+        for key in ("BEFORE", "AFTER"):
+            path = ENV[f"KDMSI_GUI_{key}"]
+            layer = rgb_layer(path, f"{key.lower()}: {Path(path).stem}", bands)
+            project.addMapLayer(layer)
+        browser = window.findChild(QDockWidget, "Browser")
+        if browser is not None:
+            browser.hide()  # more room for the map
+        self.plugin.panel_action.trigger()
+        ui = self.dock.ui
+        picked = [c.currentLayer() for c in (ui.before_combo, ui.after_combo)]
+        self.result["preselected"] = [layer.name() if layer else None for layer in picked]
+        if any(layer is None for layer in picked) or picked[0] is picked[1]:
+            raise RuntimeError(f"the pair was not preselected: {self.result['preselected']}")
+        ui.bands_edit.setText(ENV.get("KDMSI_GUI_BANDS", ""))
+        ui.tile_spin.setValue(int(ENV.get("KDMSI_GUI_TILE", "128")))
+        ui.backbone_combo.setCurrentText(ENV.get("KDMSI_GUI_BACKBONE", "efficientnet-lite0"))
+        ui.epochs_spin.setValue(int(ENV.get("KDMSI_GUI_EPOCHS", "1")))
+        ui.device_combo.setCurrentText("cpu")
+        ui.out_dir.setFilePath(str(WORK / "out"))
+        self.canvas.setExtent(picked[0].extent())
+        self.when_done(self.dock.create_grid(), self.tag)
+
+    def tag(self, task: Any) -> None:
+        """Click tiles with the tagging tool: left = changed, right = unchanged."""
+        self.check_ok(task)
+        layer = self.dock.ui.tags_combo.currentLayer()
+        changed, unchanged = tiles_to_tag(layer, ENV.get("KDMSI_GUI_LABEL", ""))
+        self.dock.ui.tag_button.setChecked(True)
+        if self.canvas.mapTool() is not self.dock.tool:
+            raise RuntimeError("the tagging tool is not the canvas's map tool")
+        for features, button in ((changed, Qt.LeftButton), (unchanged, Qt.RightButton)):
+            for feature in features:
+                self.click(layer, feature, button)
+        counts = self.dock.store.counts()
+        self.result["tags"] = counts
+        log(f"tags {counts}")
+        if counts["changed"] != len(changed) or counts["unchanged"] != len(unchanged):
+            raise RuntimeError(f"clicks tagged {counts}, expected {len(changed)}/{len(unchanged)}")
+        self.shoot_when_drawn("1_tagged_grid.png", self.train)
+
+    def click(self, layer: Any, feature: Any, button: int) -> None:
+        """A real mouse click on the canvas at the centre of a tile."""
+        centre = feature.geometry().centroid().asPoint()
+        to_canvas = QgsCoordinateTransform(
+            layer.crs(), self.canvas.mapSettings().destinationCrs(), QgsProject.instance()
+        )
+        point = to_canvas.transform(QgsPointXY(centre))
+        pixel = self.canvas.getCoordinateTransform().transform(point)
+        pos = QPoint(round(pixel.x()), round(pixel.y()))
+        QTest.mouseClick(self.canvas.viewport(), button, Qt.NoModifier, pos)
+        QApplication.processEvents()
+
+    def train(self) -> None:
+        """Train from the tags; a screenshot while it runs."""
+        self.dock.ui.tag_button.setChecked(False)
+        task = self.dock.train()
+        self.when_done(task, self.suggest)
+        task.event_received.connect(self.on_train_event)
+
+    def on_train_event(self, event: dict) -> None:
+        """Take the training screenshot once training is well under way."""
+        progress = event.get("event") == "progress" and float(event.get("fraction", 0)) >= 0.3
+        if progress and not self.train_shot:
+            self.train_shot = True
+            self.later(300, self.shoot_training)
+
+    def shoot_training(self) -> None:
+        """The panel's progress bar and log while the worker trains."""
+        self.result["shots"].append(str(screenshot("2_training.png")))
+
+    def suggest(self, task: Any) -> None:
+        """Suggest tiles to tag next with the new model."""
+        self.check_ok(task)
+        if not self.train_shot:
+            self.train_shot = True
+            self.shoot_training()
+        self.result["train"] = task.outcome.metrics
+        self.when_done(self.dock.suggest(), self.after_suggest)
+
+    def after_suggest(self, task: Any) -> None:
+        """Screenshot of the suggested tiles over the tagged grid, then detect."""
+        self.check_ok(task)
+        self.result["suggest"] = task.outcome.metrics
+        self.shoot_when_drawn("3_suggested_tiles.png", self.detect)
+
+    def detect(self) -> None:
+        """Detect changes with the model (probability raster and polygons)."""
+        self.when_done(self.dock.detect(), self.show_changes)
+
+    def show_changes(self, task: Any) -> None:
+        """Move the threshold slider as a person would, then re-vectorize."""
+        self.check_ok(task)
+        self.result["detect"] = task.outcome.metrics
+        dataset = gdal.Open(self.dock.state.probability)
+        band = dataset.GetRasterBand(1)
+        sample = band.ReadAsArray(buf_xsize=256, buf_ysize=256)
+        threshold = float(np.quantile(sample, 1.0 - CHANGED_AREA))
+        self.dock.ui.threshold_slider.setValue(min(max(round(threshold * 100), 1), 99))
+        self.result["threshold"] = self.dock.ui.threshold_slider.value() / 100
+        self.when_done(self.dock.revectorize(), self.show_polygons)
+
+    def show_polygons(self, task: Any) -> None:
+        """Change polygons over the after image: the grid, suggestions and map hidden."""
+        self.check_ok(task)
+        polygons = self.dock.polygons_layer()
+        if polygons is None or polygons.featureCount() <= 0:
+            raise RuntimeError("no change polygons were added")
+        self.result["polygons"] = polygons.featureCount()
+        root = QgsProject.instance().layerTreeRoot()
+        for layer in QgsProject.instance().mapLayers().values():
+            visible = layer is polygons or layer.name().startswith("after")
+            root.findLayer(layer.id()).setItemVisibilityChecked(visible)
+        self.shoot_when_drawn("4_change_polygons.png", self.succeed)
+
+    # ---- the end -----------------------------------------------------------------------------
+    def succeed(self) -> None:
+        """Record success and quit."""
+        self.result["ok"] = True
+        self.quit()
+
+    def fail(self, message: str) -> None:
+        """Record the failure (with a screenshot for diagnosis) and quit."""
+        log(f"FAILED: {message}")
+        self.result["error"] = message
+        self.result["panel_log"] = self.panel_log()
+        try:
+            screenshot("failure.png")
+        except Exception as exc:  # the failure itself matters more
+            log(f"no failure screenshot: {exc}")
+        self.quit()
+
+    def quit(self) -> None:
+        """Write result.json and close QGIS without a save prompt (killed if it hangs)."""
+        if self.finished:
+            return
+        self.finished = True
+        (WORK / "result.json").write_text(json.dumps(self.result, indent=2, default=str))
+        log(f"result ok={self.result['ok']}")
+        threading.Timer(30, lambda: os._exit(0 if self.result["ok"] else 1)).start()
+        QgsProject.instance().setDirty(False)
+        QTimer.singleShot(200, iface.actionExit().trigger)
+
+
+def main() -> Optional[GuiCheck]:
+    """Start the check once QGIS's window is up; an overall timer ends it."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    check = GuiCheck()
+    check.later(int(TIMEOUT_S * 1000), lambda: check.fail(f"timed out after {TIMEOUT_S:.0f} s"))
+    check.later(2000, check.start)
+    return check
+
+
+GUI_CHECK = main()

@@ -1,0 +1,196 @@
+"""The panel: tile grid on Mumbai through the real worker, tag counts, re-vectorize, export,
+project state, preselected pair, suggested tiles."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from osgeo import ogr
+from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
+
+from kdmsi_qgis.dock import KdmsiDock
+from kdmsi_qgis.inputs import file_of
+from kdmsi_qgis.layers import RESULTS_GROUP, tag_layer
+from kdmsi_qgis.settings import ProjectState
+from kdmsi_qgis.tasks import DetectTask
+
+
+def make_dock(qgis_iface, mumbai_pair, out_dir):
+    project = QgsProject.instance()
+    before = QgsRasterLayer(str(mumbai_pair["before"]), "before")
+    after = QgsRasterLayer(str(mumbai_pair["after"]), "after")
+    project.addMapLayers([before, after])
+    dock = KdmsiDock(qgis_iface)
+    dock.ui.before_combo.setLayer(before)
+    dock.ui.after_combo.setLayer(after)
+    dock.ui.bands_edit.setText("3,2,1")
+    dock.ui.tile_spin.setValue(128)
+    dock.ui.out_dir.setFilePath(str(out_dir))
+    return dock
+
+
+def test_create_tile_grid_adds_the_tag_layer_styled(
+    qgis_iface, qgis_new_project, mumbai_pair, tmp_path, wait_for
+):
+    dock = make_dock(qgis_iface, mumbai_pair, tmp_path)
+    task = dock.create_grid()
+    wait_for(task, timeout=120)
+    assert task.outcome.ok, task.outcome.error
+    layer = dock.ui.tags_combo.currentLayer()
+    assert isinstance(layer, QgsVectorLayer) and layer.isValid()
+    assert layer.source().startswith(str(tmp_path))
+    assert layer.renderer().type() == "categorizedSymbol"
+    assert layer.renderer().classAttribute() == "label"
+    assert layer.crs().authid() == "EPSG:4326"
+    total = layer.featureCount()
+    assert total > 0
+    assert dock.ui.counts_label.text() == f"0 changed, 0 unchanged, {total} untagged"
+    dock.store.set_label([next(layer.getFeatures()).id()], 1)
+    assert dock.ui.counts_label.text().startswith("1 changed, 0 unchanged")
+    state = ProjectState.load()
+    assert state.tags == layer.id() and state.before and state.after
+    dock.deleteLater()
+
+
+def test_project_state_restores_the_panel(qgis_iface, qgis_new_project, mumbai_pair, tmp_path):
+    dock = make_dock(qgis_iface, mumbai_pair, tmp_path)
+    dock.state.model = str(tmp_path / "model.pt")
+    dock.save_project_state()
+    path = tmp_path / "project.qgz"
+    assert QgsProject.instance().write(str(path))
+    before_id = dock.ui.before_combo.currentLayer().id()
+    QgsProject.instance().clear()
+    assert QgsProject.instance().read(str(path))
+    other = KdmsiDock(qgis_iface)
+    assert other.ui.before_combo.currentLayer().id() == before_id
+    assert other.ui.model_label.text() == f"{tmp_path.name}/model.pt"
+    assert other.ui.model_label.toolTip() == str(tmp_path / "model.pt")
+    for d in (dock, other):
+        d.deleteLater()
+
+
+def test_revectorize_and_export_shapefile_keep_the_crs(
+    qgis_iface, qgis_new_project, mumbai_pair, tmp_path, wait_for
+):
+    dock = make_dock(qgis_iface, mumbai_pair, tmp_path)
+    pair = dock.pair()
+    detect = {**pair, "method": "cva", "out": tmp_path / "cva.tif"}
+    task = DetectTask(detect, {"prob": tmp_path / "cva.tif", "out": tmp_path / "cva.gpkg"})
+    wait_for(task, timeout=120)
+    assert task.outcome.ok, task.outcome.error
+    dock.state.probability = str(tmp_path / "cva.tif")
+    dock.state.polygons = str(tmp_path / "cva.gpkg")
+    dock.ui.threshold_slider.setValue(60)
+    revector = dock.revectorize()
+    wait_for(revector, timeout=120)
+    assert revector.outcome.ok, revector.outcome.error
+    assert revector.outcome.metrics["threshold"] == 0.6
+    group = QgsProject.instance().layerTreeRoot().findGroup(RESULTS_GROUP)
+    sources = [n.layer().source() for n in group.findLayers()]
+    assert not any("cva.gpkg" in s for s in sources)  # the old polygons were replaced
+    assert dock.polygons_layer() is not None
+    assert dock.polygons_layer().featureCount() > 0
+
+    shp = dock.export(tmp_path / "export" / "changes.shp")
+    assert shp is not None and shp.with_suffix(".prj").exists()
+    ds = ogr.Open(str(shp))
+    srs = ds.GetLayer(0).GetSpatialRef()
+    srs.AutoIdentifyEPSG()
+    assert srs.GetAuthorityCode(None) == "4326"
+    assert ds.GetLayer(0).GetFeatureCount() == dock.polygons_layer().featureCount()
+    reopened = QgsVectorLayer(str(shp), "shp", "ogr")
+    assert reopened.crs().authid() == "EPSG:4326"
+    ds = None
+    dock.deleteLater()
+
+
+def test_rasters_are_preselected_in_the_order_they_were_added(
+    qgis_iface, qgis_new_project, mumbai_pair
+):
+    dock = KdmsiDock(qgis_iface)
+    assert dock.ui.before_combo.currentLayer() is None
+    project = QgsProject.instance()
+    before = QgsRasterLayer(str(mumbai_pair["before"]), "before")
+    project.addMapLayer(before)
+    assert dock.ui.before_combo.currentLayer() is before
+    assert dock.ui.after_combo.currentLayer() is None
+    after = QgsRasterLayer(str(mumbai_pair["after"]), "after")
+    project.addMapLayer(after)
+    assert dock.ui.after_combo.currentLayer() is after
+    other = KdmsiDock(qgis_iface)  # a panel opened later picks the same pair
+    assert other.ui.before_combo.currentLayer() is before
+    assert other.ui.after_combo.currentLayer() is after
+    for d in (dock, other):
+        d.unload()
+        d.deleteLater()
+
+
+def test_the_same_raster_twice_is_refused(qgis_iface, qgis_new_project, mumbai_pair, tmp_path):
+    dock = make_dock(qgis_iface, mumbai_pair, tmp_path)
+    dock.ui.after_combo.setLayer(dock.ui.before_combo.currentLayer())
+    qgis_iface.messageBar().clear_messages()
+    assert dock.pair() is None
+    assert dock.create_grid() is None
+    warnings = qgis_iface.messageBar().get_messages(Qgis.Warning)
+    assert warnings and "same raster" in warnings[-1]
+    dock.unload()
+    dock.deleteLater()
+
+
+def run_from_button(dock, button, timeout: float = 300.0):
+    """Click a panel button and process events until the task it started is done."""
+    button.click()
+    task = dock.task
+    assert task is not None, dock.ui.log_view.toPlainText()
+    deadline = time.monotonic() + timeout
+    while dock.task is not None:
+        assert time.monotonic() < deadline, f"{task.description()} did not finish"
+        QgsApplication.processEvents()
+        time.sleep(0.05)
+    for _ in range(20):
+        QgsApplication.processEvents()
+    return task
+
+
+def test_suggest_button_adds_a_styled_suggestions_layer(
+    qgis_iface, qgis_new_project, levir_pair, levir_tags, levir_model, tmp_path
+):
+    project = QgsProject.instance()
+    rasters = [QgsRasterLayer(str(levir_pair[k]), k) for k in ("before", "after")]
+    project.addMapLayers(rasters)
+    tags_path = tmp_path / "tags.gpkg"
+    shutil.copy(levir_tags, tags_path)
+    tags = tag_layer(tags_path)
+    project.addMapLayer(tags)
+    dock = KdmsiDock(qgis_iface)
+    dock.ui.before_combo.setLayer(rasters[0])
+    dock.ui.after_combo.setLayer(rasters[1])
+    dock.ui.tags_combo.setLayer(tags)
+    dock.ui.out_dir.setFilePath(str(tmp_path / "out"))
+    dock.ui.device_combo.setCurrentText("cpu")
+    untag = [f.id() for f in tags.getFeatures()][::2]
+    dock.store.set_label(untag, None)
+    qgis_iface.messageBar().clear_messages()
+
+    assert dock.suggest() is None  # no model yet
+    dock.state.model = str(levir_model)
+    for _ in range(2):  # a second run replaces the first layer
+        task = run_from_button(dock, dock.ui.suggest_button)
+        assert task.outcome.ok, task.outcome.error + "\n".join(task.outcome.logs[-20:])
+    group = project.layerTreeRoot().findGroup(RESULTS_GROUP)
+    found = [n.layer() for n in group.findLayers() if n.layer().name() == "KD-MSI suggested tiles"]
+    assert len(found) == 1
+    layer = found[0]
+    assert layer.isValid() and dock.state.suggestions == file_of(layer)
+    assert layer.renderer().type() == "categorizedSymbol"
+    assert layer.renderer().classAttribute() == "reason"
+    assert layer.labelsEnabled()
+    reasons = [f["reason"] for f in layer.getFeatures()]
+    assert reasons.count("uncertain") == len(untag)
+    assert set(reasons) <= {"uncertain", "disagrees"}
+    assert task.outcome.metrics["uncertain"] == len(untag)
+    infos = qgis_iface.messageBar().get_messages(Qgis.Info)
+    assert any("tiles to tag next" in m for m in infos)
+    dock.unload()
+    dock.deleteLater()

@@ -1,0 +1,126 @@
+"""Each Processing algorithm of the KD-MSI provider runs through processing.run."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from osgeo import gdal, ogr
+from qgis.core import QgsApplication, QgsProcessingFeedback
+
+from kdmsi_qgis.provider import KdmsiProvider
+
+sys.path.append("/usr/share/qgis/python/plugins")
+
+
+@pytest.fixture(scope="module")
+def processing(qgis_app):
+    processing = pytest.importorskip("processing")
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    provider = KdmsiProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    yield processing
+    QgsApplication.processingRegistry().removeProvider(provider)
+
+
+def count_features(path, layer_name=None) -> int:
+    ds = ogr.Open(str(path))
+    layer = ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0)
+    count = layer.GetFeatureCount()
+    ds = None
+    return count
+
+
+def test_create_tile_grid(processing, mumbai_pair, tmp_path, worker_python):
+    out = tmp_path / "tags.gpkg"
+    result = processing.run(
+        "kdmsi:createtilegrid",
+        {
+            "BEFORE": str(mumbai_pair["before"]),
+            "AFTER": str(mumbai_pair["after"]),
+            "BANDS": "3,2,1",
+            "TILE": 128,
+            "LABELS": str(mumbai_pair["label"]),
+            "OUTPUT": str(out),
+        },
+    )
+    assert result["OUTPUT"] == str(out)
+    assert count_features(out, "tiles") > 0
+
+
+def test_train_detect_and_vectorize(processing, levir_pair, levir_tags, tmp_path):
+    feedback = QgsProcessingFeedback()
+    progress = []
+    feedback.progressChanged.connect(progress.append)
+    trained = processing.run(
+        "kdmsi:trainfromtags",
+        {
+            "BEFORE": str(levir_pair["before"]),
+            "AFTER": str(levir_pair["after"]),
+            "TAGS": f"{levir_tags}|layername=tiles",
+            "BACKBONE": 1,  # resnet18
+            "EPOCHS": 1,
+            "DEVICE": 1,  # cpu
+            "OUTPUT": str(tmp_path / "run"),
+        },
+        feedback=feedback,
+    )
+    assert trained["MODEL"].endswith("model.pt")
+    assert progress and max(progress) == pytest.approx(100.0)
+    detected = processing.run(
+        "kdmsi:detectchanges",
+        {
+            "BEFORE": str(levir_pair["before"]),
+            "AFTER": str(levir_pair["after"]),
+            "METHOD": 0,
+            "MODEL": trained["MODEL"],
+            "DEVICE": 1,
+            "OUTPUT": str(tmp_path / "prob.tif"),
+        },
+    )
+    assert gdal.Open(detected["OUTPUT"]).RasterXSize == 256
+    vectorized = processing.run(
+        "kdmsi:vectorizechangemap",
+        {"INPUT": detected["OUTPUT"], "THRESHOLD": 0.05, "OUTPUT": str(tmp_path / "ch.gpkg")},
+    )
+    assert count_features(vectorized["OUTPUT"]) >= 0
+
+
+def test_vectorize_default_threshold_and_shapefile(processing, mumbai_pair, tmp_path):
+    cva = processing.run(
+        "kdmsi:detectchanges",
+        {
+            "BEFORE": str(mumbai_pair["before"]),
+            "AFTER": str(mumbai_pair["after"]),
+            "BANDS": "3,2,1",
+            "METHOD": 3,  # cva
+            "OUTPUT": str(tmp_path / "cva.tif"),
+        },
+    )
+    out = processing.run(
+        "kdmsi:vectorizechangemap", {"INPUT": cva["OUTPUT"], "OUTPUT": str(tmp_path / "cva.shp")}
+    )
+    assert count_features(out["OUTPUT"]) > 0
+
+
+def test_cancel_stops_the_worker(processing, levir_pair, levir_tags, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    feedback = QgsProcessingFeedback()
+    feedback.progressChanged.connect(lambda _p: feedback.cancel())
+    with pytest.raises(QgsProcessingException, match="canceled"):
+        processing.run(
+            "kdmsi:trainfromtags",
+            {
+                "BEFORE": str(levir_pair["before"]),
+                "AFTER": str(levir_pair["after"]),
+                "TAGS": f"{levir_tags}|layername=tiles",
+                "BACKBONE": 1,
+                "EPOCHS": 100,
+                "DEVICE": 1,
+                "OUTPUT": str(tmp_path / "run"),
+            },
+            feedback=feedback,
+        )

@@ -1,0 +1,96 @@
+"""Train, detect and vectorize tasks run the real worker and add styled layers."""
+
+from __future__ import annotations
+
+import time
+
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
+
+from kdmsi_qgis.layers import RESULTS_GROUP
+from kdmsi_qgis.tasks import DetectTask, TrainTask
+
+
+def results_layers() -> list:
+    group = QgsProject.instance().layerTreeRoot().findGroup(RESULTS_GROUP)
+    return [node.layer() for node in group.findLayers()] if group else []
+
+
+def test_train_task_writes_a_model(
+    levir_pair, levir_tags, tmp_path, qgis_iface, wait_for, train_options
+):
+    events = []
+    task = TrainTask(train_options(levir_pair, levir_tags, tmp_path / "run"), qgis_iface)
+    task.event_received.connect(events.append)
+    wait_for(task, timeout=300)
+    assert task.outcome.ok, task.outcome.error
+    assert task.model is not None and task.model.exists()
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    kinds = {e["event"] for e in events}
+    assert {"progress", "metric", "result"} <= kinds
+
+
+def test_detect_task_adds_probability_and_polygons(
+    levir_pair, levir_model, tmp_path, qgis_iface, qgis_new_project, wait_for
+):
+    detect = {
+        "before": levir_pair["before"],
+        "after": levir_pair["after"],
+        "model": levir_model,
+        "out": tmp_path / "prob.tif",
+        "device": "cpu",
+        "scales": "1",
+    }
+    vectorize = {"prob": tmp_path / "prob.tif", "out": tmp_path / "changes.gpkg", "threshold": 0.2}
+    task = DetectTask(detect, vectorize, qgis_iface)
+    wait_for(task, timeout=300)
+    assert task.outcome.ok, task.outcome.error
+    added = results_layers()
+    rasters = [lyr for lyr in added if isinstance(lyr, QgsRasterLayer)]
+    vectors = [lyr for lyr in added if isinstance(lyr, QgsVectorLayer)]
+    assert len(rasters) == 1 and rasters[0].renderer().type() == "singlebandpseudocolor"
+    assert len(vectors) == 1 and vectors[0].isValid()
+
+
+def test_failed_run_pushes_one_clear_error(
+    tmp_path, qgis_iface, qgis_new_project, worker_python, wait_for
+):
+    from qgis.core import Qgis
+
+    qgis_iface.messageBar().clear_messages()
+    detect = {
+        "before": tmp_path / "missing_a.tif",
+        "after": tmp_path / "missing_b.tif",
+        "method": "cva",
+        "out": tmp_path / "prob.tif",
+    }
+    task = DetectTask(detect, None, qgis_iface)
+    wait_for(task, timeout=60)
+    assert not task.outcome.ok
+    errors = qgis_iface.messageBar().get_messages(Qgis.Critical)
+    assert len(errors) == 1 and "missing_a.tif" in errors[0]
+    assert not results_layers()
+
+
+def test_cancel_training_keeps_a_checkpoint(
+    levir_pair, levir_tags, tmp_path, qgis_iface, train_options
+):
+    run_dir = tmp_path / "run"
+    task = TrainTask(train_options(levir_pair, levir_tags, run_dir, epochs=200), qgis_iface)
+    steps = []
+    task.event_received.connect(lambda e: e["event"] == "metric" and steps.append(e))
+    QgsApplication.taskManager().addTask(task)
+    deadline = time.monotonic() + 240
+    while not steps and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        time.sleep(0.05)
+    assert steps, "training never reached its first step"
+    task.cancel()
+    deadline = time.monotonic() + 240
+    while task.outcome.returncode is None and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        time.sleep(0.05)
+    for _ in range(20):
+        QgsApplication.processEvents()
+    assert task.outcome.canceled
+    assert task.outcome.returncode is not None
+    assert (run_dir / "checkpoint.pt").exists()
