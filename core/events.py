@@ -41,6 +41,7 @@ class Reporter:
         self.err = err or sys.stderr
         self._last_progress = 0.0
         self._stage = ""
+        self._bar: Any = None
 
     def emit(self, event: dict[str, Any]) -> None:
         """Write one JSON event line and flush it."""
@@ -64,10 +65,20 @@ class Reporter:
                 }
             )
         elif self.err.isatty():
-            self.err.write(f"\r{self._stage:>10} {fraction * 100:5.1f}%  {message[:60]:<60}")
-            if fraction >= 1.0:
-                self.err.write("\n")
-            self.err.flush()
+            self._draw_bar(fraction, message)
+
+    def _draw_bar(self, fraction: float, message: str) -> None:
+        """A tqdm progress bar on the terminal, closed when the work reaches 100 %."""
+        from tqdm import tqdm
+
+        if self._bar is None:
+            bar_format = "{desc} {percentage:5.1f}%|{bar}| {elapsed}<{remaining} {postfix}"
+            self._bar = tqdm(total=1.0, file=self.err, desc=self._stage, bar_format=bar_format)
+        self._bar.n = fraction
+        self._bar.set_postfix_str(message[:50], refresh=True)
+        if fraction >= 1.0:
+            self._bar.close()
+            self._bar = None
 
     def log(self, level: str, message: str) -> None:
         """A log line (stderr in human mode, a ``log`` event under ``--jsonl``)."""
@@ -75,8 +86,11 @@ class Reporter:
             self.emit({"event": "log", "level": level, "message": message})
         elif level != "debug":
             prefix = "warning: " if level == "warning" else ""
-            self.err.write(f"{prefix}{message}\n")
-            self.err.flush()
+            if self._bar is not None:
+                self._bar.write(f"{prefix}{message}", file=self.err)
+            else:
+                self.err.write(f"{prefix}{message}\n")
+                self.err.flush()
 
     def metric(self, name: str, value: float, step: int) -> None:
         """A training curve point (only emitted under ``--jsonl``)."""

@@ -27,7 +27,12 @@ from core.validation import roc_auc
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Hyper-parameters; the defaults follow the KD-MSI reference except where noted."""
+    """Hyper-parameters; the defaults follow the KD-MSI reference except where noted.
+
+    ``lr`` is 3e-3, not the reference's 1e-3: with a few hundred tagged tiles training makes a few
+    hundred steps, and on pooled LEVIR + WHU tiles 3e-3 reached a held-out tag AUC of 0.96 against
+    0.90 for 1e-3 in 10 epochs (1e-2 saturated the student: 0.72). Chosen on tags, not pixels.
+    """
 
     backbone: str = "efficientnet-lite0"
     teacher_fusion: str = "minus"
@@ -35,7 +40,7 @@ class TrainParams:
     output_stride: int = 16
     epochs: int = 10
     batch_size: int = 8
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-4
     momentum: float = 0.9
     kd_weight: float = 10.0

@@ -190,7 +190,7 @@ class PanelWidgets(QWidget):
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(2000)
         layout.addWidget(self.progress)
-        layout.addWidget(_row(QLabel("KD-MSI tasks run in a worker process"), self.cancel_button))
+        layout.addWidget(self.cancel_button, 0, Qt.AlignRight)
         layout.addWidget(self.log_view, 1)
         return box
 

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
-        "--lr", type=float, default=1e-3, help="base learning rate (x10 on the teacher head)"
+        "--lr", type=float, default=3e-3, help="base learning rate (x10 on the teacher head)"
     )
     parser.add_argument(
         "--backbone",

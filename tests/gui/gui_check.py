@@ -210,6 +210,7 @@ class GuiCheck:
         log(f"tags {counts}")
         if counts["changed"] != len(changed) or counts["unchanged"] != len(unchanged):
             raise RuntimeError(f"clicks tagged {counts}, expected {len(changed)}/{len(unchanged)}")
+        self.dock.widget().ensureWidgetVisible(self.dock.ui.before_combo)  # the panel's top
         self.shoot_when_drawn("1_tagged_grid.png", self.train)
 
     def click(self, layer: Any, feature: Any, button: int) -> None:

@@ -191,6 +191,6 @@ def test_suggest_button_adds_a_styled_suggestions_layer(
     assert set(reasons) <= {"uncertain", "disagrees"}
     assert task.outcome.metrics["uncertain"] == len(untag)
     infos = qgis_iface.messageBar().get_messages(Qgis.Info)
-    assert any("tiles to tag next" in m for m in infos)
+    assert any("tiles to tag next" in m and "tags the model contradicts" in m for m in infos)
     dock.unload()
     dock.deleteLater()
