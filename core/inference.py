@@ -31,13 +31,15 @@ class TilingParams:
     Attributes:
         window: window edge in pixels.
         overlap: pixels shared by neighbouring windows.
+        margin: context pixels read around each window and cropped from its prediction
+            (reflected beyond the raster's edges).
         batch_size: windows per forward pass.
     """
 
     window: int = 256
     overlap: int = 64
-
     batch_size: int = 4
+    margin: int = 32
 
     @property
     def stride(self) -> int:
@@ -95,22 +97,53 @@ def _window_rows(pair: RasterPair, params: TilingParams) -> list[list[Window]]:
     ]
 
 
+def _read_with_margin(pair: RasterPair, window: Window, margin: int, stretch: PairStretch) -> tuple:
+    """Stretched dates of ``window`` grown by ``margin`` pixels, and the window's validity.
+
+    Inside the raster the margin holds real neighbouring pixels; beyond its edges it is filled by
+    reflection, so pixels on the raster's border see context like every other pixel instead of
+    the network's zero padding (which otherwise raises the probability along the border).
+    """
+    grid = pair.grid
+    grown = Window(
+        window.col - margin,
+        window.row - margin,
+        window.width + 2 * margin,
+        window.height + 2 * margin,
+    )
+    inside = grown.intersection(Window(0, 0, grid.width, grid.height))
+    data = pair.read(inside)
+    a = np.where(data.valid, stretch.before.apply(data.before), 0.0)
+    b = np.where(data.valid, stretch.after.apply(data.after), 0.0)
+    pad = (
+        (0, 0),
+        (inside.row - grown.row, grown.row_end - inside.row_end),
+        (inside.col - grown.col, grown.col_end - inside.col_end),
+    )
+    mode = "reflect" if min(inside.width, inside.height) > margin else "edge"
+    a, b = np.pad(a, pad, mode=mode), np.pad(b, pad, mode=mode)
+    core = window.relative_to(inside)
+    return a, b, data.valid[core.slices]
+
+
 def _predict_windows(
     pair: RasterPair,
     windows: list[Window],
     stretch: PairStretch,
     predictor: Predictor,
     device: torch.device,
+    margin: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read and predict a batch of equally sized windows; returns probabilities and validity."""
-    reads = [pair.read(w) for w in windows]
-    a = np.stack([np.where(r.valid, stretch.before.apply(r.before), 0.0) for r in reads])
-    b = np.stack([np.where(r.valid, stretch.after.apply(r.after), 0.0) for r in reads])
+    reads = [_read_with_margin(pair, w, margin, stretch) for w in windows]
+    a = np.stack([r[0] for r in reads])
+    b = np.stack([r[1] for r in reads])
     with torch.inference_mode():
         ta = torch.from_numpy(a).to(device).contiguous(memory_format=torch.channels_last)
         tb = torch.from_numpy(b).to(device).contiguous(memory_format=torch.channels_last)
         prob = predictor(ta, tb)[:, 0].float().cpu().numpy()
-    return prob, np.stack([r.valid for r in reads])
+    rows, cols = windows[0].height, windows[0].width
+    return prob[:, margin : margin + rows, margin : margin + cols], np.stack([r[2] for r in reads])
 
 
 def predict_pair(
@@ -150,7 +183,9 @@ def predict_pair(
             for start in range(0, len(row), params.batch_size):
                 callbacks.check_canceled()
                 batch = row[start : start + params.batch_size]
-                prob, valid = _predict_windows(pair, batch, stretch, predictor, device)
+                prob, valid = _predict_windows(
+                    pair, batch, stretch, predictor, device, params.margin
+                )
                 weight = blend_weight(batch[0].height, batch[0].width)
                 for window, p, v in zip(batch, prob, valid):
                     strip.add(window, p, v, weight)

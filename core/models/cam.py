@@ -27,12 +27,12 @@ from torch import nn
 
 from core.errors import KdmsiError
 from core.models.backbones import LogFn, build_backbone, expand_stats
+from core.models.distillation import distillation_loss
 
 FUSIONS: tuple[str, ...] = ("minus", "abs", "cat")
 TEACHER_FUSIONS: tuple[str, ...] = ("minus", "abs")
 HEAD_LR_MULTIPLIER = 10.0
 DEFAULT_KD_WEIGHT = 10.0
-TARGET_EPS = 1e-5
 
 BackboneFactory = Callable[[], nn.Module]
 
@@ -249,45 +249,6 @@ class CamPair(NamedTuple):
 
     teacher: torch.Tensor
     student: torch.Tensor
-
-
-def distillation_target(teacher_cam: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Teacher target for the student: ReLU(CAM) / (spatial max + eps) x label, detached.
-
-    Args:
-        teacher_cam: teacher CAM logits ``[N, 1, h, w]``.
-        y: image labels with ``N`` elements in {0, 1}.
-
-    Returns:
-        Target ``[N, 1, h, w]`` in [0, 1], zero for unchanged images, without gradient.
-    """
-    cam = F.relu(teacher_cam.detach())
-    peak = cam.amax(dim=(2, 3), keepdim=True)
-    label = y.detach().reshape(-1, 1, 1, 1).to(cam.dtype)
-    return cam / (peak + TARGET_EPS) * label
-
-
-def distillation_loss(
-    student_cam: torch.Tensor, teacher_cam: torch.Tensor, y: torch.Tensor, weight: float
-) -> torch.Tensor:
-    """``weight`` x MSE between sigmoid(student CAM) and :func:`distillation_target`.
-
-    A target of another size than the student's map is resized bilinearly to it.
-
-    Args:
-        student_cam: student CAM logits ``[N, 1, h, w]``.
-        teacher_cam: teacher CAM logits ``[N, 1, h', w']``.
-        y: image labels with ``N`` elements in {0, 1}.
-        weight: the distillation weight.
-
-    Returns:
-        A scalar; its gradient reaches the student only.
-    """
-    target = distillation_target(teacher_cam, y)
-    if target.shape[-2:] != student_cam.shape[-2:]:
-        size = tuple(student_cam.shape[-2:])
-        target = F.interpolate(target, size=size, mode="bilinear", align_corners=False)
-    return weight * F.mse_loss(torch.sigmoid(student_cam), target)
 
 
 class TeacherStudent(nn.Module):

@@ -9,6 +9,7 @@ from osgeo import gdal
 
 from core.detect_learned import DetectParams, detect_with_model
 from core.errors import KdmsiError
+from core.inference import TilingParams
 from core.modelfile import ModelInfo, save_model
 from core.models.cam import CamConfig, TeacherStudent
 from core.msi import cam_probability, msi
@@ -49,12 +50,17 @@ def pair(tmp_path_factory, write_raster, scene):
     return before, after
 
 
+M = TilingParams().margin  # context reflected around the raster's edges
+
+
 def whole_pair(before, after, bands) -> tuple[torch.Tensor, torch.Tensor]:
-    """The stretched pair as one batch, as the tiled prediction sees it."""
+    """The stretched pair as one batch, reflected by the margin, as the tiled prediction sees it."""
     with RasterPair.open(before, after, bands) as pair:
         stretch = compute_stretch(pair)
         data = pair.read(Window(0, 0, pair.grid.width, pair.grid.height))
         a, b = stretch.before.apply(data.before), stretch.after.apply(data.after)
+    pad = ((0, 0), (M, M), (M, M))
+    a, b = np.pad(a, pad, mode="reflect"), np.pad(b, pad, mode="reflect")
     return torch.from_numpy(a[None]), torch.from_numpy(b[None])
 
 
@@ -68,7 +74,7 @@ def test_single_scale_kdmsi_equals_the_student_on_the_whole_pair(networks, model
     assert threshold == pytest.approx(0.37)
     a, b = whole_pair(*pair, (4, 3, 2))
     with torch.inference_mode():
-        expected = msi(networks.student, a, b, scales=(1.0,), flip=False)[0, 0].numpy()
+        expected = msi(networks.student, a, b, scales=(1.0,), flip=False)[0, 0, M:-M, M:-M].numpy()
     got = read(out)
     assert got.shape == (70, 90)
     np.testing.assert_allclose(got, expected, atol=1e-4)
@@ -88,7 +94,7 @@ def test_cam_method_uses_the_teacher(networks, model, pair, tmp_path):
     detect_with_model(*pair, model, out, DetectParams(method="cam", device="cpu"))
     a, b = whole_pair(*pair, (4, 3, 2))
     with torch.inference_mode():
-        expected = cam_probability(networks.teacher, a, b)[0, 0].numpy()
+        expected = cam_probability(networks.teacher, a, b)[0, 0, M:-M, M:-M].numpy()
     np.testing.assert_allclose(read(out), expected, atol=1e-4)
     assert gdal.Open(str(out)).GetMetadata()["kdmsi_network"] == "teacher"
 
