@@ -33,8 +33,8 @@ class DemoInputs:
     labels: Path | None = None
     tags: Path | None = None
     bands: tuple[int, ...] | None = None
-    tile: int = 128
-    epochs: int = 4
+    tile: int = 64
+    epochs: int = 5
 
 
 def _inputs(
@@ -45,8 +45,7 @@ def _inputs(
         scene = make_scene(out / "scene")
         callbacks.info(
             f"No pair given: using a generated SYNTHETIC scene ({scene.before.parent}), "
-            "768x768 px, "
-            "EPSG:32633, with 25 new buildings as the change."
+            "1024x1024 px in EPSG:32633, with new neighbourhoods as the change."
         )
         return scene.before, scene.after, scene.label, True
     if inputs.before is None or inputs.after is None:

@@ -1,7 +1,8 @@
 """A small deterministic, georeferenced synthetic scene for the demo and fast tests.
 
 It is clearly synthetic: a smooth textured landscape with roads and rectangular "buildings"; the
-after image adds new buildings (the change), a global brightness shift and sensor noise.
+after image adds new neighbourhoods (bare-soil blocks with new roofs: the change), a global
+brightness shift and sensor noise.
 """
 
 from __future__ import annotations
@@ -38,21 +39,42 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
 
 
 def _draw_buildings(
-    image: np.ndarray, rng: np.random.Generator, count: int, mask: np.ndarray | None
+    image: np.ndarray,
+    rng: np.random.Generator,
+    count: int,
+    box: tuple[int, int, int, int],
+    largest: int = 24,
 ) -> None:
-    """Draw ``count`` bright rectangles with a dark shadow edge; mark them in ``mask``."""
+    """Draw ``count`` bright roofs (4 to ``largest`` px) with a shadow edge inside ``box``.
+
+    ``box`` is (row, col, rows, cols).
+    """
+    top, left, rows, cols = box
+    for _ in range(count):
+        h, w = (int(v) for v in rng.integers(4, max(5, min(largest, rows // 3, cols // 3)), size=2))
+        r = top + int(rng.integers(0, max(1, rows - h - 2)))
+        c = left + int(rng.integers(0, max(1, cols - w - 2)))
+        image[:, r : r + h, c : c + w] = (
+            rng.uniform(0.6, 0.95) * np.array([1.0, 0.9, 0.85])[:, None, None]
+        )
+        image[:, r + h : r + h + 2, c + 1 : c + w + 1] *= 0.5
+
+
+def _add_developments(
+    image: np.ndarray, rng: np.random.Generator, count: int, mask: np.ndarray
+) -> None:
+    """New neighbourhoods: bare-soil blocks with new roofs, marked as change in ``mask``."""
     size = image.shape[1]
     for _ in range(count):
-        h, w = rng.integers(8, 28, size=2)
-        r, c = rng.integers(4, size - 32, size=2)
-        roof = rng.uniform(0.55, 0.95) * np.array([1.0, 0.9, 0.85])[:, None, None]
-        image[:, r : r + h, c : c + w] = roof
-        image[:, r + h : r + h + 2, c + 2 : c + w + 2] *= 0.5
-        if mask is not None:
-            mask[r : r + h, c : c + w] = True
+        rows, cols = (int(v) for v in rng.integers(size // 20 + 4, size // 9 + 6, size=2))
+        top = int(rng.integers(0, size - rows))
+        left = int(rng.integers(0, size - cols))
+        image[:, top : top + rows, left : left + cols] = np.array([0.62, 0.52, 0.40])[:, None, None]
+        _draw_buildings(image, rng, max(2, rows * cols // 300), (top, left, rows, cols))
+        mask[top : top + rows, left : left + cols] = True
 
 
-def make_scene(folder: Path, size: int = 768, seed: int = 7) -> SceneFiles:
+def make_scene(folder: Path, size: int = 1024, seed: int = 7) -> SceneFiles:
     """Write ``before.tif``, ``after.tif`` (3-band uint8) and ``change.tif`` (0/255) in EPSG:32633.
 
     Args:
@@ -68,10 +90,10 @@ def make_scene(folder: Path, size: int = 768, seed: int = 7) -> SceneFiles:
     before = np.stack([ground * 0.9, ground * 1.05, ground * 0.8])
     before[:, size // 3 : size // 3 + 6, :] = 0.45
     before[:, :, size // 2 : size // 2 + 6] = 0.45
-    _draw_buildings(before, rng, 40, None)
+    _draw_buildings(before, rng, size // 20, (0, 0, size, size))
     after = before.copy()
     change = np.zeros((size, size), dtype=bool)
-    _draw_buildings(after, rng, 25, change)
+    _add_developments(after, rng, max(2, size // 80), change)
     after = after * 1.06 + 0.02
     noise = rng.normal(0, 0.02, size=(2, 3, size, size))
     srs = osr.SpatialReference()

@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", type=Path, help="pixel change mask to derive tile tags from")
     parser.add_argument("--tags", type=Path, help="tag layer instead of --labels")
     parser.add_argument("--bands", type=parse_bands)
-    parser.add_argument("--tile", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--tile", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
 
