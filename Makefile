@@ -43,7 +43,8 @@ format: setup
 	$(VENV)/bin/ruff check --fix core kdmsi_qgis tests
 
 bench: setup
-	$(VENV)/bin/kdmsi benchmark --data $(DATA)/levir_cd_full_scm $(DATA)/whu_cd_scm --out bench-results.json
+	$(VENV)/bin/kdmsi benchmark --data $(DATA)/levir_cd_full_scm $(DATA)/whu_cd_scm --tile 128 \
+		--seeds 0 1 2 --out bench-results.json
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from osgeo import ogr, osr
+from osgeo import ogr
 
 from core.callbacks import Callbacks
 from core.errors import KdmsiError
-from core.geotiff import check_output
+from core.gpkg import polygon_layer, window_polygon
 from core.grid import Grid
 from core.modelfile import ModelInfo, load_model
 from core.normalize import compute_stretch
@@ -26,7 +26,7 @@ from core.predictors import make_predictor
 from core.rasters import RasterPair
 from core.refine import predict_tiles
 from core.samples import load_tiles
-from core.tags import UNDEFINED_CARTESIAN, TaggedTile, TagLayer, read_tags
+from core.tags import TaggedTile, TagLayer, read_tags
 
 ogr.UseExceptions()
 LAYER = "suggestions"
@@ -165,48 +165,23 @@ def write_suggestions(
     Fields: ``tile_id``, ``score``, ``label`` (the tag, NULL when untagged), ``reason`` and
     ``rank`` (1 = look at it first, per reason).
     """
-    path = Path(path)
-    if path.suffix.lower() != ".gpkg":
-        raise KdmsiError(f"The suggestions file {path} must be a GeoPackage; use a .gpkg name.")
-    check_output(path, overwrite)
-    partial = path.with_name(f".{path.stem}.partial.gpkg")
-    partial.unlink(missing_ok=True)
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(partial))
-    srs = osr.SpatialReference(wkt=grid.crs_wkt or UNDEFINED_CARTESIAN)
-    layer = ds.CreateLayer(LAYER, srs, ogr.wkbPolygon)
-    for name, kind in (
+    fields = [
         ("tile_id", ogr.OFTInteger),
         ("score", ogr.OFTReal),
         ("label", ogr.OFTInteger),
         ("reason", ogr.OFTString),
         ("rank", ogr.OFTInteger),
-    ):
-        layer.CreateField(ogr.FieldDefn(name, kind))
-    ds.StartTransaction()
+    ]
     ranks: dict[str, int] = {}
-    for item in suggestions:
-        ranks[item.reason] = ranks.get(item.reason, 0) + 1
-        feature = ogr.Feature(layer.GetLayerDefn())
-        feature.SetField("tile_id", int(item.tagged.tile.tile_id))
-        feature.SetField("score", round(float(item.score), 4))
-        if item.tagged.label is not None:
-            feature.SetField("label", int(item.tagged.label))
-        feature.SetField("reason", item.reason)
-        feature.SetField("rank", ranks[item.reason])
-        feature.SetGeometry(_polygon(grid, item.tagged))
-        layer.CreateFeature(feature)
-    ds.CommitTransaction()
-    ds = None
-    if path.exists():
-        path.unlink()
-    partial.replace(path)
-
-
-def _polygon(grid: Grid, tagged: TaggedTile) -> ogr.Geometry:
-    """OGR polygon of a tile's footprint in map coordinates."""
-    ring = ogr.Geometry(ogr.wkbLinearRing)
-    for x, y in grid.window_ring(tagged.tile.window):
-        ring.AddPoint_2D(x, y)
-    polygon = ogr.Geometry(ogr.wkbPolygon)
-    polygon.AddGeometry(ring)
-    return polygon
+    with polygon_layer(path, grid, LAYER, fields, "suggestions file", overwrite) as layer:
+        for item in suggestions:
+            ranks[item.reason] = ranks.get(item.reason, 0) + 1
+            feature = ogr.Feature(layer.GetLayerDefn())
+            feature.SetField("tile_id", int(item.tagged.tile.tile_id))
+            feature.SetField("score", round(float(item.score), 4))
+            if item.tagged.label is not None:
+                feature.SetField("label", int(item.tagged.label))
+            feature.SetField("reason", item.reason)
+            feature.SetField("rank", ranks[item.reason])
+            feature.SetGeometry(window_polygon(grid, item.tagged.tile.window))
+            layer.CreateFeature(feature)

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from osgeo import ogr, osr
+from osgeo import ogr
 
 from core.errors import KdmsiError
-from core.geotiff import check_output
+from core.gpkg import polygon_layer, window_polygon
 from core.grid import Grid
 from core.rasters import open_raster
 from core.tiles import Tile
@@ -21,9 +21,6 @@ from core.windows import Window
 
 ogr.UseExceptions()
 LAYER = "tiles"
-# Pixel coordinates are Cartesian: without this, GDAL files a layer with no SRS under the
-# GeoPackage's "Undefined geographic SRS" (srs_id 0), i.e. as degrees.
-UNDEFINED_CARTESIAN = 'LOCAL_CS["Undefined Cartesian SRS"]'
 FIELDS = ("tile_id", "row", "col", "label", "px_col", "px_row", "px_width", "px_height")
 
 
@@ -82,36 +79,21 @@ def write_tags(
         meta: provenance stored as layer metadata (keys prefixed with ``kdmsi_``).
         overwrite: replace an existing file.
     """
-    path = Path(path)
-    if path.suffix.lower() != ".gpkg":
-        raise KdmsiError(f"The tag layer {path} must be a GeoPackage; use a .gpkg name.")
-    check_output(path, overwrite)
-    partial = path.with_name(f".{path.stem}.partial.gpkg")
-    partial.unlink(missing_ok=True)
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(partial))
-    srs = osr.SpatialReference(wkt=grid.crs_wkt or UNDEFINED_CARTESIAN)
-    layer = ds.CreateLayer(LAYER, srs, ogr.wkbPolygon)
-    for name in FIELDS:
-        layer.CreateField(ogr.FieldDefn(name, ogr.OFTInteger))
-    layer.SetMetadata({f"kdmsi_{k}": str(v) for k, v in meta.items()})
-    ds.StartTransaction()
-    for tile in tiles:
-        feature = ogr.Feature(layer.GetLayerDefn())
-        w = tile.window
-        values = (tile.tile_id, tile.row, tile.col, None, w.col, w.row, w.width, w.height)
-        for name, value in zip(FIELDS, values):
-            if value is not None:
-                feature.SetField(name, int(value))
-        label = labels.get(tile.tile_id)
-        if label is not None:
-            feature.SetField("label", int(label))
-        feature.SetGeometry(_polygon(grid, w))
-        layer.CreateFeature(feature)
-    ds.CommitTransaction()
-    ds = None
-    if path.exists():
-        path.unlink()
-    partial.replace(path)
+    fields = [(name, ogr.OFTInteger) for name in FIELDS]
+    with polygon_layer(path, grid, LAYER, fields, "tag layer", overwrite) as layer:
+        layer.SetMetadata({f"kdmsi_{k}": str(v) for k, v in meta.items()})
+        for tile in tiles:
+            feature = ogr.Feature(layer.GetLayerDefn())
+            w = tile.window
+            values = (tile.tile_id, tile.row, tile.col, None, w.col, w.row, w.width, w.height)
+            for name, value in zip(FIELDS, values):
+                if value is not None:
+                    feature.SetField(name, int(value))
+            label = labels.get(tile.tile_id)
+            if label is not None:
+                feature.SetField("label", int(label))
+            feature.SetGeometry(window_polygon(grid, w))
+            layer.CreateFeature(feature)
 
 
 def read_tags(path: Path) -> TagLayer:
@@ -183,13 +165,3 @@ def tags_from_mask(label_path: Path, tiles: list[Tile], grid: Grid) -> dict[int,
         valid = band.GetMaskBand().ReadAsArray(w.col, w.row, w.width, w.height) > 0
         tags[tile.tile_id] = int(bool(np.any((values > 0) & valid)))
     return tags
-
-
-def _polygon(grid: Grid, window: Window) -> ogr.Geometry:
-    """OGR polygon of a window's footprint in map coordinates."""
-    ring = ogr.Geometry(ogr.wkbLinearRing)
-    for x, y in grid.window_ring(window):
-        ring.AddPoint_2D(x, y)
-    polygon = ogr.Geometry(ogr.wkbPolygon)
-    polygon.AddGeometry(ring)
-    return polygon
