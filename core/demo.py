@@ -34,7 +34,7 @@ class DemoInputs:
     tags: Path | None = None
     bands: tuple[int, ...] | None = None
     tile: int = 64
-    epochs: int = 5
+    epochs: int = 6
 
 
 def _inputs(

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tags", type=Path, help="tag layer instead of --labels")
     parser.add_argument("--bands", type=parse_bands)
     parser.add_argument("--tile", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
 
