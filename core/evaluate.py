@@ -14,7 +14,7 @@ from osgeo import gdal
 from core.callbacks import Callbacks
 from core.errors import KdmsiError
 from core.metrics import ConfusionMatrix
-from core.rasters import open_raster
+from core.rasters import open_raster, read_failure
 from core.windows import Window, block_windows
 
 BLOCK = 1024
@@ -24,7 +24,10 @@ def _read(ds: gdal.Dataset, window: Window) -> tuple[np.ndarray, np.ndarray]:
     """Band 1 of a window and its validity (GDAL mask band > 0)."""
     band = ds.GetRasterBand(1)
     args = (window.col, window.row, window.width, window.height)
-    return band.ReadAsArray(*args), band.GetMaskBand().ReadAsArray(*args) > 0
+    try:
+        return band.ReadAsArray(*args), band.GetMaskBand().ReadAsArray(*args) > 0
+    except RuntimeError as exc:
+        raise read_failure(ds.GetDescription(), "raster", exc) from exc
 
 
 def _check_size(ds: gdal.Dataset, path: Path, width: int, height: int) -> None:

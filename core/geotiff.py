@@ -6,7 +6,6 @@ never leaves a file that looks finished.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from osgeo import gdal
 
 from core.errors import KdmsiError
 from core.grid import Grid
+from core.outputs import check_free_space, check_writable
 from core.windows import Window
 
 gdal.UseExceptions()
@@ -21,19 +21,46 @@ gdal.UseExceptions()
 _TYPES = {np.dtype("float32"): gdal.GDT_Float32, np.dtype("uint8"): gdal.GDT_Byte}
 
 
-def check_output(path: Path, overwrite: bool) -> None:
-    """Refuse an existing output (unless ``overwrite``) or a folder that cannot be written.
+def check_output(path: Path, overwrite: bool, needed: int = 0) -> None:
+    """Refuse an existing output (unless ``overwrite``), an unwritable folder or a full disk.
+
+    Args:
+        path: the output file.
+        overwrite: an existing file may be replaced.
+        needed: estimated bytes the output takes (0: do not check the free space).
 
     Raises:
         KdmsiError: naming the path and what to do.
     """
+    path = Path(path)
+    if path.is_dir():
+        raise KdmsiError(f"The output {path} is a folder; give a file name.")
     if path.exists() and not overwrite:
         raise KdmsiError(f"{path} already exists; pass --overwrite or choose another output.")
     folder = path.parent if str(path.parent) else Path()
     if not folder.is_dir():
         raise KdmsiError(f"The output folder {folder} does not exist; create it first.")
-    if not os.access(folder, os.W_OK):
-        raise KdmsiError(f"The output folder {folder} is not writable; choose another output.")
+    check_writable(folder, f"the output {path}")
+    if needed:
+        check_free_space(folder, needed, f"the output {path}")
+
+
+def geotiff_bytes(grid: Grid, bands: int = 1, dtype: np.dtype | type = np.float32) -> int:
+    """Upper estimate of a GeoTIFF's size on disk: its uncompressed pixels plus 1 %.
+
+    DEFLATE usually makes the file smaller, but noisy probabilities compress little, so the check
+    before writing uses the uncompressed size.
+    """
+    pixels = int(grid.width) * int(grid.height) * int(bands)
+    return int(pixels * np.dtype(dtype).itemsize * 1.01) + 65536
+
+
+def _write_error(path: Path, exc: BaseException) -> KdmsiError:
+    """The user error for a GeoTIFF that GDAL failed to create or write."""
+    return KdmsiError(
+        f"Writing {path} failed ({str(exc).strip() or type(exc).__name__}); "
+        "check the free disk space and the folder's permissions."
+    )
 
 
 class GeoTiffWriter:
@@ -54,19 +81,27 @@ class GeoTiffWriter:
         overwrite: bool = False,
     ) -> None:
         self.path = Path(path)
-        check_output(self.path, overwrite)
-        self.grid = grid
         self.dtype = np.dtype(dtype)
+        check_output(self.path, overwrite, geotiff_bytes(grid, bands, self.dtype))
+        self.grid = grid
         self.partial = self.path.with_name(f".{self.path.name}.partial")
         predictor = "3" if self.dtype.kind == "f" else "2"
-        self._ds = gdal.GetDriverByName("GTiff").Create(
-            str(self.partial),
-            grid.width,
-            grid.height,
-            bands,
-            _TYPES[self.dtype],
-            options=["TILED=YES", "COMPRESS=DEFLATE", f"PREDICTOR={predictor}", "BIGTIFF=IF_SAFER"],
-        )
+        try:
+            self._ds = gdal.GetDriverByName("GTiff").Create(
+                str(self.partial),
+                grid.width,
+                grid.height,
+                bands,
+                _TYPES[self.dtype],
+                options=[
+                    "TILED=YES",
+                    "COMPRESS=DEFLATE",
+                    f"PREDICTOR={predictor}",
+                    "BIGTIFF=IF_SAFER",
+                ],
+            )
+        except RuntimeError as exc:
+            raise _write_error(self.path, exc) from exc
         if grid.georeferenced:
             self._ds.SetGeoTransform(grid.geotransform)
         if grid.crs_wkt:
@@ -76,10 +111,17 @@ class GeoTiffWriter:
                 self._ds.GetRasterBand(index).SetNoDataValue(nodata)
 
     def write(self, window: Window, array: np.ndarray, band: int = 1) -> None:
-        """Write a ``[rows, cols]`` array at ``window`` into ``band`` (1-based)."""
-        self._ds.GetRasterBand(band).WriteArray(
-            array.astype(self.dtype, copy=False), window.col, window.row
-        )
+        """Write a ``[rows, cols]`` array at ``window`` into ``band`` (1-based).
+
+        Raises:
+            KdmsiError: when GDAL cannot write (e.g. the disk filled up).
+        """
+        try:
+            self._ds.GetRasterBand(band).WriteArray(
+                array.astype(self.dtype, copy=False), window.col, window.row
+            )
+        except RuntimeError as exc:
+            raise _write_error(self.path, exc) from exc
 
     def set_description(self, band: int, text: str) -> None:
         """Name a band (shown by QGIS and gdalinfo)."""
@@ -93,13 +135,18 @@ class GeoTiffWriter:
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        flush_error: RuntimeError | None = None
         try:
             self._ds.FlushCache()
+        except RuntimeError as error:
+            flush_error = error
         finally:
             self._ds = None
-        if exc_type is None:
+        if exc_type is None and flush_error is None:
             if self.path.exists():
                 self.path.unlink()
             self.partial.replace(self.path)
-        else:
-            self.partial.unlink(missing_ok=True)
+            return
+        self.partial.unlink(missing_ok=True)
+        if exc_type is None and flush_error is not None:
+            raise _write_error(self.path, flush_error) from flush_error

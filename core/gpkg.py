@@ -47,7 +47,13 @@ def polygon_layer(
     check_output(path, overwrite)
     partial = path.with_name(f".{path.stem}.partial.gpkg")
     partial.unlink(missing_ok=True)
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(partial))
+    try:
+        ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(partial))
+    except RuntimeError as exc:
+        raise KdmsiError(
+            f"The {role} {path} cannot be written ({str(exc).strip()}); check the free disk "
+            "space and the folder's permissions."
+        ) from exc
     try:
         srs = osr.SpatialReference(wkt=grid.crs_wkt or UNDEFINED_CARTESIAN)
         layer = ds.CreateLayer(name, srs, ogr.wkbPolygon)

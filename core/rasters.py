@@ -5,6 +5,7 @@ Nothing here loads a whole raster: reads are per window (or decimated, for stati
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def open_raster(path: Path | str, role: str = "raster") -> gdal.Dataset:
         raise KdmsiError(f"The {role} {path} does not exist; check the path.")
     if path.is_dir():
         raise KdmsiError(f"The {role} {path} is a folder; give the path of a raster file.")
+    if not os.access(path, os.R_OK):
+        raise KdmsiError(f"The {role} {path} is not readable; check its permissions.")
     try:
         ds = gdal.Open(str(path), gdal.GA_ReadOnly)
     except RuntimeError as exc:
@@ -45,7 +48,29 @@ def open_raster(path: Path | str, role: str = "raster") -> gdal.Dataset:
         ) from exc
     if ds is None or ds.RasterCount == 0:
         raise KdmsiError(f"The {role} {path} has no raster bands; give a GDAL raster file.")
+    try:  # corrupt GeoTIFF keys fail here, not at open
+        ds.GetGeoTransform(can_return_null=False)
+        ds.GetProjection()
+    except RuntimeError as exc:
+        raise KdmsiError(
+            f"The georeferencing of the {role} {path} cannot be read ({_first_line(exc)}); "
+            "the file is probably corrupt: copy or export it again."
+        ) from exc
     return ds
+
+
+def read_failure(path: Path | str, role: str, exc: BaseException) -> KdmsiError:
+    """The user error for a raster that opened but whose pixels GDAL cannot read.
+
+    Args:
+        path: the raster.
+        role: how to call it ("before raster", "label"...).
+        exc: GDAL's error (its first line is quoted).
+    """
+    return KdmsiError(
+        f"The {role} {path} cannot be read ({_first_line(exc)}); it is probably truncated or "
+        "corrupt: copy or export it again."
+    )
 
 
 def grid_of(ds: gdal.Dataset) -> Grid:
@@ -168,8 +193,14 @@ class RasterPair:
         Returns:
             The pixel values and the validity mask.
         """
-        a, valid_a = _read(self._before, self.bands, window, out_size)
-        b, valid_b = _read(self._after, self.bands, window, out_size)
+        try:
+            a, valid_a = _read(self._before, self.bands, window, out_size)
+        except RuntimeError as exc:
+            raise read_failure(self.before_path, "before raster", exc) from exc
+        try:
+            b, valid_b = _read(self._after, self.bands, window, out_size)
+        except RuntimeError as exc:
+            raise read_failure(self.after_path, "after raster", exc) from exc
         return PairWindow(a, b, valid_a & valid_b)
 
 

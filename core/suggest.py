@@ -26,7 +26,7 @@ from core.predictors import make_predictor
 from core.rasters import RasterPair
 from core.refine import predict_tiles
 from core.samples import load_tiles
-from core.tags import TaggedTile, TagLayer, read_tags
+from core.tags import TaggedTile, TagLayer, check_layer_fits, read_tags
 
 ogr.UseExceptions()
 LAYER = "suggestions"
@@ -143,6 +143,7 @@ def score_tiles(
     scores: list[TileScore] = []
     with RasterPair.open(before, after, bands, callbacks) as pair:
         _check_layer(layer, pair, tags_path)
+        check_layer_fits(layer, pair.grid, Path(tags_path), (Path(before), Path(after)), callbacks)
         size = int(layer.meta.get("tile", info.tile))
         stretch = compute_stretch(pair)
         for start in range(0, len(layer.tiles), CHUNK_TILES):

@@ -10,7 +10,7 @@ from core.errors import KdmsiError
 from core.normalize import compute_stretch
 from core.rasters import RasterPair
 from core.samples import TileSet, load_tiles
-from core.tags import read_tags, tags_from_mask
+from core.tags import check_layer_fits, read_tags, tags_from_mask
 from core.tiles import Tile, pair_tiles
 
 
@@ -38,12 +38,7 @@ def tiles_from_tag_layer(
     """
     layer = read_tags(tags_path)
     with RasterPair.open(before, after, bands, callbacks) as pair:
-        size = (int(layer.meta.get("width", -1)), int(layer.meta.get("height", -1)))
-        if size != (pair.grid.width, pair.grid.height):
-            raise KdmsiError(
-                f"The tag layer {tags_path} was made for a {size[0]}x{size[1]} raster, not "
-                f"{before} ({pair.grid.width}x{pair.grid.height}); make a grid for this pair."
-            )
+        check_layer_fits(layer, pair.grid, Path(tags_path), (Path(before), Path(after)), callbacks)
         tagged = layer.tagged
         if not tagged:
             raise KdmsiError(f"The tag layer {tags_path} has no tagged tile; tag some tiles first.")

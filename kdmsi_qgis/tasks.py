@@ -62,6 +62,7 @@ class WorkerTask(QgsTask):
         self.outcomes: list[WorkerOutcome] = []
         self.project = QgsProject.instance()
         self.added: list = []
+        self.worker: Optional[WorkerProcess] = None  # the step running now (tests, diagnostics)
         self._step = 0
 
     @property
@@ -86,7 +87,8 @@ class WorkerTask(QgsTask):
             except WorkerNotFound as exc:
                 self.outcomes.append(WorkerOutcome(error=str(exc)))
                 return False
-            outcome = WorkerProcess(argv, self._on_event, self.isCanceled).run()
+            self.worker = WorkerProcess(argv, self._on_event, self.isCanceled)
+            outcome = self.worker.run()
             self.outcomes.append(outcome)
             if not outcome.ok:
                 return False

@@ -10,7 +10,9 @@ import argparse
 from pathlib import Path
 
 from core.commands.options import add_overwrite, add_pair
+from core.errors import KdmsiError
 from core.events import Reporter
+from core.geotiff import check_output
 from core.rasters import RasterPair
 from core.tags import read_tags, tags_from_mask, write_tags
 from core.tiles import pair_tiles
@@ -31,8 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
     """Write the tag layer and report the tile counts."""
     callbacks = reporter.callbacks("grid")
+    if args.stride < 0:
+        raise KdmsiError(f"--stride {args.stride} is negative; give 0 (the tile size) or more.")
+    check_output(args.out, args.overwrite)
     with RasterPair.open(args.before, args.after, args.bands, callbacks) as pair:
         tiles = pair_tiles(pair, args.tile, args.stride)
+        if not tiles:
+            raise KdmsiError(
+                f"{args.before} and {args.after} have no pixel with data on both dates, so no "
+                "tile can be made; check their nodata values and overlap."
+            )
         labels = tags_from_mask(args.labels, tiles, pair.grid) if args.labels else {}
         meta = {
             "before": pair.before_path.resolve(),
