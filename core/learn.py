@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from core.callbacks import Callbacks
+from core.distributed import SINGLE, DistEnv
 from core.modelfile import ModelInfo, load_model, save_model
 from core.msi import msi
 from core.predictors import build_network
@@ -90,12 +91,14 @@ def train_model(
     val_fraction: float = 0.2,
     resume: bool = False,
     refine_params: RefineParams | None = None,
+    env: DistEnv = SINGLE,
 ) -> TrainResult:
     """Train KD-MSI on tagged tiles and write ``run_dir/model.pt``.
 
     After training, the thresholds are chosen on the held-out tiles' tags (all tiles when none
     are held out) and, when ``refine_params.epochs > 0``, the refinement network is trained on
-    pseudo labels of all tagged tiles.
+    pseudo labels of all tagged tiles. With several ranks (``env``) all of them train; rank 0
+    alone then chooses the thresholds and refines.
     """
     train_set, val_set = split_tags(tiles, val_fraction, params.seed, callbacks)
     info = ModelInfo(
@@ -109,12 +112,15 @@ def train_model(
             "tags": tiles.counts,
             "held_out": val_set.counts if val_set is not None else {},
             "params": asdict(params),
+            "processes": env.world_size,
         },
     )
-    trainer = Trainer(train_set, val_set, params, info, run_dir, device, callbacks)
+    trainer = Trainer(train_set, val_set, params, info, run_dir, device, callbacks, env)
     if resume:
         trainer.resume()
     result = trainer.run()
+    if not env.is_main:
+        return result
     choose_thresholds(
         result.model_path, val_set if val_set is not None else tiles, device, callbacks
     )

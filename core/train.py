@@ -3,6 +3,10 @@
 One SGD (Nesterov) optimizer updates both networks in the same step with poly decay. After each
 epoch the student is scored on held-out tags (image-level AUC) and the best epoch's networks are
 written to the model file; a checkpoint for ``--resume`` is written every epoch and on cancel.
+
+Under ``torchrun`` (:mod:`core.distributed`) the pair is wrapped in DistributedDataParallel, each
+rank trains on its part of every global batch (``batch_size`` is the global batch), batch norm is
+synchronised across GPUs (SyncBatchNorm) and rank 0 alone validates and writes files.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
+from core import distributed
 from core.callbacks import Callbacks
+from core.distributed import SINGLE, DistEnv
 from core.errors import Canceled, KdmsiError
 from core.modelfile import ModelInfo, save_model
 from core.models.cam import CamConfig, TeacherStudent, saturation_fraction
@@ -32,6 +39,11 @@ class TrainParams:
     ``lr`` is 3e-3, not the reference's 1e-3: with a few hundred tagged tiles training makes a few
     hundred steps, and on pooled LEVIR + WHU tiles 3e-3 reached a held-out tag AUC of 0.96 against
     0.90 for 1e-3 in 10 epochs (1e-2 saturated the student: 0.72). Chosen on tags, not pixels.
+
+    ``frozen_stages`` freezes the stem and the first stages of both backbones and computes them
+    once per batch for teacher and student (:class:`core.models.cam.TeacherStudent`); the default
+    was chosen by measurement (``python -m core.train_speed``, see docs/distributed.md).
+    ``freeze_bn`` keeps every batch norm on its running statistics.
     """
 
     backbone: str = "efficientnet-lite0"
@@ -48,6 +60,8 @@ class TrainParams:
     seed: int = 0
     pretrained: bool = True
     weights: str | None = None
+    frozen_stages: int = 3
+    freeze_bn: bool = False
 
     def cam_config(self, in_channels: int) -> CamConfig:
         """The network configuration these parameters describe."""
@@ -59,6 +73,8 @@ class TrainParams:
             in_channels=in_channels,
             pretrained=self.pretrained,
             kd_weight=self.kd_weight,
+            frozen_stages=self.frozen_stages,
+            freeze_bn=self.freeze_bn,
         )
 
 
@@ -97,14 +113,23 @@ class Trainer:
         run_dir: Path,
         device: torch.device,
         callbacks: Callbacks,
+        env: DistEnv = SINGLE,
     ) -> None:
         self.train_set, self.val_set, self.params, self.info = train_set, val_set, params, info
-        self.run_dir, self.device, self.cb = Path(run_dir), device, callbacks
+        self.run_dir, self.device, self.cb, self.env = Path(run_dir), device, callbacks, env
         torch.manual_seed(params.seed)
         config = params.cam_config(train_set.before.shape[1])
         weights = Path(params.weights) if params.weights else None
-        self.model = TeacherStudent(config, weights=weights, log=callbacks.log).to(device)
-        self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = TeacherStudent(config, weights=weights, log=callbacks.log)
+        if env.is_distributed and device.type == "cuda" and not params.freeze_bn:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.model = self.model.to(device).to(memory_format=torch.channels_last)
+        self.forward = self.model if not env.is_distributed else self._wrap_ddp()
+        if env.is_distributed and device.type != "cuda" and not params.freeze_bn:
+            callbacks.warning(
+                "Batch norm statistics are per process here (SyncBatchNorm needs CUDA); pass "
+                "--freeze-bn for the same training as one process with the same global batch."
+            )
         self.optimizer = torch.optim.SGD(
             self.model.param_groups(params.lr),
             lr=params.lr,
@@ -119,6 +144,11 @@ class Trainer:
         steps = max(1, math.ceil(len(train_set) / params.batch_size))
         self.total_iterations = steps * params.epochs
 
+    def _wrap_ddp(self) -> torch.nn.Module:
+        """DistributedDataParallel over the pair (rank 0's weights are broadcast to all)."""
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids)
+
     @property
     def checkpoint_path(self) -> Path:
         """The resumable checkpoint of this run."""
@@ -130,25 +160,41 @@ class Trainer:
         return self.run_dir / "model.pt"
 
     def resume(self) -> None:
-        """Restore networks, optimizer and progress from the run's checkpoint."""
-        if not self.checkpoint_path.is_file():
-            raise KdmsiError(
-                f"No checkpoint at {self.checkpoint_path} to resume; train without --resume."
-            )
+        """Restore networks, optimizer and progress from the run's checkpoint.
+
+        With several ranks, rank 0 reads the file and sends it to the others (the run folder
+        need not be shared).
+        """
+        saved = distributed.broadcast(self._read_checkpoint() if self.env.is_main else None)
+        if isinstance(saved, str):
+            raise KdmsiError(saved)
         try:
-            saved = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
             self.model.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(saved["optimizer"])
         except Exception as exc:
             raise KdmsiError(
                 f"The checkpoint {self.checkpoint_path} cannot be resumed ({type(exc).__name__}); "
-                "train without --resume."
+                "train without --resume, or with the options of the interrupted run."
             ) from exc
         self.state = TrainState(**saved["state"])
         self.cb.info(f"Resumed from {self.checkpoint_path} after epoch {self.state.epoch}.")
 
+    def _read_checkpoint(self) -> dict[str, Any] | str:
+        """The checkpoint's payload on the CPU, or the sentence saying why it cannot be read."""
+        if not self.checkpoint_path.is_file():
+            return f"No checkpoint at {self.checkpoint_path} to resume; train without --resume."
+        try:
+            return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            return (
+                f"The checkpoint {self.checkpoint_path} cannot be resumed ({type(exc).__name__}); "
+                "train without --resume."
+            )
+
     def save_checkpoint(self) -> None:
-        """Write the checkpoint atomically."""
+        """Write the checkpoint atomically (rank 0 only)."""
+        if not self.env.is_main:
+            return
         partial = self.checkpoint_path.with_name(".checkpoint.pt.partial")
         payload = {
             "model": self.model.state_dict(),
@@ -161,7 +207,8 @@ class Trainer:
 
     def run(self) -> TrainResult:
         """Train the remaining epochs; save on every epoch and on cancel."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             for epoch in range(self.state.epoch + 1, self.params.epochs + 1):
                 losses = self._train_epoch(epoch)
@@ -192,33 +239,29 @@ class Trainer:
         ) ** 0.9
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the training tiles; returns mean losses."""
+        """One pass over the training tiles (this rank's part of each batch); mean losses."""
         self.model.train()
         rng = np.random.default_rng(self.params.seed * 1000 + epoch)
         sums = {"teacher_bce": 0.0, "distill": 0.0, "saturated": 0.0}
         count = 0
-        steps = math.ceil(len(self.train_set) / self.params.batch_size)
+        size, total = self.params.batch_size, len(self.train_set)
+        steps = math.ceil(total / size)
         for step, (a, b, y) in enumerate(
-            batches(self.train_set, self.params.batch_size, rng, self.params.augment)
+            batches(self.train_set, size, rng, self.params.augment, self.env)
         ):
-            self.cb.check_canceled()
+            if distributed.any_rank(self.cb.is_canceled())[0]:
+                raise Canceled("canceled by the user")
             for group, base in zip(self.optimizer.param_groups, self.base_lrs):
                 group["lr"] = base * self._lr_factor()
             a, b, y = (to_tensor(t, self.device) for t in (a, b, y))
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                out = self.model.losses(a, b, y)
-            if not torch.isfinite(out.total):
-                kept = (
-                    f"the last good checkpoint {self.checkpoint_path} was kept; lower --lr and "
-                    "resume"
-                    if self.checkpoint_path.exists()
-                    else "no epoch finished, so nothing was saved; lower --lr and train again"
-                )
-                raise KdmsiError(
-                    f"Training diverged (loss {out.total.item()} at epoch {epoch}); {kept}."
-                )
+                out = self.model.losses_of(self.forward(a, b), y)
+            if distributed.any_rank(not torch.isfinite(out.total).item())[0]:
+                self._diverged(out.total.item(), epoch)
+            # DDP averages gradients over ranks: weigh each rank's mean by its share of the batch
+            share = len(y) * self.env.world_size / min(size, total - step * size)
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(out.total).backward()
+            self.scaler.scale(out.total * share).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.state.iteration += 1
@@ -232,10 +275,23 @@ class Trainer:
             self.cb.progress(
                 fraction, f"epoch {epoch}/{self.params.epochs}, loss {out.total.item():.4f}"
             )
-        return {k: v / max(count, 1) for k, v in sums.items()}
+        *totals, count = distributed.sum_over_ranks([*sums.values(), float(count)])
+        return {k: v / max(count, 1) for k, v in zip(sums, totals)}
+
+    def _diverged(self, loss: float, epoch: int) -> None:
+        """Stop with a clear error when the loss is not finite (on any rank)."""
+        kept = (
+            f"the last good checkpoint {self.checkpoint_path} was kept; lower --lr and resume"
+            if self.checkpoint_path.exists()
+            else "no epoch finished, so nothing was saved; lower --lr and train again"
+        )
+        raise KdmsiError(f"Training diverged (loss {loss} at epoch {epoch}); {kept}.")
 
     def _end_epoch(self, epoch: int, losses: dict[str, float]) -> None:
-        """Validate, log, keep the best model, write the checkpoint and curves."""
+        """Validate, log, keep the best model, write the checkpoint and curves (rank 0 only)."""
+        if not self.env.is_main:
+            self.state.epoch = epoch
+            return
         auc_student, auc_teacher = self._validate()
         score = auc_student if not math.isnan(auc_student) else float(epoch) / 1e6
         row = {

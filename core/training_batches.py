@@ -1,4 +1,9 @@
-"""Mini-batches of tiles with augmentation applied identically to both dates."""
+"""Mini-batches of tiles with augmentation applied identically to both dates.
+
+With several training processes (:mod:`core.distributed`) every rank draws the same global batches
+and the same augmentation of every tile in them (one shared seeded generator), then keeps its own
+contiguous part: the union of the ranks' parts is exactly the one-process batch.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from core.distributed import SINGLE, DistEnv, shard
 from core.samples import TileSet
 
 
@@ -17,37 +23,67 @@ def augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarr
     """
     k = int(rng.integers(4))
     flip = bool(rng.integers(2))
-    out = []
-    for array in arrays:
-        array = np.rot90(array, k, axes=(-2, -1))
-        out.append(array[..., ::-1] if flip else array)
-    return out
+    return [_transform(array, k, flip) for array in arrays]
+
+
+def _transform(array: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    array = np.rot90(array, k, axes=(-2, -1))
+    return array[..., ::-1] if flip else array
 
 
 def batches(
-    tiles: TileSet, batch_size: int, rng: np.random.Generator | None, use_augment: bool
+    tiles: TileSet,
+    batch_size: int,
+    rng: np.random.Generator | None,
+    use_augment: bool,
+    env: DistEnv = SINGLE,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield ``(before, after, labels)`` uint8/float batches, shuffled when ``rng`` is given."""
+    """Yield ``(before, after, labels)`` uint8/float batches, shuffled when ``rng`` is given.
+
+    Args:
+        tiles: the tile set.
+        batch_size: tiles per global batch (all ranks together).
+        rng: shuffles and draws the augmentation (None: in order, no augmentation).
+        use_augment: rotate and flip each tile (both dates alike).
+        env: the ranks; each yields its part of every global batch. With several ranks a last
+            batch smaller than the number of ranks is dropped (every rank needs a tile).
+
+    Yields:
+        Contiguous arrays ``[n, bands, T, T]`` (uint8) twice and labels ``[n]`` (float32).
+    """
     order = np.arange(len(tiles))
     if rng is not None:
         rng.shuffle(order)
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        a, b = tiles.before[index], tiles.after[index]
-        if use_augment and rng is not None:
-            pairs = [augment([a[i], b[i]], rng) for i in range(len(index))]
-            a = np.stack([p[0] for p in pairs])
-            b = np.stack([p[1] for p in pairs])
-        yield (
-            np.ascontiguousarray(a),
-            np.ascontiguousarray(b),
-            tiles.labels[index].astype(np.float32),
+        if env.is_distributed and len(index) < env.world_size:
+            return
+        # every tile's transform of the global batch is drawn, so the stream is rank-independent
+        transforms = (
+            [(int(rng.integers(4)), bool(rng.integers(2))) for _ in index]
+            if use_augment and rng is not None
+            else None
         )
+        part = shard(len(index), env)
+        mine = index[part]
+        a = np.empty((len(mine), *tiles.before.shape[1:]), dtype=tiles.before.dtype)
+        b = np.empty_like(a)
+        for row, i in enumerate(mine):
+            k, flip = transforms[part.start + row] if transforms else (0, False)
+            a[row] = _transform(tiles.before[i], k, flip)
+            b[row] = _transform(tiles.after[i], k, flip)
+        yield a, b, tiles.labels[mine].astype(np.float32)
 
 
 def to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 images become float in [0, 1] (channels-last); other arrays become float tensors."""
+    """uint8 images become float in [0, 1] (channels-last); other arrays become float tensors.
+
+    Images are moved and reordered as uint8 (a quarter of the bytes) and converted to float in
+    one pass.
+    """
     tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device)
     if array.dtype == np.uint8:
-        return (tensor.float() / 255.0).contiguous(memory_format=torch.channels_last)
+        if tensor.ndim == 4:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        return tensor.float().div_(255.0)
     return tensor.float()

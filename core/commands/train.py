@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.bands import parse_bands
 from core.errors import KdmsiError
 from core.events import Reporter
+
+if TYPE_CHECKING:
+    from core.distributed import DistEnv
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +59,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--val-fraction", type=float, default=0.2, help="tags held out to choose the epoch"
     )
     parser.add_argument("--no-augment", action="store_true", help="no flips/rotations")
+    parser.add_argument(
+        "--frozen-stages",
+        type=int,
+        default=3,
+        help="early backbone stages kept fixed and computed once for teacher and student "
+        "(0: train all; default 3: the stem and the stages at stride 2 and 4 of "
+        "efficientnet-lite0)",
+    )
+    parser.add_argument(
+        "--freeze-bn", action="store_true", help="batch norm on its running statistics throughout"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps"
@@ -88,14 +103,36 @@ def _tiles(args: argparse.Namespace, callbacks: object) -> tuple[object, tuple[i
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
-    """Load the tags, train, and report the model file."""
+    """Load the tags, train, and report the model file.
+
+    Under ``torchrun`` every rank runs this; rank 0 alone reports (docs/distributed.md).
+    OpenMP's passive wait policy is set by :func:`core.runtime.configure_process` before torch
+    is imported.
+    """
+    from core import distributed
+
+    env = distributed.detect()
+    try:
+        _train(args, reporter, env)
+    finally:
+        distributed.stop()
+
+
+def _train(args: argparse.Namespace, reporter: Reporter, env: DistEnv) -> None:
+    """Train in this process (one rank of ``env``)."""
+    from core import distributed
+    from core.callbacks import Callbacks
     from core.devices import pick_device
     from core.learn import train_model
+    from core.outputs import check_run_folder, training_bytes
     from core.refine import RefineParams
     from core.train import TrainParams
     from core.trainsets import check_tags
 
+    check_run_folder(args.out, training_bytes(args.backbone))
     callbacks = reporter.callbacks("train")
+    if not env.is_main:  # other ranks only listen for cancel
+        callbacks = Callbacks(is_canceled=callbacks.is_canceled)
     tiles, bands, source = _tiles(args, callbacks)
     check_tags(tiles, source)
     callbacks.info(f"{len(tiles)} tagged tiles of {tiles.tile_size} px: {tiles.counts}")
@@ -110,17 +147,34 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         augment=not args.no_augment,
         seed=args.seed,
         weights=str(args.weights) if args.weights else None,
+        frozen_stages=args.frozen_stages,
+        freeze_bn=args.freeze_bn,
     )
     if not args.resume and (args.out / "checkpoint.pt").exists():
         raise KdmsiError(
             f"{args.out} already holds a training run; pass --resume or choose another --out."
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(args.device, callbacks.log)
+    device = distributed.start(env, pick_device(args.device, callbacks.log))
+    if env.is_distributed:
+        callbacks.info(
+            f"Rank {env.rank} of {env.world_size} on {device}; global batch {args.batch_size}."
+        )
     refine = RefineParams(epochs=args.refine_epochs, seed=args.seed)
     result = train_model(
-        tiles, params, bands, args.out, device, callbacks, args.val_fraction, args.resume, refine
+        tiles,
+        params,
+        bands,
+        args.out,
+        device,
+        callbacks,
+        args.val_fraction,
+        args.resume,
+        refine,
+        env,
     )
+    if not env.is_main:
+        return
     outputs = {
         "model": str(result.model_path),
         "run_dir": str(result.run_dir),

@@ -136,6 +136,46 @@ class Backbone(nn.Module):
         """
         raise NotImplementedError
 
+    @property
+    def stage_count(self) -> int:
+        """Number of stages :meth:`stages` can split off (stage 0 is the stem)."""
+        raise NotImplementedError
+
+    def stages(self, count: int) -> list[nn.Module]:
+        """The modules of the first ``count`` stages (stage 0 is the stem).
+
+        Args:
+            count: number of stages, 0 to :attr:`stage_count`.
+
+        Returns:
+            The modules that compute them (to freeze them, or to copy their weights).
+        """
+        raise NotImplementedError
+
+    def forward_stages(self, x: torch.Tensor, count: int) -> torch.Tensor:
+        """Run the first ``count`` stages on normalized images.
+
+        Args:
+            x: tensor ``(N, in_channels, H, W)``, already normalized.
+            count: number of stages.
+
+        Returns:
+            The features after those stages (``x`` itself for 0).
+        """
+        raise NotImplementedError
+
+    def forward_high(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """Run the stages from ``start`` on, giving ``high`` (``forward_stages`` gave ``x``).
+
+        Args:
+            x: the output of ``forward_stages(images, start)``.
+            start: number of stages already run.
+
+        Returns:
+            ``Features.high`` of the images.
+        """
+        raise NotImplementedError
+
 
 def build_backbone(
     name: str = DEFAULT_BACKBONE,

@@ -27,7 +27,21 @@ from torch import nn
 
 from core.errors import KdmsiError
 from core.models.backbones import LogFn, build_backbone, expand_stats
+from core.models.cam_outputs import CamPair, LossBreakdown, image_logit, saturation_fraction
 from core.models.distillation import distillation_loss
+
+__all__ = [
+    "CamConfig",
+    "CamPair",
+    "LossBreakdown",
+    "ParamSplit",
+    "SiameseCAM",
+    "TeacherStudent",
+    "fuse",
+    "image_logit",
+    "normalize_input",
+    "saturation_fraction",
+]
 
 FUSIONS: tuple[str, ...] = ("minus", "abs", "cat")
 TEACHER_FUSIONS: tuple[str, ...] = ("minus", "abs")
@@ -82,36 +96,6 @@ def fuse(fa: torch.Tensor, fb: torch.Tensor, fusion: str) -> torch.Tensor:
     if fusion == "abs":
         return (fb - fa).abs()
     return torch.cat([fa, fb], dim=1)
-
-
-def image_logit(cam: torch.Tensor) -> torch.Tensor:
-    """Image-level change logit: the spatial mean of a CAM.
-
-    Args:
-        cam: CAM logits ``[N, 1, h, w]``.
-
-    Returns:
-        Logits ``[N]``.
-    """
-    return cam.mean(dim=(2, 3)).reshape(-1)
-
-
-def saturation_fraction(cam: torch.Tensor, tolerance: float = 1e-3) -> float:
-    """Fraction of pixels whose sigmoid lies within ``tolerance`` of 0 or 1 (for monitoring).
-
-    A student map near 1.0 has saturated: the sigmoid's gradient vanishes there and it stops
-    learning.
-
-    Args:
-        cam: CAM logits, any shape.
-        tolerance: distance from 0 or 1 counted as saturated.
-
-    Returns:
-        A fraction in [0, 1].
-    """
-    prob = torch.sigmoid(cam.detach().float())
-    saturated = (prob < tolerance) | (prob > 1.0 - tolerance)
-    return float(saturated.float().mean().item()) if saturated.numel() else 0.0
 
 
 class ParamSplit(NamedTuple):
@@ -177,6 +161,20 @@ class SiameseCAM(nn.Module):
         fa, fb = self.backbone(x).high.chunk(2, dim=0)
         return self.head(fuse(fa, fb, self.fusion))
 
+    def cam_after_stages(self, features: torch.Tensor, start: int) -> torch.Tensor:
+        """The CAM from the output of the backbone's first ``start`` stages.
+
+        Args:
+            features: ``backbone.forward_stages(normalized [A; B], start)``, both dates
+                concatenated along the batch.
+            start: number of stages already run.
+
+        Returns:
+            CAM logits ``[N, 1, h, w]``.
+        """
+        fa, fb = self.backbone.forward_high(features, start).chunk(2, dim=0)
+        return self.head(fuse(fa, fb, self.fusion))
+
     @staticmethod
     def image_logit(cam: torch.Tensor) -> torch.Tensor:
         """Image-level logit ``[N]``: the spatial mean of ``cam`` (see :func:`image_logit`)."""
@@ -203,6 +201,9 @@ class CamConfig:
         in_channels: number of input bands.
         pretrained: start the backbones from ImageNet weights.
         kd_weight: weight of the distillation MSE.
+        frozen_stages: early backbone stages kept fixed (stage 0 is the stem; see
+            :class:`TeacherStudent`); 0 trains everything.
+        freeze_bn: keep every batch norm in eval mode (running statistics, affine still trained).
     """
 
     backbone: str = "efficientnet-lite0"
@@ -212,47 +213,19 @@ class CamConfig:
     in_channels: int = 3
     pretrained: bool = True
     kd_weight: float = DEFAULT_KD_WEIGHT
-
-
-@dataclass
-class LossBreakdown:
-    """Losses of one teacher-student step.
-
-    Attributes:
-        teacher_bce: BCE of the teacher's image logit against the image label.
-        distill: ``kd_weight`` x MSE of the student's sigmoid map against the teacher target.
-        total: ``teacher_bce + distill`` (what to backpropagate).
-        teacher_logit: the teacher's image logits ``[N]`` (detached, for monitoring).
-        student_logit: the student's image logits ``[N]`` (detached, for monitoring).
-        student_cam: the student's CAM logits (detached, e.g. for :func:`saturation_fraction`).
-    """
-
-    teacher_bce: torch.Tensor
-    distill: torch.Tensor
-    total: torch.Tensor
-    teacher_logit: torch.Tensor
-    student_logit: torch.Tensor
-    student_cam: torch.Tensor
-
-    def scalars(self) -> dict[str, float]:
-        """Return the losses and the student's saturation as plain floats (for metric events)."""
-        return {
-            "loss": float(self.total.detach()),
-            "teacher_bce": float(self.teacher_bce.detach()),
-            "distill": float(self.distill.detach()),
-            "student_saturation": saturation_fraction(self.student_cam),
-        }
-
-
-class CamPair(NamedTuple):
-    """The CAM logits of teacher and student for one batch."""
-
-    teacher: torch.Tensor
-    student: torch.Tensor
+    frozen_stages: int = 0
+    freeze_bn: bool = False
 
 
 class TeacherStudent(nn.Module):
     """The KD-MSI pair trained jointly: teacher by image labels, student by distillation.
+
+    With ``config.frozen_stages = k > 0`` the first ``k`` backbone stages (the stem and stages 1
+    to ``k - 1``) are frozen: no gradient, batch norm in eval mode. The student's frozen stages are
+    set to the teacher's weights (the same ImageNet weights when pretrained), so both networks
+    compute the same features there and :meth:`forward` computes them once per batch, without
+    autograd, for both. The student keeps its own copy, so its state dict (and model files)
+    describe a whole :class:`SiameseCAM` that runs alone at inference.
 
     Attributes:
         config: what the pair is made of.
@@ -289,6 +262,41 @@ class TeacherStudent(nn.Module):
         make = factory if factory is not None else self._default_factory(weights, log)
         self.teacher = SiameseCAM(make(), self.config.teacher_fusion)
         self.student = SiameseCAM(make(), self.config.student_fusion)
+        self._freeze(self.config.frozen_stages)
+
+    def _freeze(self, count: int) -> None:
+        """Share the teacher's first ``count`` stages with the student and freeze them."""
+        limit = int(getattr(self.teacher.backbone, "stage_count", 0))
+        if count and not 0 < count <= limit:
+            raise KdmsiError(
+                f"{self.config.backbone} has {limit} stages to freeze; choose frozen stages "
+                f"from 0 to {limit}, not {count}."
+            )
+        pairs = zip(self.teacher.backbone.stages(count), self.student.backbone.stages(count))
+        for teacher_module, student_module in pairs:
+            student_module.load_state_dict(teacher_module.state_dict())
+        for module in self.frozen_modules:
+            module.requires_grad_(False)
+            module.eval()
+
+    @property
+    def frozen_modules(self) -> list[nn.Module]:
+        """The frozen modules of both backbones (empty when nothing is frozen)."""
+        count = self.config.frozen_stages
+        if not count:
+            return []
+        return [*self.teacher.backbone.stages(count), *self.student.backbone.stages(count)]
+
+    def train(self, mode: bool = True) -> TeacherStudent:
+        """Set training mode, keeping frozen stages (and, with ``freeze_bn``, all BN) in eval."""
+        super().train(mode)
+        for module in self.frozen_modules:
+            module.eval()
+        if self.config.freeze_bn:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def _default_factory(self, weights: Path | None, log: LogFn | None) -> BackboneFactory:
         cfg = self.config
@@ -315,7 +323,16 @@ class TeacherStudent(nn.Module):
         Returns:
             Teacher and student CAM logits.
         """
-        return CamPair(self.teacher(a, b), self.student(a, b))
+        count = self.config.frozen_stages
+        if not count:
+            return CamPair(self.teacher(a, b), self.student(a, b))
+        backbone = self.teacher.backbone
+        with torch.no_grad():
+            shared = backbone.forward_stages(normalize_input(torch.cat([a, b]), backbone), count)
+        return CamPair(
+            self.teacher.cam_after_stages(shared, count),
+            self.student.cam_after_stages(shared, count),
+        )
 
     def losses(self, a: torch.Tensor, b: torch.Tensor, y: torch.Tensor) -> LossBreakdown:
         """Compute the training losses of one batch.
@@ -328,7 +345,19 @@ class TeacherStudent(nn.Module):
         Returns:
             The loss terms; backpropagate ``total``.
         """
-        cams = self(a, b)
+        return self.losses_of(self(a, b), y)
+
+    def losses_of(self, cams: CamPair, y: torch.Tensor) -> LossBreakdown:
+        """Compute the training losses from the CAMs of :meth:`forward`.
+
+        Args:
+            cams: teacher and student CAM logits of a batch (e.g. from a
+                DistributedDataParallel wrapper of this module).
+            y: image labels with ``N`` elements, 1 changed and 0 unchanged.
+
+        Returns:
+            The loss terms; backpropagate ``total``.
+        """
         labels = y.reshape(-1).to(cams.teacher.dtype)
         teacher_logit = image_logit(cams.teacher)
         bce = F.binary_cross_entropy_with_logits(teacher_logit, labels)
@@ -360,7 +389,8 @@ class TeacherStudent(nn.Module):
 
         Returns:
             Groups ``teacher_backbone``, ``teacher_head``, ``student_backbone``,
-            ``student_head`` (empty ones left out); every parameter appears exactly once.
+            ``student_head`` (empty ones left out); every trainable parameter appears exactly
+            once (frozen stages are left out).
         """
         teacher = self.teacher.param_groups()
         student = self.student.param_groups()
@@ -370,6 +400,7 @@ class TeacherStudent(nn.Module):
             ("student_backbone", student.backbone, lr),
             ("student_head", student.head, lr),
         ]
+        groups = [(name, [p for p in ps if p.requires_grad], rate) for name, ps, rate in groups]
         return [
             {"name": name, "params": params, "lr": group_lr}
             for name, params, group_lr in groups

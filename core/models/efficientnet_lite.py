@@ -209,8 +209,8 @@ class MBConvBlock(nn.Module):
         """
         y = x
         if self._expand_conv is not None and self._bn0 is not None:
-            y = F.relu6(self._bn0(self._expand_conv(y)))
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+            y = F.relu6(self._bn0(self._expand_conv(y)), inplace=True)
+        y = F.relu6(self._bn1(self._depthwise_conv(y)), inplace=True)
         y = self._bn2(self._project_conv(y))
         return x + y if self.skip else y
 
@@ -263,7 +263,62 @@ class EfficientNetLite0(Backbone):
         self._conv_head = make_conv(blocks[-1].out_channels, HEAD_CHANNELS, 1)
         self._bn1 = make_bn(HEAD_CHANNELS)
         self.low_index = sum(stage.repeats for stage in LITE0_STAGES[: LOW_STAGE + 1]) - 1
+        # blocks[:stage_ends[k]] are the blocks of stages 1..k (stage 0 is the stem)
+        self.stage_ends = [0]
+        for stage in LITE0_STAGES:
+            self.stage_ends.append(self.stage_ends[-1] + stage.repeats)
         _init_weights(self)
+
+    @property
+    def stage_count(self) -> int:
+        """The stem and the seven MBConv stages."""
+        return len(self.stage_ends)
+
+    def stages(self, count: int) -> list[nn.Module]:
+        """The stem (stage 0) and the blocks of stages 1 to ``count - 1``.
+
+        Args:
+            count: number of stages, 0 to :attr:`stage_count`.
+
+        Returns:
+            The modules that compute them.
+        """
+        if count <= 0:
+            return []
+        return [self._conv_stem, self._bn0, *self._blocks[: self.stage_ends[count - 1]]]
+
+    def forward_stages(self, x: torch.Tensor, count: int) -> torch.Tensor:
+        """Run the stem and the blocks of the first ``count - 1`` MBConv stages.
+
+        Args:
+            x: images scaled to [-1, 1].
+            count: number of stages (0 returns ``x``).
+
+        Returns:
+            The features after those stages.
+        """
+        if count <= 0:
+            return x
+        x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
+        for block in self._blocks[: self.stage_ends[count - 1]]:
+            x = block(x)
+        return x
+
+    def forward_high(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """Run the stages from ``start`` on and the head.
+
+        Args:
+            x: ``forward_stages(images, start)``.
+            start: number of stages already run.
+
+        Returns:
+            The 1280-channel ``high`` features.
+        """
+        if start <= 0:
+            x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
+        for block in self._blocks[self.stage_ends[max(start - 1, 0)] :]:
+            x = block(x)
+        return F.relu6(self._bn1(self._conv_head(x)), inplace=True)
 
     def forward(self, x: torch.Tensor) -> Features:
         """Compute the features of images scaled to [-1, 1].
@@ -274,13 +329,13 @@ class EfficientNetLite0(Backbone):
         Returns:
             ``low`` (24 channels, stride 4) and ``high`` (1280 channels, ``output_stride``).
         """
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
         low = x
         for index, block in enumerate(self._blocks):
             x = block(x)
             if index == self.low_index:
                 low = x
-        high = F.relu6(self._bn1(self._conv_head(x)))
+        high = F.relu6(self._bn1(self._conv_head(x)), inplace=True)
         return Features(low, high)
 
 

@@ -251,6 +251,58 @@ class ResNet(Backbone):
         high = self.layer4(self.layer3(self.layer2(low)))
         return Features(low, high)
 
+    @property
+    def stage_count(self) -> int:
+        """The stem (convolution, batch norm, max pool) and ``layer1`` to ``layer4``."""
+        return 5
+
+    def _stage_modules(self) -> list[list[nn.Module]]:
+        return [[self.conv1, self.bn1], [self.layer1], [self.layer2], [self.layer3], [self.layer4]]
+
+    def stages(self, count: int) -> list[nn.Module]:
+        """The stem (stage 0) and ``layer1`` to ``layer{count - 1}``.
+
+        Args:
+            count: number of stages, 0 to 5.
+
+        Returns:
+            The modules that compute them.
+        """
+        return [m for group in self._stage_modules()[: max(count, 0)] for m in group]
+
+    def _run(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        if start <= 0 < stop:
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4)[
+            max(start - 1, 0) : stop - 1
+        ]:
+            x = layer(x)
+        return x
+
+    def forward_stages(self, x: torch.Tensor, count: int) -> torch.Tensor:
+        """Run the stem and ``layer1`` to ``layer{count - 1}``.
+
+        Args:
+            x: ImageNet-normalized images.
+            count: number of stages (0 returns ``x``).
+
+        Returns:
+            The features after those stages.
+        """
+        return self._run(x, 0, count)
+
+    def forward_high(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """Run the stages from ``start`` on.
+
+        Args:
+            x: ``forward_stages(images, start)``.
+            start: number of stages already run.
+
+        Returns:
+            ``layer4``'s features.
+        """
+        return self._run(x, start, self.stage_count)
+
 
 def _init_weights(model: nn.Module) -> None:
     for module in model.modules():
