@@ -1,18 +1,31 @@
-"""Change detection with a trained model over a whole pair (the learned methods of ``detect``)."""
+"""Change detection with a trained model over a whole pair (the learned methods of ``detect``).
+
+Engines: ``torch`` runs the networks of a ``.pt`` model file; ``onnx`` runs the student exported
+by ``kdmsi export`` with onnxruntime (``kdmsi`` method only, on the CPU; a ``.pt`` file is exported
+to a temporary ONNX file first); ``auto`` picks ``onnx`` for a ``.onnx`` model and ``torch``
+otherwise. ``workers > 1`` splits the raster into bands of rows computed by separate processes
+(:mod:`core.parallel_detect`); the result is the same as with one.
+"""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from core.callbacks import Callbacks
 from core.devices import pick_device
 from core.errors import KdmsiError
-from core.inference import TilingParams, predict_pair
-from core.modelfile import load_model
+from core.inference import Predictor, TilingParams, predict_pair
+from core.modelfile import ModelInfo, load_model
+from core.msi import MAX_PIXELS
 from core.normalize import compute_stretch
-from core.predictors import make_predictor
 from core.rasters import RasterPair
+
+ENGINES = ("auto", "torch", "onnx")
+MARGIN = 32
 
 
 @dataclass(frozen=True)
@@ -22,12 +35,16 @@ class DetectParams:
     Attributes:
         method: ``kdmsi``, ``cam`` or ``kdmsi-refined``.
         scales: MSI scales (``(1.0,)`` for single scale).
-        flip: also average horizontal flips.
+        flip: also average horizontal flips (the published MSI does).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        batch_size: windows per forward pass.
-        window: window edge; 0 means twice the training tile, kept between 256 and 512, so the
-            network sees context well beyond a tile and seams are few.
-        overlap: pixels shared by neighbouring windows; -1 means a quarter of the window.
+        batch_size: windows read and predicted together.
+        window: largest window edge; 0 picks 768 for single-scale methods and 512 with scales
+            above 1 (their largest resized window then stays near 1152 px), at least twice the
+            training tile, so the network sees context well beyond a tile and seams are few.
+        overlap: least overlap of neighbouring windows; -1 means 64 pixels (four map cells).
+        engine: ``auto``, ``torch`` or ``onnx`` (see the module's description).
+        workers: processes sharing the raster by bands of rows (1: this process only).
+        max_pixels: pixels per date of one forward pass (bounds memory, not the result).
     """
 
     method: str = "kdmsi"
@@ -37,6 +54,73 @@ class DetectParams:
     batch_size: int = 4
     window: int = 0
     overlap: int = -1
+    engine: str = "auto"
+    workers: int = 1
+    max_pixels: int = MAX_PIXELS
+
+    def tiling(self, tile: int, onnx: bool) -> TilingParams:
+        """The tiling for a model trained on ``tile`` px tiles (ONNX sizes are multiples of 16)."""
+        largest = max(self.scales) if self.method == "kdmsi" else 1.0
+        window = self.window or max(768 if largest <= 1.0 else 512, 2 * tile)
+        overlap = self.overlap if self.overlap >= 0 else min(64, window // 4)
+        align = (64 if len(self.scales) > 1 or largest != 1.0 else 16) if onnx else 1
+        return TilingParams(window, overlap, self.batch_size, MARGIN, align)
+
+
+def resolve_engine(engine: str, model_path: Path, method: str) -> str:
+    """``torch`` or ``onnx`` for the requested engine, model file and method.
+
+    Raises:
+        KdmsiError: an unknown engine, a torch engine for an ONNX file, or ONNX for a method
+            other than ``kdmsi``.
+    """
+    if engine not in ENGINES:
+        raise KdmsiError(f"--engine {engine} is unknown; use {', '.join(ENGINES)}.")
+    is_onnx = Path(model_path).suffix.lower() == ".onnx"
+    chosen = engine if engine != "auto" else ("onnx" if is_onnx else "torch")
+    if chosen == "torch" and is_onnx:
+        raise KdmsiError(
+            f"The model {model_path} is an ONNX file, which the torch engine cannot run; "
+            "use --engine onnx or give the .pt model file."
+        )
+    if chosen == "onnx" and method != "kdmsi":
+        raise KdmsiError(
+            f"The ONNX engine runs only --method kdmsi, not {method}; use --engine torch "
+            "with the .pt model file."
+        )
+    return chosen
+
+
+def load_predictor(
+    model_path: Path, params: DetectParams, device: torch.device, scratch: Path, threads: int = 0
+) -> tuple[ModelInfo, Predictor, str]:
+    """The model's description, its predictor for ``params`` and the engine that runs it.
+
+    Args:
+        model_path: a ``.pt`` model file or a ``.onnx`` export.
+        params: method, scales, engine...
+        device: where a torch network runs.
+        scratch: a folder for the temporary ONNX export of a ``.pt`` file.
+        threads: onnxruntime threads (0: its default, all cores).
+    """
+    from core import predictors
+
+    engine = resolve_engine(params.engine, model_path, params.method)
+    if engine == "torch":
+        info, states = load_model(model_path)
+        predictor = predictors.make_predictor(
+            params.method, info, states, Path(model_path), device, params.scales, params.flip,
+            params.max_pixels,
+        )  # fmt: skip
+        return info, predictor, engine
+    from core.onnx_export import OnnxStudent, export_onnx
+
+    onnx_path = Path(model_path)
+    if onnx_path.suffix.lower() != ".onnx":
+        onnx_path = export_onnx(model_path, scratch / "student.onnx")
+    student = OnnxStudent(onnx_path, threads)
+    predictor = predictors.onnx_predictor(student, params.scales, params.flip, params.max_pixels)
+    return student.info, predictor, engine
 
 
 def detect_with_model(
@@ -58,32 +142,54 @@ def detect_with_model(
         KdmsiError: when the bands do not match the model's.
     """
     callbacks = callbacks or Callbacks()
-    info, states = load_model(model_path)
+    if params.workers > 1:
+        from core.parallel_detect import detect_in_parallel
+
+        return detect_in_parallel(
+            before, after, model_path, out, params, bands, callbacks, overwrite
+        )
+    device = pick_device(params.device, callbacks.log)
+    with tempfile.TemporaryDirectory(prefix="kdmsi-onnx-") as scratch:
+        info, predictor, engine = load_predictor(model_path, params, device, Path(scratch))
+        bands = check_bands(info, bands, model_path)
+        metadata = detect_metadata(info, params, model_path, engine)
+        tiling = params.tiling(info.tile, engine == "onnx")
+        with RasterPair.open(before, after, bands, callbacks) as pair:
+            stretch = compute_stretch(pair)
+            predict_pair(
+                pair, predictor, stretch, out, tiling, device, metadata, callbacks, overwrite
+            )
+    return info.threshold_for(params.method, params.scales)
+
+
+def check_bands(info: ModelInfo, bands: tuple[int, ...] | None, model_path: Path) -> tuple:
+    """The bands to read: the model's unless given; their count must match the model's.
+
+    Raises:
+        KdmsiError: when the count differs.
+    """
     bands = bands or tuple(info.bands)
     if len(bands) != info.in_channels:
         raise KdmsiError(
             f"The model {model_path} was trained on {info.in_channels} band(s) {info.bands} but "
             f"{len(bands)} were given; pass --bands with {info.in_channels} bands."
         )
-    device = pick_device(params.device, callbacks.log)
+    return tuple(bands)
+
+
+def detect_metadata(
+    info: ModelInfo, params: DetectParams, model_path: Path, engine: str
+) -> dict[str, str]:
+    """The items stored in the probability GeoTIFF (method, network, threshold, scales...)."""
     network = {"kdmsi": "student", "cam": "teacher", "kdmsi-refined": "refined"}.get(
         params.method, ""
     )
-    predictor = make_predictor(
-        params.method, info, states, model_path, device, params.scales, params.flip
-    )
-    window = params.window or min(max(2 * info.tile, 256), 512)
-    overlap = params.overlap if params.overlap >= 0 else window // 4
-    tiling = TilingParams(window=window, overlap=overlap, batch_size=params.batch_size)
-    threshold = info.threshold_for(params.method, params.scales)
-    metadata = {
+    return {
         "kdmsi_method": params.method,
         "kdmsi_network": network,
-        "kdmsi_threshold": str(threshold),
+        "kdmsi_threshold": str(info.threshold_for(params.method, params.scales)),
         "kdmsi_scales": ",".join(f"{s:g}" for s in params.scales),
+        "kdmsi_flip": str(bool(params.flip)).lower(),
+        "kdmsi_engine": engine,
         "kdmsi_model": str(Path(model_path).resolve()),
     }
-    with RasterPair.open(before, after, bands, callbacks) as pair:
-        stretch = compute_stretch(pair)
-        predict_pair(pair, predictor, stretch, out, tiling, device, metadata, callbacks, overwrite)
-    return threshold

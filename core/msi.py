@@ -21,6 +21,7 @@ from torch import nn
 
 MSI_SCALES: tuple[float, ...] = (0.5, 1.0, 1.25, 2.0)
 CAM_EPS = 1e-5
+MAX_PIXELS = 1_000_000
 
 
 @contextmanager
@@ -61,8 +62,24 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+def _chunked(
+    model: nn.Module, a: torch.Tensor, b: torch.Tensor, max_pixels: int | None
+) -> torch.Tensor:
+    """``model(a, b)`` in batches of at most ``max_pixels`` pixels per date (one image at least)."""
+    per_image = a.shape[-2] * a.shape[-1]
+    step = a.shape[0] if not max_pixels else max(1, max_pixels // per_image)
+    if step >= a.shape[0]:
+        return model(a, b)
+    return torch.cat([model(a[i : i + step], b[i : i + step]) for i in range(0, len(a), step)])
+
+
 def _sigmoid_at_scale(
-    model: nn.Module, a: torch.Tensor, b: torch.Tensor, scale: float, flip: bool
+    model: nn.Module,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    scale: float,
+    flip: bool,
+    max_pixels: int | None = None,
 ) -> torch.Tensor:
     """Sigmoid of the model's map at one scale (flip-averaged), upsampled to the input size."""
     size = tuple(a.shape[-2:])
@@ -72,7 +89,7 @@ def _sigmoid_at_scale(
     if flip:
         a_s = torch.cat([a_s, a_s.flip(-1)], dim=0)
         b_s = torch.cat([b_s, b_s.flip(-1)], dim=0)
-    prob = torch.sigmoid(model(a_s, b_s).float())
+    prob = torch.sigmoid(_chunked(model, a_s, b_s, max_pixels).float())
     if flip:
         prob = 0.5 * (prob[:n] + prob[n:].flip(-1))
     return _resize(prob, size)
@@ -84,11 +101,14 @@ def msi(
     b: torch.Tensor,
     scales: Sequence[float] = MSI_SCALES,
     flip: bool = True,
+    max_pixels: int | None = None,
 ) -> torch.Tensor:
     """Change probability by Multiscale Sigmoid Inference.
 
     ``scales=(1.0,)`` with ``flip=False`` gives the plain single-scale sigmoid of the map,
-    upsampled bilinearly to the input size.
+    upsampled bilinearly to the input size. ``max_pixels`` bounds the memory of one forward
+    pass: the (resized, flip-doubled) batch is run in parts of at most that many pixels per
+    date (one image at least), with the same result.
 
     Args:
         model: the student (a :class:`core.models.cam.SiameseCAM`, or any module whose
@@ -97,6 +117,7 @@ def msi(
         b: date B images, same shape.
         scales: resize factors of the inputs.
         flip: also run on the horizontal flips and average.
+        max_pixels: pixels per date of one forward pass; None runs each scale in one pass.
 
     Returns:
         Change probability ``[N, 1, H, W]`` in [0, 1], float32.
@@ -109,7 +130,7 @@ def msi(
     with evaluating(model):
         total = None
         for scale in scales:
-            prob = _sigmoid_at_scale(model, a, b, float(scale), flip)
+            prob = _sigmoid_at_scale(model, a, b, float(scale), flip, max_pixels)
             total = prob if total is None else total + prob
         return total / len(scales)
 

@@ -1,7 +1,8 @@
 """Compute a change probability map of a pair, written as a GeoTIFF on A's grid.
 
 Methods: ``kdmsi`` (the trained student with Multiscale Sigmoid Inference; ``--scales 1`` for
-single scale), ``kdmsi-refined`` (the refinement network), ``cam`` (the teacher's CAM, the
+single scale; ``--engine onnx`` runs it with onnxruntime, ``--workers N`` in N processes),
+``kdmsi-refined`` (the refinement network), ``cam`` (the teacher's CAM, the
 ablation without distillation) and ``cva`` (change vector analysis with an Otsu threshold; no
 model needed). The threshold to use is stored in the GeoTIFF for ``vectorize`` and ``evaluate``.
 """
@@ -11,10 +12,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from core.commands.options import add_overwrite, add_pair
 from core.errors import KdmsiError
 from core.events import Reporter
-from core.rasters import RasterPair
+from core.geotiff import check_output, geotiff_bytes
+from core.rasters import RasterPair, grid_of, open_raster
 
 METHODS = ("kdmsi", "kdmsi-refined", "cam", "cva")
 
@@ -53,9 +57,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps"
     )
-    parser.add_argument("--batch-size", type=int, default=4, help="windows per forward pass")
+    parser.add_argument("--batch-size", type=int, default=4, help="windows read together")
     parser.add_argument(
-        "--window", type=int, default=0, help="window size (default: the model's tile)"
+        "--window",
+        type=int,
+        default=0,
+        help="largest window size (default 1024 single-scale, 512 with MSI)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="onnx runs the student with onnxruntime (--method kdmsi); auto: onnx for a .onnx "
+        "model from `kdmsi export`, else torch",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the raster by bands of rows"
     )
     add_overwrite(parser)
 
@@ -68,17 +85,24 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
 
         mask_out = args.mask_out or args.out.with_name(f"{args.out.stem}_mask.tif")
         with RasterPair.open(args.before, args.after, args.bands, callbacks) as pair:
+            check_output(args.out, args.overwrite, geotiff_bytes(pair.grid))
+            check_output(mask_out, args.overwrite, geotiff_bytes(pair.grid, dtype=np.uint8))
             result = run_cva(pair, args.out, mask_out, callbacks, args.overwrite)
         outputs = {"probability": str(result.probability), "mask": str(result.mask)}
         reporter.result(outputs, {"threshold": 0.5, "cva_magnitude_threshold": result.threshold})
         return
     if args.model is None:
         raise KdmsiError(f"--method {args.method} needs --model FILE from `kdmsi train`.")
+    grid = grid_of(open_raster(args.before, "before raster"))
+    check_output(args.out, args.overwrite, geotiff_bytes(grid))
     from core.detect_learned import DetectParams, detect_with_model
 
+    if args.workers < 1 or args.batch_size < 1 or args.window < 0:
+        raise KdmsiError("--workers and --batch-size must be at least 1 and --window positive.")
     params = DetectParams(
-        args.method, args.scales, not args.no_flip, args.device, args.batch_size, args.window
-    )
+        args.method, args.scales, not args.no_flip, args.device, args.batch_size, args.window,
+        engine=args.engine, workers=args.workers,
+    )  # fmt: skip
     threshold = detect_with_model(
         args.before, args.after, args.model, args.out, params, args.bands, callbacks, args.overwrite
     )
