@@ -9,7 +9,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-f
 	python3-venv python3-pip python3-matplotlib xvfb xauth imagemagick
 PYTEST := QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
-.PHONY: setup demo test test-all lint format bench clean zip deploy gui-check
+.PHONY: setup demo test test-all lint format bench bench-accuracy clean zip deploy gui-check
 
 setup: $(STAMP)
 
@@ -42,7 +42,15 @@ format: setup
 	$(VENV)/bin/ruff format core kdmsi_qgis tests
 	$(VENV)/bin/ruff check --fix core kdmsi_qgis tests
 
+# Speed and memory (kdmsi perf, < 20 min on 2 cores; inputs generated under PERF_WORK and reused):
+# writes perf-results.json and the perf section of BENCHMARKS.md.
+PERF_WORK ?= /tmp/kdmsi-perf
+
 bench: setup
+	$(VENV)/bin/kdmsi perf --work $(PERF_WORK) --out perf-results.json --markdown BENCHMARKS.md
+
+# Accuracy: every method side by side on the real samples, three seeds (about an hour on 2 cores).
+bench-accuracy: setup
 	$(VENV)/bin/kdmsi benchmark --data $(DATA)/levir_cd_full_scm $(DATA)/whu_cd_scm --tile 128 \
 		--seeds 0 1 2 --out bench-results.json
 

@@ -17,6 +17,7 @@ from types import FrameType
 from core import __version__
 from core.errors import Canceled, KdmsiError
 from core.events import Reporter
+from core.runtime import configure_process
 
 COMMANDS = {
     "grid": "make a tile grid (tag layer) over a pair, optionally tagged from a pixel mask",
@@ -27,6 +28,8 @@ COMMANDS = {
     "benchmark": "score every method side by side on labelled dataset folders",
     "demo": "run KD-MSI end to end on a synthetic scene or your pair",
     "suggest": "score the tiles with a model: where to tag next, and tags it disagrees with",
+    "export": "export the trained student to ONNX (for onnxruntime inference)",
+    "perf": "performance benchmarks: speed, memory, vectorization (make bench)",
 }
 EXIT_USER_ERROR = 2
 EXIT_CANCELED = 130
@@ -71,6 +74,7 @@ def _install_sigterm(cancel: threading.Event) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return the exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    configure_process()
     cancel = threading.Event()
     reporter = Reporter(jsonl="--jsonl" in argv, cancel=cancel)
     debug = "--debug" in argv

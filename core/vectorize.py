@@ -14,6 +14,12 @@ by 255, so 0/255 masks and 8-bit probabilities work with threshold 0.5 (128 and 
 Byte bands of 0/1 and every other data type are used as they are. ``mean_prob`` and ``max_prob``
 are reported on the same scale.
 
+A georeferenced, all-valid 0/1 Byte mask cut at a threshold in (0, 1] takes a shorter road with
+the same result: it is polygonized as it is (no temporary mask), its statistics are 1, and
+without simplification ``gdal.VectorTranslate`` copies the polygons with their ``OGR_GEOM_AREA``
+(no Python per polygon). The raster side lives in :mod:`core.vector_raster`, the writing in
+:mod:`core.vector_output`.
+
 The output is written under a temporary name in the destination folder and renamed at the end,
 so a failure never leaves a file (or set of shapefile files) that looks complete.
 """
@@ -25,21 +31,25 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
-from osgeo import gdal, ogr, osr
-from shapely import wkb
+from osgeo import gdal, ogr
 
 from core.callbacks import Callbacks
-from core.errors import Canceled, KdmsiError
-from core.rasters import grid_of
+from core.errors import KdmsiError
+from core.vector_output import copy_constant, write_polygons
+from core.vector_raster import (
+    PolygonStats,
+    Source,
+    numbered,
+    open_source,
+    polygon_stats,
+    polygonize,
+    threshold_mask,
+)
 
-_TARGET_CHUNK_PIXELS = 1 << 22
 _SHAPEFILE_PARTS = (
     ".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".shp.xml",
 )  # fmt: skip
-_TEMP_TIFF = ("COMPRESS=DEFLATE", "ZLEVEL=1")
 
 
 @dataclass(frozen=True)
@@ -83,33 +93,6 @@ class VectorizeResult:
     total_area: float
 
 
-@dataclass
-class _Source:
-    """The opened probability raster and how to read it."""
-
-    dataset: gdal.Dataset
-    band: gdal.Band
-    divisor: float
-    srs: osr.SpatialReference | None
-    width: int
-    height: int
-
-    @property
-    def pixel_area(self) -> float:
-        """Area of one pixel in map units squared (1 without georeferencing)."""
-        gt = self.dataset.GetGeoTransform()
-        return abs(gt[1] * gt[5] - gt[2] * gt[4]) or 1.0
-
-    def read(self, row: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(values / divisor as float64, valid)`` for ``rows`` full rows from ``row``."""
-        values = self.band.ReadAsArray(0, row, self.width, rows).astype(np.float64)
-        values /= self.divisor
-        valid = np.isfinite(values)
-        if self.band.GetMaskFlags() != gdal.GMF_ALL_VALID:
-            valid &= self.band.GetMaskBand().ReadAsArray(0, row, self.width, rows) > 0
-        return values, valid
-
-
 def _output_parts(path: Path) -> list[Path]:
     """Return the files that make up the output (every shapefile sidecar, or the file)."""
     if path.suffix.lower() != ".shp":
@@ -132,230 +115,6 @@ def _check_paths(prob_path: Path, out_path: Path, overwrite: bool) -> str:
     return driver
 
 
-def _open_source(prob_path: Path) -> _Source:
-    """Open the raster, pick the value scale and the CRS (traditional x/y axis order)."""
-    try:
-        dataset = gdal.Open(str(prob_path))
-    except RuntimeError as exc:
-        raise KdmsiError(f"Cannot open {prob_path}; give a GDAL-readable raster.") from exc
-    if dataset is None or dataset.RasterCount < 1:
-        raise KdmsiError(f"{prob_path} has no raster band; give a single band raster.")
-    band = dataset.GetRasterBand(1)
-    divisor = 1.0
-    if band.DataType == gdal.GDT_Byte:
-        try:
-            if band.ComputeRasterMinMax(False)[1] > 1:
-                divisor = 255.0
-        except RuntimeError:  # no valid pixel at all
-            pass
-    srs = dataset.GetSpatialRef()
-    if srs is not None:
-        srs = srs.Clone()
-        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    return _Source(dataset, band, divisor, srs, dataset.RasterXSize, dataset.RasterYSize)
-
-
-def _row_chunks(source: _Source) -> list[tuple[int, int]]:
-    """Split the rows into ``(first_row, row_count)`` chunks of a few million pixels."""
-    block_rows = max(1, source.band.GetBlockSize()[1])
-    rows = max(1, _TARGET_CHUNK_PIXELS // max(1, source.width))
-    if rows >= block_rows:
-        rows -= rows % block_rows
-    return [(row, min(rows, source.height - row)) for row in range(0, source.height, rows)]
-
-
-def _temp_raster(source: _Source, path: Path, data_type: int) -> gdal.Dataset:
-    """Create a one band GeoTIFF on the source grid (no CRS) filled with zeros."""
-    driver = gdal.GetDriverByName("GTiff")
-    raster = driver.Create(str(path), source.width, source.height, 1, data_type, _TEMP_TIFF)
-    raster.SetGeoTransform(grid_of(source.dataset).display_transform)
-    return raster
-
-
-def _threshold(source: _Source, threshold: float, path: Path, callbacks: Callbacks) -> gdal.Dataset:
-    """Write the 0/1 change mask of ``source`` to a temporary GeoTIFF, chunk by chunk."""
-    mask = _temp_raster(source, path, gdal.GDT_Byte)
-    band = mask.GetRasterBand(1)
-    chunks = _row_chunks(source)
-    for index, (row, rows) in enumerate(chunks):
-        callbacks.check_canceled()
-        values, valid = source.read(row, rows)
-        band.WriteArray((valid & (values >= threshold)).astype(np.uint8), 0, row)
-        callbacks.progress(0.2 * (index + 1) / len(chunks), "thresholding")
-    band.FlushCache()
-    return mask
-
-
-def _run_gdal(
-    callbacks: Callbacks,
-    stage: tuple[float, float, str],
-    function: Callable[..., object],
-    *args: object,
-    **kwargs: object,
-) -> None:
-    """Call GDAL with progress mapped onto ``stage`` (start, end, message); cancel stops it."""
-    start, end, message = stage
-
-    def report(complete: float, _message: str, _data: object) -> int:
-        if callbacks.is_canceled():
-            return 0
-        callbacks.progress(start + (end - start) * min(max(complete, 0.0), 1.0), message)
-        return 1
-
-    try:
-        function(*args, callback=report, **kwargs)
-    except RuntimeError as exc:
-        if callbacks.is_canceled():
-            raise Canceled("vectorizing canceled by the user") from exc
-        raise
-
-
-def _polygonize(
-    mask: gdal.Dataset, source: _Source, connectivity: int, callbacks: Callbacks
-) -> tuple[ogr.DataSource, ogr.Layer]:
-    """Polygonize the change pixels of ``mask`` into the in-memory layer ``polygons``."""
-    memory = ogr.GetDriverByName("Memory").CreateDataSource("polygons")
-    srs = source.srs
-    if srs is None:  # a local CRS keeps RasterizeLayer from warning about a missing one
-        srs = osr.SpatialReference()
-        srs.SetLocalCS("pixels")
-    layer = memory.CreateLayer("polygons", srs, ogr.wkbPolygon)
-    band = mask.GetRasterBand(1)
-    options = ["8CONNECTED=8"] if connectivity == 8 else []
-    stage = (0.2, 0.5, "polygonizing")
-    _run_gdal(callbacks, stage, gdal.Polygonize, band, band, layer, -1, options)
-    return memory, layer
-
-
-def _numbered(memory: ogr.DataSource, min_area: float) -> ogr.Layer:
-    """Return an SQL view of the polygons of at least ``min_area`` with ``pid`` = FID + 1.
-
-    Release it with ``memory.ReleaseResultSet``. OGR_GEOM_AREA is the same OGR area as GetArea.
-    """
-    where = f" WHERE OGR_GEOM_AREA >= {min_area!r}" if min_area > 0 else ""
-    return memory.ExecuteSQL(f'SELECT CAST(FID + 1 AS integer) AS pid FROM "polygons"{where}')
-
-
-@dataclass
-class _Stats:
-    """Per polygon sums, pixel counts and maxima of the probability, indexed by pid.
-
-    The Memory driver numbers new features 0, 1, 2, ... so pids (FID + 1) stay below n + 1.
-    """
-
-    sums: np.ndarray
-    counts: np.ndarray
-    maxima: np.ndarray
-
-    @property
-    def means(self) -> np.ndarray:
-        """Mean probability per pid (0 where a polygon has no pixel)."""
-        return self.sums / np.maximum(self.counts, 1)
-
-    def add(self, ids: np.ndarray, values: np.ndarray) -> None:
-        """Accumulate pixels with polygon ids ``ids`` (all > 0) and probabilities ``values``."""
-        size = self.sums.size
-        self.sums += np.bincount(ids, weights=values, minlength=size)
-        self.counts += np.bincount(ids, minlength=size)
-        order = np.lexsort((values, ids))
-        ids, values = ids[order], values[order]
-        last = np.append(ids[1:] != ids[:-1], True)  # largest value of each id comes last
-        self.maxima[ids[last]] = np.maximum(self.maxima[ids[last]], values[last])
-
-
-def _polygon_stats(
-    layer: ogr.Layer, count: int, source: _Source, path: Path, callbacks: Callbacks
-) -> _Stats:
-    """Rasterize the polygon ids onto the source grid and gather probability statistics."""
-    stats = _Stats(np.zeros(count + 1), np.zeros(count + 1, np.int64), np.full(count + 1, -np.inf))
-    if count == 0:
-        return stats
-    ids = _temp_raster(source, path, gdal.GDT_Int32)
-    layer.ResetReading()
-    stage = (0.5, 0.7, "measuring polygons")
-    _run_gdal(callbacks, stage, gdal.RasterizeLayer, ids, [1], layer, options=["ATTRIBUTE=pid"])
-    ids_band = ids.GetRasterBand(1)
-    chunks = _row_chunks(source)
-    for index, (row, rows) in enumerate(chunks):
-        callbacks.check_canceled()
-        pids = ids_band.ReadAsArray(0, row, source.width, rows).ravel()
-        inside = pids > 0
-        if inside.any():
-            values, _valid = source.read(row, rows)
-            stats.add(pids[inside].astype(np.int64), values.ravel()[inside])
-        callbacks.progress(0.7 + 0.1 * (index + 1) / len(chunks), "measuring polygons")
-    return stats
-
-
-def _simplified(geometry: ogr.Geometry, tolerance: float) -> ogr.Geometry:
-    """Simplify with shapely, preserving topology; keep the original if it would degenerate."""
-    if tolerance <= 0:
-        return geometry
-    shape = wkb.loads(bytes(geometry.ExportToWkb()))
-    simple = shape.simplify(tolerance, preserve_topology=True)
-    if simple.is_empty or simple.geom_type != "Polygon":
-        return geometry
-    return ogr.CreateGeometryFromWkb(simple.wkb)
-
-
-def _output_srs(source: _Source, driver: str) -> osr.SpatialReference | None:
-    """Return the raster's CRS, or GeoPackage's "undefined Cartesian" (not GDAL's 0, geographic)."""
-    if source.srs is not None or driver != "GPKG":
-        return source.srs
-    undefined = osr.SpatialReference()
-    undefined.ImportFromWkt('LOCAL_CS["Undefined Cartesian SRS"]')
-    return undefined
-
-
-def _create_fields(layer: ogr.Layer, driver: str, source: _Source) -> None:
-    """Add ``area``, ``mean_prob`` and ``max_prob``; size shapefile fields to the areas."""
-    area = ogr.FieldDefn("area", ogr.OFTReal)
-    if driver == "ESRI Shapefile":  # DBF numbers are fixed-width text: keep ~10 digits
-        decimals = min(20, max(0, 10 - math.floor(math.log10(source.pixel_area))))
-        largest = source.pixel_area * source.width * source.height
-        area.SetWidth(max(1, math.floor(math.log10(max(largest, 1.0))) + 1) + decimals + 2)
-        area.SetPrecision(decimals)
-    layer.CreateField(area)
-    layer.CreateField(ogr.FieldDefn("mean_prob", ogr.OFTReal))
-    layer.CreateField(ogr.FieldDefn("max_prob", ogr.OFTReal))
-
-
-def _write(
-    polygons: ogr.Layer,
-    stats: _Stats,
-    target: tuple[Path, str, str],
-    source: _Source,
-    params: VectorizeParams,
-    callbacks: Callbacks,
-) -> tuple[int, float]:
-    """Write the polygons with their attributes; return ``(count, total_area)``."""
-    path, driver, layer_name = target
-    dataset = ogr.GetDriverByName(driver).CreateDataSource(str(path))
-    layer = dataset.CreateLayer(layer_name, _output_srs(source, driver), ogr.wkbPolygon)
-    _create_fields(layer, driver, source)  # fields 0, 1, 2: area, mean_prob, max_prob
-    definition = layer.GetLayerDefn()
-    means, maxima = stats.means.tolist(), stats.maxima.tolist()
-    count, total = 0, 0.0
-    layer.StartTransaction()
-    for feature in polygons:
-        pid = feature.GetFieldAsInteger64(0)
-        geometry = _simplified(feature.GetGeometryRef(), params.simplify)
-        out = ogr.Feature(definition)
-        out.SetGeometry(geometry)
-        area = geometry.GetArea()
-        out.SetField(0, area)
-        out.SetField(1, means[pid])
-        out.SetField(2, maxima[pid])
-        layer.CreateFeature(out)
-        count, total = count + 1, total + area
-        if count % 10000 == 0:
-            callbacks.check_canceled()
-            callbacks.progress(0.8 + 0.2 * count / len(means), "writing")
-    layer.CommitTransaction()
-    del definition, layer, dataset  # closes the file
-    return count, total
-
-
 def _move_into_place(temp: Path, out_path: Path) -> None:
     """Replace the output (all its parts) by the finished temporary file(s); ``.shp`` last."""
     for part in _output_parts(out_path):
@@ -367,20 +126,33 @@ def _move_into_place(temp: Path, out_path: Path) -> None:
 
 
 def _run_steps(
-    source: _Source, params: VectorizeParams, target: tuple[Path, str, str], callbacks: Callbacks
+    source: Source, params: VectorizeParams, target: tuple[Path, str, str], callbacks: Callbacks
 ) -> tuple[int, float]:
-    """Threshold, polygonize, measure and write ``target`` (path, driver, layer name)."""
+    """Threshold, polygonize, measure and write ``target`` (path, driver, layer name).
+
+    A 0/1 mask (see :meth:`Source.is_binary_mask`) is polygonized as it is, its statistics are
+    1 everywhere, and without simplification its polygons are copied by GDAL in one call.
+    """
+    binary = source.is_binary_mask(params.threshold)
     with tempfile.TemporaryDirectory(prefix="kdmsi-vectorize-") as work:
-        mask = _threshold(source, params.threshold, Path(work) / "mask.tif", callbacks)
-        memory, polygons = _polygonize(mask, source, params.connectivity, callbacks)
-        del mask
+        if binary:
+            memory, polygons = polygonize(source.dataset, source, params.connectivity, callbacks)
+            if params.simplify == 0:
+                return copy_constant(memory, params.min_area, 1.0, target, source, callbacks)
+        else:
+            mask = threshold_mask(source, params.threshold, Path(work) / "mask.tif", callbacks)
+            memory, polygons = polygonize(mask, source, params.connectivity, callbacks)
+            del mask
         size = polygons.GetFeatureCount()  # before the SQL view filters the layer
-        numbered = _numbered(memory, params.min_area)
+        view = numbered(memory, params.min_area)
         try:
-            stats = _polygon_stats(numbered, size, source, Path(work) / "ids.tif", callbacks)
-            return _write(numbered, stats, target, source, params, callbacks)
+            if binary:
+                stats = PolygonStats.constant(size, 1.0)
+            else:
+                stats = polygon_stats(view, size, source, Path(work) / "ids.tif", callbacks)
+            return write_polygons(view, stats, target, source, params.simplify, callbacks)
         finally:
-            memory.ReleaseResultSet(numbered)
+            memory.ReleaseResultSet(view)
 
 
 def vectorize(
@@ -412,7 +184,7 @@ def vectorize(
     callbacks = callbacks or Callbacks()
     prob_path, out_path = Path(prob_path), Path(out_path)
     driver = _check_paths(prob_path, out_path, overwrite)
-    source = _open_source(prob_path)
+    source = open_source(prob_path)
     if source.dataset.RasterCount > 1:
         callbacks.warning(f"{prob_path} has {source.dataset.RasterCount} bands; using band 1.")
     temp = out_path.with_name(f".{out_path.stem}.partial-{uuid.uuid4().hex[:8]}{out_path.suffix}")

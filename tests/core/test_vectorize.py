@@ -311,3 +311,30 @@ def test_real_change_label(tmp_path):
         assert sum(f["geom"].area for f in feats) == pytest.approx(expected, rel=1e-6)
         assert sum(f["area"] for f in feats) == pytest.approx(expected, rel=1e-6)
         assert all(f["mean_prob"] == f["max_prob"] == 1.0 for f in feats)
+
+
+@pytest.mark.parametrize("suffix", [".shp", ".gpkg"])
+def test_binary_mask_fast_path_matches_general_path(tmp_path, suffix):
+    # A 0/1 Byte mask is polygonized as it is and copied by GDAL; the same mask as float32
+    # goes through thresholding, rasterized statistics and the per-polygon writer.
+    rng = np.random.default_rng(5)
+    mask = (rng.random((40, 50)) < 0.35).astype(np.uint8)
+    mask[5:15, 5:20] = 1
+    mask[9, 9] = 0  # a hole
+    byte = write_tif(tmp_path / "byte.tif", mask)
+    floats = write_tif(tmp_path / "float.tif", mask.astype(np.float32))
+    for params in (VectorizeParams(), VectorizeParams(min_area=250.0, connectivity=8)):
+        fast = vectorize(byte, tmp_path / f"fast{suffix}", params, overwrite=True)
+        slow = vectorize(floats, tmp_path / f"slow{suffix}", params, overwrite=True)
+        assert fast.count == slow.count > 1
+        assert fast.total_area == pytest.approx(slow.total_area, rel=1e-12)
+        fast_feats, fast_crs = read(tmp_path / f"fast{suffix}")
+        slow_feats, _crs = read(tmp_path / f"slow{suffix}")
+        assert same_crs(fast_crs, utm33())
+        assert len(fast_feats) == fast.count
+        outlines = [sorted((round(f["area"], 6), f["geom"].bounds) for f in feats)
+                    for feats in (fast_feats, slow_feats)]  # fmt: skip
+        assert outlines[0] == outlines[1]
+        assert all(f["mean_prob"] == f["max_prob"] == 1.0 for f in fast_feats)
+        assert sum(f["geom"].area for f in fast_feats) == pytest.approx(fast.total_area)
+        assert all(f["area"] >= params.min_area for f in fast_feats)
