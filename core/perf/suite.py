@@ -40,8 +40,8 @@ class PerfConfig:
     inference_px: int = 512
     repeats: int = 3
     memory: tuple[MemoryCase, ...] = (
-        MemoryCase(2000, "kdmsi"), MemoryCase(8000, "kdmsi", 100.0),
-        MemoryCase(16000, "kdmsi", 100.0), MemoryCase(2000, "cva"), MemoryCase(8000, "cva"),
+        MemoryCase(2000, "kdmsi"), MemoryCase(8000, "kdmsi"),
+        MemoryCase(16000, "kdmsi", 420.0), MemoryCase(2000, "cva"), MemoryCase(8000, "cva"),
         MemoryCase(16000, "cva"),
     )  # fmt: skip
     mask_px: int = 4000
