@@ -23,7 +23,8 @@ from core.callbacks import Callbacks
 from core.learn import train_model
 from core.metrics import ConfusionMatrix, ThresholdSweep
 from core.modelfile import load_model
-from core.msi import cam_probability, msi
+from core.msi import MAX_PIXELS, cam_probability, msi
+from core.precision import autocast_dtype, autocast_predictor
 from core.predictors import build_network
 from core.refine import RefineParams, predict_tiles
 from core.samples import TileSet
@@ -146,22 +147,21 @@ def _learned_rows(
     on hard pseudo labels, is cut at 0.5. No pixel label is involved.
     """
     info, states = load_model(model_path)
+    dtype = autocast_dtype(params.train.precision, device)
     teacher = build_network(info, states, "teacher", model_path).to(device)
     student = build_network(info, states, "student", model_path).to(device)
-    cam = partial(cam_probability, teacher)
+    cam = autocast_predictor(partial(cam_probability, teacher), device, dtype)
     cam_threshold = otsu_on_changed_tiles(train_tiles, predict_tiles(cam, train_tiles, device))
+    single = partial(msi, student, scales=(1.0,), flip=False, max_pixels=MAX_PIXELS)
+    multi = partial(msi, student, scales=params.scales, flip=True, max_pixels=MAX_PIXELS)
     methods = [
         ("CAM (teacher only)", cam, cam_threshold.value),
-        (
-            "KD-MSI single-scale",
-            partial(msi, student, scales=(1.0,), flip=False),
-            info.threshold_single,
-        ),
-        ("KD-MSI + MSI", partial(msi, student, scales=params.scales, flip=True), info.threshold),
+        ("KD-MSI single-scale", autocast_predictor(single, device, dtype), info.threshold_single),
+        ("KD-MSI + MSI", autocast_predictor(multi, device, dtype), info.threshold),
     ]
     if "refined" in states:
         refined = build_network(info, states, "refined", model_path).to(device)
-        methods.append(("KD-MSI refined", refined.predict, 0.5))
+        methods.append(("KD-MSI refined", autocast_predictor(refined.predict, device, dtype), 0.5))
     test = data.tiles.subset(data.test)
     rows = []
     for name, predictor, threshold in methods:

@@ -22,6 +22,7 @@ from core.inference import Predictor, TilingParams, predict_pair
 from core.modelfile import ModelInfo, load_model
 from core.msi import MAX_PIXELS
 from core.normalize import compute_stretch
+from core.precision import autocast_dtype, describe
 from core.rasters import RasterPair
 
 ENGINES = ("auto", "torch", "onnx")
@@ -45,6 +46,8 @@ class DetectParams:
         engine: ``auto``, ``torch`` or ``onnx`` (see the module's description).
         workers: processes sharing the raster by bands of rows (1: this process only).
         max_pixels: pixels per date of one forward pass (bounds memory, not the result).
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (:mod:`core.precision`; torch
+            engine only).
     """
 
     method: str = "kdmsi"
@@ -57,6 +60,7 @@ class DetectParams:
     engine: str = "auto"
     workers: int = 1
     max_pixels: int = MAX_PIXELS
+    precision: str = "auto"
 
     def tiling(self, tile: int, onnx: bool) -> TilingParams:
         """The tiling for a model trained on ``tile`` px tiles (ONNX sizes are multiples of 16)."""
@@ -110,7 +114,7 @@ def load_predictor(
         info, states = load_model(model_path)
         predictor = predictors.make_predictor(
             params.method, info, states, Path(model_path), device, params.scales, params.flip,
-            params.max_pixels,
+            params.max_pixels, autocast_dtype(params.precision, device),
         )  # fmt: skip
         return info, predictor, engine
     from core.onnx_export import OnnxStudent, export_onnx
@@ -152,7 +156,8 @@ def detect_with_model(
     with tempfile.TemporaryDirectory(prefix="kdmsi-onnx-") as scratch:
         info, predictor, engine = load_predictor(model_path, params, device, Path(scratch))
         bands = check_bands(info, bands, model_path)
-        metadata = detect_metadata(info, params, model_path, engine)
+        metadata = detect_metadata(info, params, model_path, engine, device)
+        callbacks.info(f"Running {params.method} with {engine} in {metadata['kdmsi_precision']}.")
         tiling = params.tiling(info.tile, engine == "onnx")
         with RasterPair.open(before, after, bands, callbacks) as pair:
             stretch = compute_stretch(pair)
@@ -178,9 +183,11 @@ def check_bands(info: ModelInfo, bands: tuple[int, ...] | None, model_path: Path
 
 
 def detect_metadata(
-    info: ModelInfo, params: DetectParams, model_path: Path, engine: str
+    info: ModelInfo, params: DetectParams, model_path: Path, engine: str, device: torch.device
 ) -> dict[str, str]:
     """The items stored in the probability GeoTIFF (method, network, threshold, scales...)."""
+    dtype = autocast_dtype(params.precision, device) if engine == "torch" else None
+    precision = describe(dtype)
     network = {"kdmsi": "student", "cam": "teacher", "kdmsi-refined": "refined"}.get(
         params.method, ""
     )
@@ -191,5 +198,6 @@ def detect_metadata(
         "kdmsi_scales": ",".join(f"{s:g}" for s in params.scales),
         "kdmsi_flip": str(bool(params.flip)).lower(),
         "kdmsi_engine": engine,
+        "kdmsi_precision": precision,
         "kdmsi_model": str(Path(model_path).resolve()),
     }

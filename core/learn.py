@@ -6,14 +6,17 @@ Everything here uses tile tags only; pixel labels never reach this module.
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from core.callbacks import Callbacks
 from core.distributed import SINGLE, DistEnv
+from core.inference import Predictor
 from core.modelfile import ModelInfo, load_model, save_model
-from core.msi import msi
+from core.msi import MAX_PIXELS, msi
+from core.precision import autocast_predictor
 from core.predictors import build_network
 from core.refine import RefineParams, predict_tiles, train_refiner
 from core.samples import TileSet
@@ -43,14 +46,31 @@ def split_tags(
     return tiles.subset(train_idx), held
 
 
+def student_predictors(
+    info: ModelInfo, states: dict, path: Path, device: torch.device, dtype: torch.dtype | None
+) -> tuple[Predictor, Predictor]:
+    """The student's MSI and single-scale predictors as ``detect`` runs them (bounded passes)."""
+    student = build_network(info, states, "student", path).to(device)
+    multi = partial(msi, student, max_pixels=MAX_PIXELS)
+    single = partial(msi, student, scales=(1.0,), flip=False, max_pixels=MAX_PIXELS)
+    return autocast_predictor(multi, device, dtype), autocast_predictor(single, device, dtype)
+
+
 def choose_thresholds(
-    model_path: Path, tiles: TileSet, device: torch.device, callbacks: Callbacks
+    model_path: Path,
+    tiles: TileSet,
+    device: torch.device,
+    callbacks: Callbacks,
+    dtype: torch.dtype | None = None,
 ) -> ModelInfo:
-    """Store the MSI and single-scale thresholds chosen on ``tiles`` (tags only) in the model."""
+    """Store the MSI and single-scale thresholds chosen on ``tiles`` (tags only) in the model.
+
+    ``dtype`` is the autocast type inference will use, so that the thresholds fit its maps.
+    """
     info, states = load_model(model_path)
-    student = build_network(info, states, "student", model_path).to(device)
-    prob_msi = predict_tiles(lambda a, b: msi(student, a, b), tiles, device)
-    prob_one = predict_tiles(lambda a, b: msi(student, a, b, (1.0,), False), tiles, device)
+    multi_scale, single_scale = student_predictors(info, states, model_path, device, dtype)
+    prob_msi = predict_tiles(multi_scale, tiles, device)
+    prob_one = predict_tiles(single_scale, tiles, device)
     multi, single = otsu_on_changed_tiles(tiles, prob_msi), otsu_on_changed_tiles(tiles, prob_one)
     info = replace(
         info, threshold=multi.value, threshold_single=single.value, threshold_rule=multi.rule
@@ -69,13 +89,14 @@ def refine(
     params: RefineParams,
     device: torch.device,
     callbacks: Callbacks,
+    dtype: torch.dtype | None = None,
 ) -> None:
     """Train the refinement network on MSI pseudo labels of ``tiles`` and add it to the model."""
     info, states = load_model(model_path)
-    student = build_network(info, states, "student", model_path).to(device)
-    prob = predict_tiles(lambda a, b: msi(student, a, b), tiles, device)
+    multi_scale, _ = student_predictors(info, states, model_path, device, dtype)
+    prob = predict_tiles(multi_scale, tiles, device)
     params = replace(params, high=info.threshold, low=info.threshold / 2)
-    refiner = train_refiner(tiles, prob, info.backbone, params, device, callbacks)
+    refiner = train_refiner(tiles, prob, info.backbone, params, device, callbacks, dtype)
     states["refined"] = refiner.state_dict()
     info = replace(info, refined_output_stride=params.output_stride)
     save_model(model_path, info, states)
@@ -121,9 +142,11 @@ def train_model(
     result = trainer.run()
     if not env.is_main:
         return result
+    dtype = trainer.amp_dtype
+    del trainer  # its networks, optimizer and batches are no longer needed
     choose_thresholds(
-        result.model_path, val_set if val_set is not None else tiles, device, callbacks
+        result.model_path, val_set if val_set is not None else tiles, device, callbacks, dtype
     )
     if refine_params is not None and refine_params.epochs > 0:
-        refine(result.model_path, tiles, refine_params, device, callbacks)
+        refine(result.model_path, tiles, refine_params, device, callbacks, dtype)
     return result

@@ -211,6 +211,7 @@ def detect_in_parallel(
             for worker in workers:
                 worker.start()
             _wait(workers, messages, callbacks)
-            metadata = detect_metadata(info, params, model_path, engine)
+            device = pick_device(params.device)
+            metadata = detect_metadata(info, params, model_path, engine, device)
             _assemble(pair, jobs, out, metadata, overwrite)
     return info.threshold_for(params.method, params.scales)

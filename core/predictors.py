@@ -21,6 +21,7 @@ from core.modelfile import ModelInfo
 from core.models.backbones import build_backbone
 from core.models.cam import SiameseCAM
 from core.msi import MAX_PIXELS, cam_probability, msi
+from core.precision import autocast_predictor
 
 LEARNED_METHODS = ("kdmsi", "cam", "kdmsi-refined")
 
@@ -166,6 +167,7 @@ def make_predictor(
     scales: Sequence[float] = (0.5, 1.0, 1.25, 2.0),
     flip: bool = True,
     max_pixels: int | None = MAX_PIXELS,
+    dtype: torch.dtype | None = None,
 ) -> Predictor:
     """A function from before/after batches in [0, 1] to change probabilities.
 
@@ -178,19 +180,22 @@ def make_predictor(
         scales: MSI scales (``kdmsi``).
         flip: average horizontal flips (``kdmsi``).
         max_pixels: pixels per date of one forward pass (bounds memory; None: no bound).
+        dtype: autocast type (:func:`core.precision.autocast_dtype`); None runs float32.
 
     Raises:
         KdmsiError: an unknown method or a network the file lacks.
     """
     if method == "kdmsi":
         student = inference_student(info, states, path, device)
-        return partial(msi, student, scales=tuple(scales), flip=flip, max_pixels=max_pixels)
+        run = partial(msi, student, scales=tuple(scales), flip=flip, max_pixels=max_pixels)
+        return autocast_predictor(run, device, dtype)
     if method == "cam":
         teacher = build_network(info, states, "teacher", path).to(device)
-        return _in_parts(partial(cam_probability, teacher), max_pixels)
+        run = _in_parts(partial(cam_probability, teacher), max_pixels)
+        return autocast_predictor(run, device, dtype)
     if method == "kdmsi-refined":
         refined = build_network(info, states, "refined", path).to(device)
-        return _in_parts(refined.predict, max_pixels)
+        return autocast_predictor(_in_parts(refined.predict, max_pixels), device, dtype)
     raise KdmsiError(f"Unknown method {method!r}; choose one of {', '.join(LEARNED_METHODS)}.")
 
 

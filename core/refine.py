@@ -16,6 +16,7 @@ import torch
 
 from core.callbacks import Callbacks
 from core.models.segnet import ChangeSegNet, SegNetConfig, pseudo_label_loss
+from core.precision import autocasting
 from core.samples import TileSet
 from core.training_batches import augment, to_tensor
 
@@ -70,8 +71,13 @@ def train_refiner(
     params: RefineParams,
     device: torch.device,
     callbacks: Callbacks,
+    dtype: torch.dtype | None = None,
 ) -> ChangeSegNet:
-    """Train the refinement network on pseudo labels of ``tiles`` (``prob``: student MSI maps)."""
+    """Train the refinement network on pseudo labels of ``tiles`` (``prob``: student MSI maps).
+
+    ``dtype``: autocast type of the forward pass (:func:`core.precision.autocast_dtype`), None
+    for float32.
+    """
     torch.manual_seed(params.seed)
     target, weight = pseudo_labels(tiles, prob, params)
     callbacks.info(
@@ -91,6 +97,7 @@ def train_refiner(
         weight_decay=params.weight_decay,
     )
     base = [g["lr"] for g in optimizer.param_groups]
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     steps = math.ceil(len(tiles) / params.batch_size)
     total, iteration = steps * params.epochs, 0
     rng = np.random.default_rng(params.seed)
@@ -107,10 +114,13 @@ def train_refiner(
             a, b, t, w = (to_tensor(np.stack([it[k] for it in items]), device) for k in range(4))
             for group, lr in zip(optimizer.param_groups, base):
                 group["lr"] = lr * (1 - iteration / total) ** 0.9
-            loss = pseudo_label_loss(model(a, b), t[:, None], w[:, None])
+            with autocasting(device, dtype):
+                logits = model(a, b).float()
+            loss = pseudo_label_loss(logits, t[:, None], w[:, None])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             iteration += 1
             losses.append(loss.item())
             callbacks.progress(iteration / total, f"refinement epoch {epoch}/{params.epochs}")

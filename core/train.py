@@ -26,6 +26,7 @@ from core.distributed import SINGLE, DistEnv
 from core.errors import Canceled, KdmsiError
 from core.modelfile import ModelInfo, save_model
 from core.models.cam import CamConfig, TeacherStudent, saturation_fraction
+from core.precision import autocast_dtype, autocasting
 from core.samples import TileSet
 from core.training_batches import batches, to_tensor
 from core.trainlog import plot_curves, write_csv
@@ -62,6 +63,7 @@ class TrainParams:
     weights: str | None = None
     frozen_stages: int = 3
     freeze_bn: bool = False
+    precision: str = "auto"
 
     def cam_config(self, in_channels: int) -> CamConfig:
         """The network configuration these parameters describe."""
@@ -138,8 +140,8 @@ class Trainer:
             weight_decay=params.weight_decay,
         )
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        self.amp = device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.amp_dtype = autocast_dtype(params.precision, device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
         steps = max(1, math.ceil(len(train_set) / params.batch_size))
         self.total_iterations = steps * params.epochs
@@ -254,7 +256,7 @@ class Trainer:
             for group, base in zip(self.optimizer.param_groups, self.base_lrs):
                 group["lr"] = base * self._lr_factor()
             a, b, y = (to_tensor(t, self.device) for t in (a, b, y))
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            with autocasting(self.device, self.amp_dtype):
                 out = self.model.losses_of(self.forward(a, b), y)
             if distributed.any_rank(not torch.isfinite(out.total).item())[0]:
                 self._diverged(out.total.item(), epoch)
@@ -335,7 +337,7 @@ class Trainer:
         student, teacher = [], []
         for a, b, _ in batches(self.val_set, self.params.batch_size * 2, None, False):
             a, b = to_tensor(a, self.device), to_tensor(b, self.device)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            with autocasting(self.device, self.amp_dtype):
                 s_cam = self.model.student(a, b).float()
                 t_cam = self.model.teacher(a, b).float()
             student.append(torch.sigmoid(s_cam).mean(dim=(1, 2, 3)).cpu().numpy())

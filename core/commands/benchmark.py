@@ -35,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-epochs", type=int, default=4, help="0 skips the refinement row")
     parser.add_argument("--bands", type=parse_bands)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--output-stride", type=int, choices=(8, 16), default=16)
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="training and inference arithmetic (see kdmsi train --help)",
+    )
     parser.add_argument(
         "--run-dir", type=Path, help="where models go (default: OUT without suffix)"
     )
@@ -63,6 +70,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
                 batch_size=args.batch_size,
                 lr=args.lr,
                 seed=seed,
+                output_stride=args.output_stride,
+                precision=args.precision,
             ),
             refine=RefineParams(epochs=args.refine_epochs, seed=seed),
         )

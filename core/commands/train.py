@@ -70,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--freeze-bn", action="store_true", help="batch norm on its running statistics throughout"
     )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="auto: float16 autocast on CUDA, bfloat16 on CPUs with native bfloat16, else float32",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps"
@@ -149,6 +155,7 @@ def _train(args: argparse.Namespace, reporter: Reporter, env: DistEnv) -> None:
         weights=str(args.weights) if args.weights else None,
         frozen_stages=args.frozen_stages,
         freeze_bn=args.freeze_bn,
+        precision=args.precision,
     )
     if not args.resume and (args.out / "checkpoint.pt").exists():
         raise KdmsiError(

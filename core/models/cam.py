@@ -358,17 +358,18 @@ class TeacherStudent(nn.Module):
         Returns:
             The loss terms; backpropagate ``total``.
         """
-        labels = y.reshape(-1).to(cams.teacher.dtype)
-        teacher_logit = image_logit(cams.teacher)
+        teacher, student = cams.teacher.float(), cams.student.float()  # losses in float32
+        labels = y.reshape(-1).float()
+        teacher_logit = image_logit(teacher)
         bce = F.binary_cross_entropy_with_logits(teacher_logit, labels)
-        distill = distillation_loss(cams.student, cams.teacher, labels, self.config.kd_weight)
+        distill = distillation_loss(student, teacher, labels, self.config.kd_weight)
         return LossBreakdown(
             teacher_bce=bce,
             distill=distill,
             total=bce + distill,
             teacher_logit=teacher_logit.detach(),
-            student_logit=image_logit(cams.student).detach(),
-            student_cam=cams.student.detach(),
+            student_logit=image_logit(student).detach(),
+            student_cam=student.detach(),
         )
 
     def param_groups(

@@ -1,12 +1,13 @@
 """Benchmark 1: inference throughput of KD-MSI on CPU, public code path against a naive loop.
 
 The public path is :func:`core.detect_learned.detect_with_model` (what ``kdmsi detect`` runs),
-single scale and with MSI (scales 0.5, 1, 1.25, 2 with flips). The naive loop, written here,
-computes the same map the plain way: one window at a time (no batching), every scale reads its
-window from the files again, each flip is its own forward pass, no channels-last, ``no_grad``
-instead of ``inference_mode``, the whole output held in memory and written at the end. Both are
-timed in the same run, alternately, and the median of the repeats is kept; throughput is
-megapixels of output (the raster's area) per second.
+single scale and with MSI (scales 0.5, 1, 1.25, 2 with flips), in its default precision
+(``auto``: bfloat16 autocast on CPUs with native bfloat16) and forced to float32. The naive
+loop, written here, computes the same map the plain way in float32: one window at a time (no
+batching), every scale reads its window from the files again, each flip is its own forward pass,
+no channels-last, ``no_grad`` instead of ``inference_mode``, the whole output held in memory and
+written at the end. All are timed in the same run, alternately, and the median of the repeats
+is kept; throughput is megapixels of output (the raster's area) per second.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from core.modelfile import load_model
 from core.msi import MSI_SCALES, scaled_size
 from core.normalize import PairStretch, compute_stretch
 from core.perf.inputs import PairPaths
+from core.precision import autocast_dtype, describe
 from core.predictors import build_network
 from core.rasters import RasterPair
 from core.windows import Window, axis_starts
@@ -54,21 +56,28 @@ class ModeResult:
     """Timings of one mode (single scale or MSI) on one pair."""
 
     public_s: list[float] = field(default_factory=list)
+    fp32_s: list[float] = field(default_factory=list)
     naive_s: list[float] = field(default_factory=list)
     max_abs_difference: float = 0.0
+    max_abs_difference_fp32: float = 0.0
 
     def as_dict(self, megapixels: float) -> dict:
-        """JSON-ready numbers: medians, throughputs and the naive/public time ratio."""
-        public, naive = median(self.public_s), median(self.naive_s)
+        """JSON-ready numbers: medians, throughputs and the time ratios."""
+        public, fp32, naive = median(self.public_s), median(self.fp32_s), median(self.naive_s)
         return {
             "public_s": self.public_s,
+            "fp32_s": self.fp32_s,
             "naive_s": self.naive_s,
             "public_median_s": public,
+            "fp32_median_s": fp32,
             "naive_median_s": naive,
             "public_mp_per_s": megapixels / public,
+            "fp32_mp_per_s": megapixels / fp32,
             "naive_mp_per_s": megapixels / naive,
             "speedup_over_naive": naive / public,
-            "max_abs_difference_naive_vs_public": self.max_abs_difference,
+            "speedup_over_fp32": fp32 / public,
+            "max_abs_difference_naive_vs_fp32": self.max_abs_difference,
+            "max_abs_difference_public_vs_fp32": self.max_abs_difference_fp32,
         }
 
 
@@ -136,9 +145,11 @@ def naive_detect(
             writer.write(Window(0, 0, width, height), result)
 
 
-def _public_detect(paths: PairPaths, model_path: Path, out: Path, mode: str) -> None:
+def _public_detect(
+    paths: PairPaths, model_path: Path, out: Path, mode: str, precision: str = "auto"
+) -> None:
     scales, flip = MODES[mode]
-    params = DetectParams(method="kdmsi", scales=scales, flip=flip, device="cpu")
+    params = DetectParams("kdmsi", scales, flip, device="cpu", precision=precision)
     detect_with_model(paths.before, paths.after, model_path, out, params, overwrite=True)
 
 
@@ -150,7 +161,9 @@ def _difference(first: Path, second: Path) -> float:
 
 
 def run_inference(paths: PairPaths, model_path: Path, work: Path, repeats: int) -> dict:
-    """Time the public path and the naive loop, single scale and MSI, ``repeats`` times each.
+    """Time the public path (default precision, float32) and the naive loop, alternately.
+
+    Single scale and MSI, ``repeats`` times each.
 
     Returns:
         Per mode the timings, medians, MP/s and speed-ups; the MSI/single cost ratio of both
@@ -166,14 +179,19 @@ def run_inference(paths: PairPaths, model_path: Path, work: Path, repeats: int) 
     for mode in MODES:
         result = results.setdefault(mode, ModeResult())
         public_out, naive_out = work / f"public-{mode}.tif", work / f"naive-{mode}.tif"
+        fp32_out = work / f"fp32-{mode}.tif"
         for _ in range(repeats):
             start = time.perf_counter()
             _public_detect(paths, model_path, public_out, mode)
             result.public_s.append(time.perf_counter() - start)
             start = time.perf_counter()
+            _public_detect(paths, model_path, fp32_out, mode, "fp32")
+            result.fp32_s.append(time.perf_counter() - start)
+            start = time.perf_counter()
             naive_detect(paths, model_path, naive_out, mode, tiling)
             result.naive_s.append(time.perf_counter() - start)
-        result.max_abs_difference = _difference(public_out, naive_out)
+        result.max_abs_difference = _difference(fp32_out, naive_out)
+        result.max_abs_difference_fp32 = _difference(public_out, fp32_out)
     modes = {mode: results[mode].as_dict(megapixels) for mode in MODES}
     pixel_ratio = sum(s * s for s in MSI_SCALES)
     return {
@@ -182,6 +200,7 @@ def run_inference(paths: PairPaths, model_path: Path, work: Path, repeats: int) 
         "megapixels": megapixels,
         "repeats": repeats,
         "threads": torch.get_num_threads(),
+        "precision": describe(autocast_dtype("auto", torch.device("cpu"))),
         "naive_window": tiling.window,
         "naive_overlap": tiling.window - tiling.stride,
         "naive_margin": tiling.margin,

@@ -70,29 +70,37 @@ def _f(value: float | None, digits: int = 3) -> str:
 
 
 def _inference(r: dict) -> list[str]:
+    precision = r.get("precision", "float32")
     lines = [
         f"### Inference throughput ({r['width']} x {r['height']} px pair, CPU, {r['threads']} "
         f"threads, median of {r['repeats']})",
         "",
-        "| mode | public path s | MP/s | naive loop s | MP/s | speed-up | max abs diff |",
-        "|---|---|---|---|---|---|---|",
+        f"| mode | public path ({precision}) s | MP/s | public float32 s | MP/s | naive loop s "
+        f"| MP/s | speed-up over naive | {precision} vs float32 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, m in r["modes"].items():
         lines.append(
             f"| {mode} | {_f(m['public_median_s'])} | {_f(m['public_mp_per_s'])} | "
+            f"{_f(m['fp32_median_s'])} | {_f(m['fp32_mp_per_s'])} | "
             f"{_f(m['naive_median_s'])} | {_f(m['naive_mp_per_s'])} | "
-            f"{_f(m['speedup_over_naive'])}x | {m['max_abs_difference_naive_vs_public']:.1e} |"
+            f"{_f(m['speedup_over_naive'])}x | {_f(m['speedup_over_fp32'])}x |"
         )
+    diffs = "; ".join(
+        f"{mode}: {m['max_abs_difference_public_vs_fp32']:.1e} {precision} vs float32, "
+        f"{m['max_abs_difference_naive_vs_fp32']:.1e} naive vs float32"
+        for mode, m in r["modes"].items()
+    )
     lines += [
         "",
         f"MSI / single-scale cost: {_f(r['msi_over_single_public'])}x on the public path, "
         f"{_f(r['msi_over_single_naive'])}x in the naive loop; the scales' pixel count predicts "
         f"{_f(r['predicted_msi_over_single_scales'])}x, "
-        f"{_f(r['predicted_msi_over_single_with_flips'])}x with flips. Naive loop: window "
-        f"{r['naive_window']}, overlap {r['naive_overlap']}, margin {r['naive_margin']}; the "
-        "public path picks its own windows, so the two maps differ along window seams by up to "
-        "the max abs diff (identical within one window). Times include loading the model and "
-        "the pair's stretch.",
+        f"{_f(r['predicted_msi_over_single_with_flips'])}x with flips. Naive loop (float32): "
+        f"window {r['naive_window']}, overlap {r['naive_overlap']}, margin {r['naive_margin']}; "
+        "the public path picks its own windows, so the maps differ along window seams. Largest "
+        f"probability differences: {diffs}. Times include loading the model and the pair's "
+        "stretch.",
     ]
     return lines
 
@@ -140,15 +148,18 @@ def _training(r: dict) -> list[str]:
     lines = [
         "### Training, 1 epoch of `kdmsi train` on CPU (fresh process per run)",
         "",
-        "| tile px | batch | steps | tiles/s (steady, from step events) | wall s | peak RSS MB |",
-        "|---|---|---|---|---|---|",
+        "| tile px | batch | precision | steps | tiles/s (steady, from step events) | wall s | "
+        "peak RSS MB |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in r["rows"]:
         lines.append(
-            f"| {row['tile']} | {row['batch_size']} | {row['steps']} | "
-            f"{_f(row['tiles_per_s_steady'])} | {row['wall_s']:.0f} | {row['peak_rss_mb']:.0f} |"
+            f"| {row['tile']} | {row['batch_size']} | {row.get('precision', 'auto')} | "
+            f"{row['steps']} | {_f(row['tiles_per_s_steady'])} | {row['wall_s']:.0f} | "
+            f"{row['peak_rss_mb']:.0f} |"
         )
-    return lines
+    return [*lines, "", f"Steady rate: steps after the first {r.get('warmup_steps', 1)}, "
+            "the last (partial) step left out."]  # fmt: skip
 
 
 def _flops(r: dict) -> list[str]:

@@ -37,7 +37,7 @@ class PerfConfig:
         only: the benchmarks to run.
     """
 
-    inference_px: int = 512
+    inference_px: int = 1024
     repeats: int = 3
     memory: tuple[MemoryCase, ...] = (
         MemoryCase(2000, "kdmsi"), MemoryCase(8000, "kdmsi"),
@@ -45,9 +45,11 @@ class PerfConfig:
         MemoryCase(16000, "cva"),
     )  # fmt: skip
     mask_px: int = 4000
-    dataset_pairs: int = 8
+    dataset_pairs: int = 24
     dataset_px: int = 512
-    training: tuple[TrainCase, ...] = (TrainCase(256, 8), TrainCase(128, 8))
+    training: tuple[TrainCase, ...] = (
+        TrainCase(256, 8, "fp32"), TrainCase(256, 8), TrainCase(128, 8, "fp32"), TrainCase(128, 8)
+    )  # fmt: skip
     model_tile: int = 128
     flops_window: int = 0
     matmul_size: int = 2048

@@ -17,24 +17,32 @@ from pathlib import Path
 
 from core.perf.child import ChildRun, kdmsi_command, run_child
 
+WARMUP_STEPS = 2
+
 
 @dataclass(frozen=True)
 class TrainCase:
-    """One training run: tile size and batch size."""
+    """One training run: tile size, batch size and ``--precision``."""
 
     tile: int
     batch_size: int = 8
+    precision: str = "auto"
 
 
-def steady_rate(run: ChildRun, batch_size: int) -> tuple[float | None, int]:
-    """Tiles per second between the first and the last full step, and the number of steps.
+def steady_rate(
+    run: ChildRun, batch_size: int, warmup: int = WARMUP_STEPS
+) -> tuple[float | None, int]:
+    """Tiles per second over the full steps after ``warmup`` (at least 1) steps; step count.
 
-    The last step may hold a partial batch, so it is left out; None with fewer than 3 steps.
+    The first steps allocate and warm caches, and the last step may hold a partial batch, so
+    they are left out: the time runs from the end of step ``warmup`` to the end of the
+    second-to-last step. None when fewer than two steps remain in between.
     """
     stamps = [t for t, e in run.events if e.get("event") == "metric" and e.get("name") == "loss"]
-    if len(stamps) < 3:
+    timed = stamps[max(warmup, 1) - 1 : -1]
+    if len(timed) < 3:
         return None, len(stamps)
-    return batch_size * (len(stamps) - 2) / (stamps[-2] - stamps[0]), len(stamps)
+    return batch_size * (len(timed) - 1) / (timed[-1] - timed[0]), len(stamps)
 
 
 def run_training(dataset: Path, work: Path, cases: list[TrainCase]) -> dict:
@@ -50,7 +58,7 @@ def run_training(dataset: Path, work: Path, cases: list[TrainCase]) -> dict:
         command = kdmsi_command(
             "train", "--data", str(dataset), "--tile", str(case.tile), "--batch-size",
             str(case.batch_size), "--epochs", "1", "--device", "cpu", "--seed", "0",
-            "--out", str(out),
+            "--precision", case.precision, "--out", str(out),
         )  # fmt: skip
         run = run_child(command)
         run.check()
@@ -58,10 +66,11 @@ def run_training(dataset: Path, work: Path, cases: list[TrainCase]) -> dict:
         rows.append({
             "tile": case.tile,
             "batch_size": case.batch_size,
+            "precision": case.precision,
             "steps": steps,
             "tiles_per_s_steady": rate,
             "wall_s": run.wall_s,
             "peak_rss_mb": run.peak_rss_mb,
         })  # fmt: skip
         shutil.rmtree(out, ignore_errors=True)
-    return {"dataset": str(dataset), "epochs": 1, "rows": rows}
+    return {"dataset": str(dataset), "epochs": 1, "warmup_steps": WARMUP_STEPS, "rows": rows}

@@ -18,7 +18,7 @@ from core.rasters import RasterPair
 from core.windows import Window
 
 gdal.UseExceptions()
-SINGLE = DetectParams(scales=(1.0,), flip=False, device="cpu")
+SINGLE = DetectParams(scales=(1.0,), flip=False, device="cpu", precision="fp32")  # exact
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_single_scale_kdmsi_equals_the_student_on_the_whole_pair(networks, model
 
 def test_cam_method_uses_the_teacher(networks, model, pair, tmp_path):
     out = tmp_path / "cam.tif"
-    detect_with_model(*pair, model, out, DetectParams(method="cam", device="cpu"))
+    detect_with_model(*pair, model, out, DetectParams("cam", device="cpu", precision="fp32"))
     a, b = whole_pair(*pair, (4, 3, 2))
     with torch.inference_mode():
         expected = cam_probability(networks.teacher, a, b)[0, 0, M:-M, M:-M].numpy()

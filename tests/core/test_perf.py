@@ -65,8 +65,13 @@ def test_inference_naive_loop_matches_public_path(tmp_path):
     assert (inference["width"], inference["height"]) == (64, 64)
     for mode in ("single", "msi"):
         numbers = inference["modes"][mode]
-        # a pair smaller than one window: both paths compute the same map, the naive one slowly
-        assert numbers["max_abs_difference_naive_vs_public"] < 1e-4
+        # a pair smaller than one window: both paths compute the same map in float32, the naive
+        # one slowly; the default precision (bfloat16 where the CPU has it) stays close
+        assert numbers["max_abs_difference_naive_vs_fp32"] < 1e-4
+        assert numbers["max_abs_difference_public_vs_fp32"] < 0.1
+        assert numbers["speedup_over_fp32"] == pytest.approx(
+            numbers["fp32_median_s"] / numbers["public_median_s"]
+        )
         assert numbers["public_mp_per_s"] == pytest.approx(
             inference["megapixels"] / numbers["public_median_s"]
         )
