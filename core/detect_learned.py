@@ -62,12 +62,16 @@ class DetectParams:
     max_pixels: int = MAX_PIXELS
     precision: str = "auto"
 
-    def tiling(self, tile: int, onnx: bool) -> TilingParams:
-        """The tiling for a model trained on ``tile`` px tiles (ONNX sizes are multiples of 16)."""
+    def tiling(self, tile: int) -> TilingParams:
+        """The tiling for a model trained on ``tile`` px tiles.
+
+        Network inputs are multiples of 16 px (64 with MSI, so that every scale stays one), as
+        the ONNX export needs; both engines use the same windows, so their maps agree.
+        """
         largest = max(self.scales) if self.method == "kdmsi" else 1.0
         window = self.window or max(768 if largest <= 1.0 else 512, 2 * tile)
         overlap = self.overlap if self.overlap >= 0 else min(64, window // 4)
-        align = (64 if len(self.scales) > 1 or largest != 1.0 else 16) if onnx else 1
+        align = 64 if self.method == "kdmsi" and (len(self.scales) > 1 or largest != 1.0) else 16
         return TilingParams(window, overlap, self.batch_size, MARGIN, align)
 
 
@@ -158,7 +162,7 @@ def detect_with_model(
         bands = check_bands(info, bands, model_path)
         metadata = detect_metadata(info, params, model_path, engine, device)
         callbacks.info(f"Running {params.method} with {engine} in {metadata['kdmsi_precision']}.")
-        tiling = params.tiling(info.tile, engine == "onnx")
+        tiling = params.tiling(info.tile)
         with RasterPair.open(before, after, bands, callbacks) as pair:
             stretch = compute_stretch(pair)
             predict_pair(

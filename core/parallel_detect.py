@@ -102,10 +102,10 @@ def _run_band(job: BandJob, messages: mp.Queue) -> None:
     try:
         device = pick_device(job.params.device)
         with tempfile.TemporaryDirectory(prefix="kdmsi-onnx-") as scratch:
-            info, predictor, engine = load_predictor(
+            info, predictor, _engine = load_predictor(
                 job.model, job.params, device, Path(scratch), job.threads
             )
-            tiling = job.params.tiling(info.tile, engine == "onnx")
+            tiling = job.params.tiling(info.tile)
             stretch = PairStretch.from_dict(job.stretch)
 
             def progress(fraction: float, message: str) -> None:
@@ -196,7 +196,7 @@ def detect_in_parallel(
         with RasterPair.open(before, after, bands, callbacks) as pair:
             check_output(out, overwrite, geotiff_bytes(pair.grid))
             stretch = compute_stretch(pair).to_dict()
-            tiling = params.tiling(info.tile, engine == "onnx")
+            tiling = params.tiling(info.tile)
             split = row_bands(pair.grid.height, tiling, params.workers)
             threads = max(1, (os.cpu_count() or 1) // len(split))
             callbacks.info(f"Detecting in {len(split)} bands of rows, {threads} thread(s) each.")

@@ -8,6 +8,8 @@ GeoTIFF pairs.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,6 @@ from osgeo import gdal
 
 from core.detect_learned import DetectParams, detect_with_model
 from core.errors import KdmsiError
-from core.inference import TilingParams, predict_pair
 from core.modelfile import ModelInfo, load_model, save_model
 from core.models.cam import CamConfig, TeacherStudent
 from core.msi import msi
@@ -80,23 +81,25 @@ def make_student(model):
     return build_network(info, states, "student", model)
 
 
-def test_onnx_engine_equals_torch_engine_with_msi(model, exported, tmp_path, write_raster, scene):
-    before = write_raster(tmp_path / "a.tif", scene(100, 70, seed=1))
-    after = write_raster(tmp_path / "b.tif", scene(100, 70, seed=2))
-    params = DetectParams(device="cpu", window=64, engine="onnx")
-    threshold = detect_with_model(before, after, exported, tmp_path / "onnx.tif", params)
-    assert threshold == pytest.approx(0.41)
-    info, states = load_model(model)
-    predictor = make_predictor("kdmsi", info, states, model, CPU)
-    tiling = TilingParams(64, 64 // 4, 4, 32, align=64)  # what the ONNX engine uses
-    with RasterPair.open(before, after) as pair:
-        predict_pair(pair, predictor, compute_stretch(pair), tmp_path / "t.tif", tiling, CPU, {})
+@pytest.mark.parametrize("scales", [(1.0,), (0.5, 1.0, 1.25, 2.0)])
+def test_onnx_engine_equals_torch_engine(model, exported, tmp_path, write_raster, scene, scales):
+    # several windows, so that both engines must cut the pair the same way for the maps to agree
+    before = write_raster(tmp_path / "a.tif", scene(150, 110, seed=1))
+    after = write_raster(tmp_path / "b.tif", scene(150, 110, seed=2))
+    params = DetectParams(scales=scales, flip=len(scales) > 1, device="cpu", window=64)
+    onnx = replace(params, engine="onnx")
+    threshold = detect_with_model(before, after, exported, tmp_path / "onnx.tif", onnx)
+    assert threshold == pytest.approx(0.41 if len(scales) > 1 else 0.37)
+    torch_fp32 = replace(params, engine="torch", precision="fp32")
+    detect_with_model(before, after, model, tmp_path / "torch.tif", torch_fp32)
     got = gdal.Open(str(tmp_path / "onnx.tif")).ReadAsArray()
-    expected = gdal.Open(str(tmp_path / "t.tif")).ReadAsArray()
-    assert got.shape == (70, 100) and (got >= 0).all()
+    expected = gdal.Open(str(tmp_path / "torch.tif")).ReadAsArray()
+    assert got.shape == (110, 150) and (got >= 0).all()
+    assert float(expected.std()) > 1e-3, "a constant map would compare nothing"
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     metadata = gdal.Open(str(tmp_path / "onnx.tif")).GetMetadata()
-    assert metadata["kdmsi_engine"] == "onnx" and metadata["kdmsi_scales"] == "0.5,1,1.25,2"
+    assert metadata["kdmsi_engine"] == "onnx" and metadata["kdmsi_precision"] == "float32"
+    assert metadata["kdmsi_scales"] == ",".join(f"{s:g}" for s in scales)
 
 
 def test_onnx_engine_exports_a_pt_model_on_the_fly(model, exported, tmp_path, write_raster, scene):
