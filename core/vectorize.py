@@ -36,6 +36,7 @@ from osgeo import gdal, ogr
 
 from core.callbacks import Callbacks
 from core.errors import KdmsiError
+from core.outputs import check_writable
 from core.vector_output import copy_constant, write_polygons
 from core.vector_raster import (
     PolygonStats,
@@ -109,6 +110,7 @@ def _check_paths(prob_path: Path, out_path: Path, overwrite: bool) -> str:
         raise KdmsiError(f"The probability raster {prob_path} does not exist; check the path.")
     if not out_path.parent.is_dir():
         raise KdmsiError(f"The folder of {out_path} does not exist; create it first.")
+    check_writable(out_path.parent, f"the output {out_path}")
     existing = [part for part in _output_parts(out_path) if part.exists()]
     if existing and not overwrite:
         raise KdmsiError(f"{existing[0]} already exists; choose another name or allow overwrite.")
@@ -193,7 +195,9 @@ def vectorize(
         _move_into_place(temp, out_path)
     except (RuntimeError, OSError) as exc:
         raise KdmsiError(
-            f"Could not vectorize {prob_path} into {out_path} ({exc}); check space and permissions."
+            f"Could not vectorize {prob_path} into {out_path} ({exc}); the output folder was "
+            f"writable, so {prob_path.name} is probably damaged (export it again) or the disk "
+            "filled up."
         ) from exc
     finally:
         for part in _output_parts(temp):

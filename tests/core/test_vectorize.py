@@ -338,3 +338,20 @@ def test_binary_mask_fast_path_matches_general_path(tmp_path, suffix):
         assert all(f["mean_prob"] == f["max_prob"] == 1.0 for f in fast_feats)
         assert sum(f["geom"].area for f in fast_feats) == pytest.approx(fast.total_area)
         assert all(f["area"] >= params.min_area for f in fast_feats)
+
+
+def test_unreadable_pixels_blame_the_input_not_the_output(tmp_path):
+    # the header and directory are intact but half the pixel blocks are gone: opening works,
+    # polygonizing fails; the output folder is writable, so the message points at the input
+    prob = (np.random.default_rng(3).random((256, 256)) > 0.5).astype(np.float32)
+    path = tmp_path / "p.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 256, 256, 1, gdal.GDT_Float32,
+                                              ["TILED=YES", "COMPRESS=DEFLATE"])  # fmt: skip
+    ds.GetRasterBand(1).WriteArray(prob)
+    ds = None
+    data = path.read_bytes()
+    assert int.from_bytes(data[4:8], "little") < len(data) // 4  # the directory comes first
+    path.write_bytes(data[: len(data) // 2])  # the later tiles are cut off
+    with pytest.raises(KdmsiError, match=r"p\.tif is probably damaged \(export it again\)"):
+        vectorize(path, tmp_path / "out.shp", VectorizeParams())
+    assert not list(tmp_path.glob("out.*")) and not list(tmp_path.glob(".out*"))
