@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from core.modelfile import load_model
 from core.msi import MSI_SCALES, scaled_size
+from core.precision import autocast_dtype, describe
 from core.predictors import build_network
 
 
@@ -42,9 +43,9 @@ def student_flops(model_path: Path, window: int) -> dict[str, float]:
     return result
 
 
-def peak_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """Best float32 matrix product throughput in GFLOP/s (``2 size^3`` FLOPs per product)."""
-    a, b = torch.rand(size, size), torch.rand(size, size)
+def peak_gflops(size: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """Best matrix product throughput in GFLOP/s (``2 size^3`` FLOPs per product)."""
+    a, b = torch.rand(size, size).to(dtype), torch.rand(size, size).to(dtype)
     torch.mm(a, b)  # warm-up
     best = float("inf")
     for _ in range(repeats):
@@ -69,6 +70,8 @@ def run_flops(
     single = per_scale["1"]
     msi = 2 * sum(per_scale.values())  # every scale runs on the image and its flip
     peak = peak_gflops(matmul_size)
+    fast = autocast_dtype("auto", torch.device("cpu"))
+    peak_fast = peak_gflops(matmul_size, dtype=fast) if fast is not None else peak
     result = {
         "window": window,
         "threads": torch.get_num_threads(),
@@ -77,12 +80,15 @@ def run_flops(
         "gflop_per_mp_msi_with_flips": msi / 1e9,
         "flop_ratio_msi_over_single": msi / single,
         "peak_gflops_matmul": peak,
+        "precision": describe(fast),
+        "peak_gflops_matmul_precision": peak_fast,
         "matmul_size": matmul_size,
     }
     if inference:
         for mode, flops in (("single", single), ("msi", msi)):
-            rate = inference["modes"][mode]["public_mp_per_s"]
-            result[f"{mode}_achieved_gflops"] = rate * flops / 1e9
-            result[f"{mode}_fraction_of_peak"] = rate * flops / 1e9 / peak
-            result[f"{mode}_bound_mp_per_s"] = peak * 1e9 / flops
+            for variant, top, key in (("public", peak_fast, mode), ("fp32", peak, f"{mode}_fp32")):
+                rate = inference["modes"][mode][f"{variant}_mp_per_s"]
+                result[f"{key}_achieved_gflops"] = rate * flops / 1e9
+                result[f"{key}_fraction_of_peak"] = rate * flops / 1e9 / top
+                result[f"{key}_bound_mp_per_s"] = top * 1e9 / flops
     return result

@@ -12,6 +12,7 @@ is kept; throughput is megapixels of output (the raster's area) per second.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,32 +54,26 @@ class NaiveTiling:
 
 @dataclass
 class ModeResult:
-    """Timings of one mode (single scale or MSI) on one pair."""
+    """Timings of one mode (single scale or MSI) on one pair, per variant.
 
-    public_s: list[float] = field(default_factory=list)
-    fp32_s: list[float] = field(default_factory=list)
-    naive_s: list[float] = field(default_factory=list)
-    max_abs_difference: float = 0.0
-    max_abs_difference_fp32: float = 0.0
+    Variants: ``public`` (``detect`` as it runs by default), ``fp32`` (``--precision fp32``),
+    ``onnx`` (``--engine onnx``, when onnxruntime is installed) and ``naive``.
+    """
+
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    difference_to_fp32: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self, megapixels: float) -> dict:
-        """JSON-ready numbers: medians, throughputs and the time ratios."""
-        public, fp32, naive = median(self.public_s), median(self.fp32_s), median(self.naive_s)
-        return {
-            "public_s": self.public_s,
-            "fp32_s": self.fp32_s,
-            "naive_s": self.naive_s,
-            "public_median_s": public,
-            "fp32_median_s": fp32,
-            "naive_median_s": naive,
-            "public_mp_per_s": megapixels / public,
-            "fp32_mp_per_s": megapixels / fp32,
-            "naive_mp_per_s": megapixels / naive,
-            "speedup_over_naive": naive / public,
-            "speedup_over_fp32": fp32 / public,
-            "max_abs_difference_naive_vs_fp32": self.max_abs_difference,
-            "max_abs_difference_public_vs_fp32": self.max_abs_difference_fp32,
-        }
+        """JSON-ready numbers: medians, throughputs and time ratios against float32 and naive."""
+        medians = {name: median(times) for name, times in self.seconds.items()}
+        result: dict = {"seconds": self.seconds}
+        for name, value in medians.items():
+            result[f"{name}_median_s"] = value
+            result[f"{name}_mp_per_s"] = megapixels / value
+            result[f"{name}_speedup_over_fp32"] = medians["fp32"] / value
+            result[f"{name}_speedup_over_naive"] = medians["naive"] / value
+        result["max_abs_difference_to_fp32"] = self.difference_to_fp32
+        return result
 
 
 def _read_grown(pair: RasterPair, window: Window, margin: int, stretch: PairStretch) -> tuple:
@@ -145,12 +140,23 @@ def naive_detect(
             writer.write(Window(0, 0, width, height), result)
 
 
-def _public_detect(
-    paths: PairPaths, model_path: Path, out: Path, mode: str, precision: str = "auto"
-) -> None:
+def _public_detect(paths: PairPaths, model: Path, out: Path, mode: str, variant: str) -> None:
+    """``detect`` of ``model`` (a .pt or .onnx file) in the precision ``variant`` names."""
     scales, flip = MODES[mode]
+    precision = "fp32" if variant == "fp32" else "auto"
     params = DetectParams("kdmsi", scales, flip, device="cpu", precision=precision)
-    detect_with_model(paths.before, paths.after, model_path, out, params, overwrite=True)
+    detect_with_model(paths.before, paths.after, model, out, params, overwrite=True)
+
+
+def _variants(model_path: Path, work: Path) -> dict[str, Path | None]:
+    """The model each variant runs (None: the naive loop); ``onnx`` only with onnxruntime."""
+    variants: dict[str, Path | None] = {"public": model_path, "fp32": model_path}
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+        from core.onnx_export import export_onnx
+
+        variants["onnx"] = export_onnx(model_path, work / "student.onnx", overwrite=True)
+    variants["naive"] = None
+    return variants
 
 
 def _difference(first: Path, second: Path) -> float:
@@ -176,22 +182,23 @@ def run_inference(paths: PairPaths, model_path: Path, work: Path, repeats: int) 
         width, height = pair.grid.width, pair.grid.height
     megapixels = width * height / 1e6
     results: dict[str, ModeResult] = {}
+    variants = _variants(model_path, work)
     for mode in MODES:
         result = results.setdefault(mode, ModeResult())
-        public_out, naive_out = work / f"public-{mode}.tif", work / f"naive-{mode}.tif"
-        fp32_out = work / f"fp32-{mode}.tif"
+        outputs = {name: work / f"{name}-{mode}.tif" for name in variants}
         for _ in range(repeats):
-            start = time.perf_counter()
-            _public_detect(paths, model_path, public_out, mode)
-            result.public_s.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            _public_detect(paths, model_path, fp32_out, mode, "fp32")
-            result.fp32_s.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            naive_detect(paths, model_path, naive_out, mode, tiling)
-            result.naive_s.append(time.perf_counter() - start)
-        result.max_abs_difference = _difference(fp32_out, naive_out)
-        result.max_abs_difference_fp32 = _difference(public_out, fp32_out)
+            for name, model in variants.items():
+                start = time.perf_counter()
+                if model is None:
+                    naive_detect(paths, model_path, outputs[name], mode, tiling)
+                else:
+                    _public_detect(paths, model, outputs[name], mode, name)
+                result.seconds.setdefault(name, []).append(time.perf_counter() - start)
+        result.difference_to_fp32 = {
+            name: _difference(out, outputs["fp32"])
+            for name, out in outputs.items()
+            if name != "fp32"
+        }
     modes = {mode: results[mode].as_dict(megapixels) for mode in MODES}
     pixel_ratio = sum(s * s for s in MSI_SCALES)
     return {
@@ -205,6 +212,7 @@ def run_inference(paths: PairPaths, model_path: Path, work: Path, repeats: int) 
         "naive_overlap": tiling.window - tiling.stride,
         "naive_margin": tiling.margin,
         "modes": modes,
+        "variants": list(variants),
         "msi_over_single_public": modes["msi"]["public_median_s"]
         / modes["single"]["public_median_s"],
         "msi_over_single_naive": modes["msi"]["naive_median_s"] / modes["single"]["naive_median_s"],

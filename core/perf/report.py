@@ -69,38 +69,42 @@ def _f(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}g}"
 
 
+_VARIANT_NAMES = {
+    "public": "`detect` default ({precision})",
+    "fp32": "`detect --precision fp32`",
+    "onnx": "`detect --engine onnx` (float32)",
+    "naive": "naive loop (float32)",
+}
+
+
 def _inference(r: dict) -> list[str]:
     precision = r.get("precision", "float32")
     lines = [
         f"### Inference throughput ({r['width']} x {r['height']} px pair, CPU, {r['threads']} "
         f"threads, median of {r['repeats']})",
         "",
-        f"| mode | public path ({precision}) s | MP/s | public float32 s | MP/s | naive loop s "
-        f"| MP/s | speed-up over naive | {precision} vs float32 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| mode | variant | s | MP/s | vs float32 | vs naive | max abs diff to float32 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for mode, m in r["modes"].items():
-        lines.append(
-            f"| {mode} | {_f(m['public_median_s'])} | {_f(m['public_mp_per_s'])} | "
-            f"{_f(m['fp32_median_s'])} | {_f(m['fp32_mp_per_s'])} | "
-            f"{_f(m['naive_median_s'])} | {_f(m['naive_mp_per_s'])} | "
-            f"{_f(m['speedup_over_naive'])}x | {_f(m['speedup_over_fp32'])}x |"
-        )
-    diffs = "; ".join(
-        f"{mode}: {m['max_abs_difference_public_vs_fp32']:.1e} {precision} vs float32, "
-        f"{m['max_abs_difference_naive_vs_fp32']:.1e} naive vs float32"
-        for mode, m in r["modes"].items()
-    )
+        for name in r["variants"]:
+            diff = m["max_abs_difference_to_fp32"].get(name)
+            lines.append(
+                f"| {mode} | {_VARIANT_NAMES[name].format(precision=precision)} | "
+                f"{_f(m[f'{name}_median_s'])} | {_f(m[f'{name}_mp_per_s'])} | "
+                f"{_f(m[f'{name}_speedup_over_fp32'])}x | {_f(m[f'{name}_speedup_over_naive'])}x | "
+                f"{'-' if diff is None else f'{diff:.1e}'} |"
+            )
     lines += [
         "",
         f"MSI / single-scale cost: {_f(r['msi_over_single_public'])}x on the public path, "
         f"{_f(r['msi_over_single_naive'])}x in the naive loop; the scales' pixel count predicts "
         f"{_f(r['predicted_msi_over_single_scales'])}x, "
-        f"{_f(r['predicted_msi_over_single_with_flips'])}x with flips. Naive loop (float32): "
-        f"window {r['naive_window']}, overlap {r['naive_overlap']}, margin {r['naive_margin']}; "
-        "the public path picks its own windows, so the maps differ along window seams. Largest "
-        f"probability differences: {diffs}. Times include loading the model and the pair's "
-        "stretch.",
+        f"{_f(r['predicted_msi_over_single_with_flips'])}x with flips. Naive loop: window "
+        f"{r['naive_window']}, overlap {r['naive_overlap']}, margin {r['naive_margin']}; the "
+        "public path picks its own windows, so those maps differ along window seams (the torch "
+        "and ONNX engines cut the same windows). Times include loading the model and the "
+        "pair's stretch.",
     ]
     return lines
 
@@ -164,21 +168,24 @@ def _training(r: dict) -> list[str]:
 
 def _flops(r: dict) -> list[str]:
     scales = ", ".join(f"{s}: {v / 1e9:.1f}" for s, v in r["flops_per_mp_by_scale"].items())
+    precision = r.get("precision", "float32")
     lines = [
         "### Arithmetic bound",
         "",
         f"Student GFLOP per megapixel of a {r['window']} px window, by scale: {scales}; single "
         f"scale {r['gflop_per_mp_single']:.1f}, MSI with flips "
         f"{r['gflop_per_mp_msi_with_flips']:.1f} ({r['flop_ratio_msi_over_single']:.2f}x). "
-        f"Peak (float32 matmul, {r['threads']} threads): {r['peak_gflops_matmul']:.1f} GFLOP/s.",
+        f"Peak matrix product ({r['threads']} threads): float32 {r['peak_gflops_matmul']:.1f} "
+        f"GFLOP/s, {precision} {r.get('peak_gflops_matmul_precision', 0):.1f} GFLOP/s.",
     ]
-    if "single_fraction_of_peak" in r:
-        for mode in ("single", "msi"):
-            lines.append(
-                f"- {mode}: {r[f'{mode}_achieved_gflops']:.2f} GFLOP/s achieved, "
-                f"{100 * r[f'{mode}_fraction_of_peak']:.1f} % of peak (bound "
-                f"{r[f'{mode}_bound_mp_per_s']:.2f} MP/s without tiling overlap)"
-            )
+    for mode in ("single", "msi"):
+        for key, name in ((mode, f"`detect` default ({precision})"), (f"{mode}_fp32", "float32")):
+            if f"{key}_fraction_of_peak" in r:
+                lines.append(
+                    f"- {mode}, {name}: {r[f'{key}_achieved_gflops']:.2f} GFLOP/s achieved, "
+                    f"{100 * r[f'{key}_fraction_of_peak']:.1f} % of that precision's peak "
+                    f"(bound {r[f'{key}_bound_mp_per_s']:.2f} MP/s without tiling overlap)"
+                )
     return lines
 
 
