@@ -97,6 +97,7 @@ def reporter_argv(args: argparse.Namespace) -> list[str]:
     parts = ["--data", *map(str, args.data), "--out", str(args.out), "--tile", str(args.tile)]
     parts += ["--seeds", *map(str, args.seeds), "--epochs", str(args.epochs), "--lr", str(args.lr)]
     parts += ["--refine-epochs", str(args.refine_epochs), "--backbone", args.backbone]
+    parts += ["--output-stride", str(args.output_stride), "--precision", args.precision]
     if args.bands:
         parts += ["--bands", ",".join(map(str, args.bands))]
     return parts
