@@ -148,5 +148,7 @@ def train_model(
         result.model_path, val_set if val_set is not None else tiles, device, callbacks, dtype
     )
     if refine_params is not None and refine_params.epochs > 0:
+        backbone = {"pretrained": params.pretrained, "weights": params.weights}
+        refine_params = replace(refine_params, **backbone)  # the backbone weights training used
         refine(result.model_path, tiles, refine_params, device, callbacks, dtype)
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -25,7 +26,7 @@ from core.training_batches import augment, to_tensor
 class RefineParams:
     """Pseudo-label rule and training schedule of the refinement network."""
 
-    epochs: int = 6
+    epochs: int = 8
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -33,6 +34,8 @@ class RefineParams:
     low: float = 0.25
     output_stride: int = 16
     seed: int = 0
+    pretrained: bool = True
+    weights: str | None = None
 
 
 def pseudo_labels(
@@ -86,9 +89,14 @@ def train_refiner(
         f"change, {1 - weight[tiles.valid].mean():.3f} of valid pixels ignored."
     )
     config = SegNetConfig(
-        backbone=backbone, output_stride=params.output_stride, in_channels=tiles.before.shape[1]
+        backbone=backbone,
+        output_stride=params.output_stride,
+        in_channels=tiles.before.shape[1],
+        pretrained=params.pretrained,
     )
-    model = ChangeSegNet(config, log=callbacks.log).to(device).to(memory_format=torch.channels_last)
+    weights = Path(params.weights) if params.weights else None
+    model = ChangeSegNet(config, weights=weights, log=callbacks.log)
+    model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
         model.param_groups(params.lr),
         lr=params.lr,

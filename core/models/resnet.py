@@ -14,6 +14,8 @@ that cache; when all fail the backbone keeps random weights and a loud warning i
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -345,9 +347,10 @@ def download_weights(name: str, url: str, log: LogFn | None) -> WeightSource | N
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     info(log, f"{name}: downloading ImageNet weights from {url}")
     try:
-        state = torch.hub.load_state_dict_from_url(
-            url, map_location="cpu", progress=False, check_hash=True, weights_only=True
-        )
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries --jsonl events only
+            state = torch.hub.load_state_dict_from_url(
+                url, map_location="cpu", progress=False, check_hash=True, weights_only=True
+            )
     except Exception as exc:  # no network, proxy, hash mismatch, full disk...
         warn(
             log,
