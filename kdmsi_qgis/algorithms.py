@@ -26,7 +26,7 @@ from qgis.core import (
 from kdmsi_qgis.settings import BACKBONES, DEVICES
 from kdmsi_qgis.worker import WorkerOutcome, run_command
 
-METHODS = ("kdmsi", "cam", "kdmsi-refined", "cva")
+METHODS = ("auto", "kdmsi", "cam", "kdmsi-refined", "cva")
 
 
 class KdmsiAlgorithm(QgsProcessingAlgorithm):

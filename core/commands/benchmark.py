@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--backbone", default="efficientnet-lite0")
-    parser.add_argument("--refine-epochs", type=int, default=4, help="0 skips the refinement row")
+    parser.add_argument("--refine-epochs", type=int, default=8, help="0 skips the refinement row")
     parser.add_argument("--bands", type=parse_bands)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output-stride", type=int, choices=(8, 16), default=16)

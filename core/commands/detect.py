@@ -20,7 +20,7 @@ from core.events import Reporter
 from core.geotiff import check_output, geotiff_bytes
 from core.rasters import RasterPair, grid_of, open_raster
 
-METHODS = ("kdmsi", "kdmsi-refined", "cam", "cva")
+METHODS = ("auto", "kdmsi", "kdmsi-refined", "cam", "cva")
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
@@ -40,7 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``kdmsi detect``."""
     add_pair(parser)
     parser.add_argument(
-        "--method", choices=METHODS, default="kdmsi", help="change detector (default kdmsi)"
+        "--method",
+        choices=METHODS,
+        default="auto",
+        help="change detector; auto (default): kdmsi-refined when the model holds a refinement "
+        "network (train --refine-epochs), else kdmsi",
     )
     parser.add_argument(
         "--model", type=Path, help="model file from `kdmsi train` (learned methods)"
@@ -99,7 +103,10 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         reporter.result(outputs, {"threshold": 0.5, "cva_magnitude_threshold": result.threshold})
         return
     if args.model is None:
-        raise KdmsiError(f"--method {args.method} needs --model FILE from `kdmsi train`.")
+        raise KdmsiError(
+            f"--method {args.method} needs --model FILE from `kdmsi train`; "
+            "--method cva needs no model."
+        )
     grid = grid_of(open_raster(args.before, "before raster"))
     check_output(args.out, args.overwrite, geotiff_bytes(grid))
     from core.detect_learned import DetectParams, detect_with_model

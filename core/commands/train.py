@@ -84,8 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--refine-epochs",
         type=int,
-        default=0,
-        help="train the refinement network for detect --method kdmsi-refined (0: skip)",
+        default=8,
+        help="epochs of the refinement network that detect runs by default (0: skip it; "
+        "detect then runs the student)",
     )
 
 

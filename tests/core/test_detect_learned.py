@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -143,3 +145,29 @@ def test_existing_output_needs_overwrite(model, pair, tmp_path):
         detect_with_model(*pair, model, out, SINGLE)
     detect_with_model(*pair, model, out, SINGLE, overwrite=True)
     assert read(out).shape == (70, 90)
+
+
+def test_auto_method_runs_the_refined_network_when_the_model_has_one(networks, pair, tmp_path):
+    from core.models.segnet import ChangeSegNet, SegNetConfig
+
+    torch.manual_seed(1)
+    refined = ChangeSegNet(SegNetConfig(backbone="resnet18", in_channels=3, pretrained=False))
+    states = {"student": networks.student.state_dict(), "teacher": networks.teacher.state_dict()}
+    plain = tmp_path / "plain.pt"
+    info = ModelInfo("resnet18", "minus", "cat", 16, [4, 3, 2], 32, 0.41, 0.37)
+    save_model(plain, info, states)
+    with_refined = tmp_path / "refined.pt"
+    save_model(
+        with_refined,
+        replace(info, refined_output_stride=16),
+        {**states, "refined": refined.eval().state_dict()},
+    )
+    auto = replace(SINGLE, method="auto")
+    assert auto == DetectParams(scales=(1.0,), flip=False, device="cpu", precision="fp32")
+    for model, method, threshold in ((plain, "kdmsi", 0.37), (with_refined, "kdmsi-refined", 0.5)):
+        out = tmp_path / f"{model.stem}.tif"
+        assert detect_with_model(*pair, model, out, auto) == pytest.approx(threshold)
+        assert gdal.Open(str(out)).GetMetadataItem("kdmsi_method") == method
+        explicit = tmp_path / f"{model.stem}-explicit.tif"
+        detect_with_model(*pair, model, explicit, replace(auto, method=method))
+        np.testing.assert_array_equal(read(out), read(explicit))

@@ -37,7 +37,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-5
 TRAIN_ARGS = [
     "--tile", "32", "--batch-size", "4", "--freeze-bn", "--val-fraction", "0", "--device", "cpu",
-    "--precision", "fp32",
+    "--precision", "fp32", "--refine-epochs", "0",
 ]  # fmt: skip
 
 

@@ -74,7 +74,7 @@ def test_train_detect_and_vectorize(processing, levir_pair, levir_tags, tmp_path
         {
             "BEFORE": str(levir_pair["before"]),
             "AFTER": str(levir_pair["after"]),
-            "METHOD": 0,
+            "METHOD": 0,  # auto
             "MODEL": trained["MODEL"],
             "DEVICE": 1,
             "OUTPUT": str(tmp_path / "prob.tif"),
@@ -95,7 +95,7 @@ def test_vectorize_default_threshold_and_shapefile(processing, mumbai_pair, tmp_
             "BEFORE": str(mumbai_pair["before"]),
             "AFTER": str(mumbai_pair["after"]),
             "BANDS": "3,2,1",
-            "METHOD": 3,  # cva
+            "METHOD": 4,  # cva
             "OUTPUT": str(tmp_path / "cva.tif"),
         },
     )
