@@ -16,6 +16,7 @@ from core.devices import pick_device
 from core.errors import KdmsiError
 from core.learn import train_model
 from core.rasters import RasterPair
+from core.refine import RefineParams
 from core.synthetic import make_scene
 from core.tags import tags_from_mask, write_tags
 from core.tiles import pair_tiles
@@ -82,7 +83,9 @@ def run_demo(
     check_tags(tileset, str(tags_path))
     device = pick_device(device_name, callbacks.log)
     params = TrainParams(epochs=inputs.epochs)
-    result = train_model(tileset, params, bands, out / "run", device, callbacks, resume=False)
+    result = train_model(
+        tileset, params, bands, out / "run", device, callbacks, refine_params=RefineParams()
+    )  # the refinement network, as `kdmsi train` does by default
     probability = out / "change_probability.tif"
     threshold = detect_with_model(
         before,
