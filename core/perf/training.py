@@ -1,12 +1,13 @@
 """Benchmark 4: training throughput (tiles per second) and peak memory of ``kdmsi train`` on CPU.
 
 Each case is one epoch of ``kdmsi train --data DATASET --tile T --batch-size B --epochs 1
---device cpu`` in a fresh child process (peak memory: the kernel's high-water mark). Throughput
-is taken from the ``metric`` events the command prints after every optimizer step, stamped when
-they arrive: the tiles of the full batches after the first step, divided by the time between the
-first and the last full step. It leaves out the start (imports, reading tiles, building the
-networks), the first step (allocations) and the validation at the end of the epoch; the wall
-time of the whole process is reported beside it.
+--device cpu --precision P --refine-epochs 0`` (teacher and student alone) in a fresh child
+process (peak memory: the kernel's high-water mark). Throughput is taken from the ``metric``
+events the command prints after every optimizer step, stamped when they arrive: the tiles of the
+full batches after ``WARMUP_STEPS`` steps, divided by their time (see :func:`steady_rate`). It
+leaves out the start (imports, reading tiles, building the networks), the first steps
+(allocations) and the validation at the end of the epoch; the wall time of the whole process is
+reported beside it.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def run_training(dataset: Path, work: Path, cases: list[TrainCase]) -> dict:
         command = kdmsi_command(
             "train", "--data", str(dataset), "--tile", str(case.tile), "--batch-size",
             str(case.batch_size), "--epochs", "1", "--device", "cpu", "--seed", "0",
-            "--precision", case.precision, "--out", str(out),
+            "--precision", case.precision, "--refine-epochs", "0", "--out", str(out),
         )  # fmt: skip
         run = run_child(command)
         run.check()
