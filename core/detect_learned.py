@@ -26,7 +26,9 @@ from core.precision import autocast_dtype, describe
 from core.rasters import RasterPair
 
 ENGINES = ("auto", "torch", "onnx")
-MARGIN = 32
+# Context read around each window of the refinement network, in training tiles (a quarter of
+# one); the student and teacher get none (see ``DetectParams.window``).
+REFINED_MARGIN = 0.25
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,13 @@ class DetectParams:
         flip: also average horizontal flips (the published MSI does).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         batch_size: windows read and predicted together.
-        window: largest window edge; 0 picks 768 for single-scale methods and 512 with scales
-            above 1 (their largest resized window then stays near 1152 px), at least twice the
-            training tile, so the network sees context well beyond a tile and seams are few.
-        overlap: least overlap of neighbouring windows; -1 means 64 pixels (four map cells).
+        window: largest window edge; 0 (default) means the model's training tile. The networks
+            were trained on tiles of that size and their maps depend on it: the student learns
+            the teacher's CAM normalised per tile, and the refinement network's dilated and
+            pooled branches see a tile's worth of map. On larger windows both drift (pooled
+            LEVIR + WHU, seed 0, 128 px tiles: MSI F1 0.26 and refined 0.30 with 512 and
+            768 px windows against 0.45 and 0.46 with 128 px windows; BENCHMARKS.md).
+        overlap: least overlap of neighbouring windows; -1 means a quarter of the window.
         engine: ``auto``, ``torch`` or ``onnx`` (see the module's description).
         workers: processes sharing the raster by bands of rows (1: this process only).
         max_pixels: pixels per date of one forward pass (bounds memory, not the result).
@@ -67,14 +72,18 @@ class DetectParams:
     def tiling(self, tile: int) -> TilingParams:
         """The tiling for a model trained on ``tile`` px tiles.
 
-        Network inputs are multiples of 16 px (64 with MSI, so that every scale stays one), as
-        the ONNX export needs; both engines use the same windows, so their maps agree.
+        Windows are the training tile unless ``window`` says otherwise; the student and the
+        teacher see each window alone (a margin of context changes their per-tile maps), the
+        refinement network a quarter of a tile of context around it. Network inputs are grown
+        to multiples of 16 px (64 with MSI, so that every scale stays one), as the ONNX export
+        needs; both engines use the same windows, so their maps agree.
         """
-        largest = max(self.scales) if self.method == "kdmsi" else 1.0
-        window = self.window or max(768 if largest <= 1.0 else 512, 2 * tile)
-        overlap = self.overlap if self.overlap >= 0 else min(64, window // 4)
-        align = 64 if self.method == "kdmsi" and (len(self.scales) > 1 or largest != 1.0) else 16
-        return TilingParams(window, overlap, self.batch_size, MARGIN, align)
+        window = self.window or tile
+        overlap = self.overlap if self.overlap >= 0 else window // 4
+        margin = round(REFINED_MARGIN * tile) if self.method == "kdmsi-refined" else 0
+        multiscale = len(self.scales) > 1 or max(self.scales) != 1.0
+        align = 64 if self.method == "kdmsi" and multiscale else 16
+        return TilingParams(window, overlap, self.batch_size, margin, align)
 
 
 def resolve_method(method: str, model_path: Path) -> str:

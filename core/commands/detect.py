@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--window",
         type=int,
         default=0,
-        help="largest window size (default 768 single-scale, 512 with MSI)",
+        help="largest window size (default: the tile size the model was trained on)",
     )
     parser.add_argument(
         "--engine",

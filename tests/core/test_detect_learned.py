@@ -11,7 +11,6 @@ from osgeo import gdal
 
 from core.detect_learned import DetectParams, detect_with_model
 from core.errors import KdmsiError
-from core.inference import TilingParams
 from core.modelfile import ModelInfo, save_model
 from core.models.cam import CamConfig, TeacherStudent
 from core.msi import cam_probability, msi
@@ -20,7 +19,8 @@ from core.rasters import RasterPair
 from core.windows import Window
 
 gdal.UseExceptions()
-SINGLE = DetectParams(scales=(1.0,), flip=False, device="cpu", precision="fp32")  # exact
+# exact, and one 128 px window holds the whole 90 x 70 pair (the model's tile is 32 px)
+SINGLE = DetectParams(scales=(1.0,), flip=False, device="cpu", precision="fp32", window=128)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def pair(tmp_path_factory, write_raster, scene):
     return before, after
 
 
-M = TilingParams().margin  # context reflected around the raster's edges
+M = 0  # the student and the teacher see no context beyond their windows
 
 
 def whole_pair(before, after, bands, align: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,7 +74,7 @@ def read(path) -> np.ndarray:
 
 def test_single_scale_kdmsi_equals_the_student_on_the_whole_pair(networks, model, pair, tmp_path):
     out = tmp_path / "p.tif"
-    threshold = detect_with_model(*pair, model, out, SINGLE)  # 90x70 fits one 128 px window
+    threshold = detect_with_model(*pair, model, out, SINGLE)
     assert threshold == pytest.approx(0.37)
     a, b = whole_pair(*pair, (4, 3, 2))
     with torch.inference_mode():
@@ -97,12 +97,21 @@ def test_single_scale_kdmsi_equals_the_student_on_the_whole_pair(networks, model
 
 def test_cam_method_uses_the_teacher(networks, model, pair, tmp_path):
     out = tmp_path / "cam.tif"
-    detect_with_model(*pair, model, out, DetectParams("cam", device="cpu", precision="fp32"))
+    detect_with_model(*pair, model, out, replace(SINGLE, method="cam"))
     a, b = whole_pair(*pair, (4, 3, 2))
     with torch.inference_mode():
         expected = cam_probability(networks.teacher, a, b)[0, 0, M : M + 70, M : M + 90].numpy()
     np.testing.assert_allclose(read(out), expected, atol=1e-4)
     assert gdal.Open(str(out)).GetMetadata()["kdmsi_network"] == "teacher"
+
+
+@pytest.mark.parametrize(("method", "margin"), [("kdmsi", 0), ("cam", 0), ("kdmsi-refined", 32)])
+def test_windows_default_to_the_training_tile(method, margin):
+    tiling = DetectParams(method).tiling(128)
+    assert (tiling.window, tiling.overlap, tiling.margin) == (128, 32, margin)
+    assert tiling.align == (64 if method == "kdmsi" else 16)
+    wider = DetectParams(method, window=512, scales=(1.0,)).tiling(128)
+    assert (wider.window, wider.overlap, wider.margin, wider.align) == (512, 128, margin, 16)
 
 
 def test_msi_over_several_windows_stays_in_unit_range(model, pair, tmp_path):
@@ -163,7 +172,9 @@ def test_auto_method_runs_the_refined_network_when_the_model_has_one(networks, p
         {**states, "refined": refined.eval().state_dict()},
     )
     auto = replace(SINGLE, method="auto")
-    assert auto == DetectParams(scales=(1.0,), flip=False, device="cpu", precision="fp32")
+    assert auto == DetectParams(
+        scales=(1.0,), flip=False, device="cpu", precision="fp32", window=128
+    )
     for model, method, threshold in ((plain, "kdmsi", 0.37), (with_refined, "kdmsi-refined", 0.5)):
         out = tmp_path / f"{model.stem}.tif"
         assert detect_with_model(*pair, model, out, auto) == pytest.approx(threshold)
