@@ -4,7 +4,9 @@ Protocol: tile every pair, split tiles into train and test (seeded, stratified b
 files honoured), train KD-MSI on the train tiles' tags, predict the test tiles at full
 resolution and score them with one confusion matrix per method. Each method is scored at its
 label-free threshold; the F1 at the best threshold is reported beside it, labelled as using
-ground truth, and is never used for any choice.
+ground truth, and is never used for any choice. The student with MSI and the refined network
+are scored a second time on the maps ``kdmsi detect`` writes for the whole pairs
+(:mod:`core.benchmark_detect`): that is what a user gets.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import numpy as np
 import torch
 
 from core.benchmark_data import BenchmarkData, cva_magnitude, load_benchmark_data
+from core.benchmark_detect import whole_pair_predictions
 from core.callbacks import Callbacks
+from core.detect_learned import DetectParams
 from core.learn import train_model
 from core.metrics import ConfusionMatrix, ThresholdSweep
 from core.modelfile import load_model
@@ -120,6 +124,13 @@ def run_benchmark(
         )
     )
     rows.extend(_learned_rows(result.model_path, data, train_tiles, params, device))
+    detect = DetectParams(
+        device=device.type, precision=params.train.precision, scales=params.scales
+    )
+    for name, prob, threshold, seconds in whole_pair_predictions(
+        roots, result.model_path, data, detect, params.bands, run_dir / "detect", callbacks
+    ):
+        rows.append(_row(name, prob, data, threshold, seconds))
     return {
         "params": asdict(params),
         "data": data.summary,

@@ -26,6 +26,8 @@ METHODS = [
     "KD-MSI single-scale",
     "KD-MSI + MSI",
     "KD-MSI refined",
+    "KD-MSI + MSI, detect on whole pairs",
+    "KD-MSI refined, detect on whole pairs",
 ]
 SCORES = ("precision", "recall", "f1", "iou", "oa", "kappa")
 
@@ -85,6 +87,17 @@ def test_every_method_is_scored(results):
     assert (run_dir / "model.pt").is_file()
     assert result["training"]["selected_epoch"] == 1
     assert result["wall_seconds"] > 0
+
+
+def test_whole_pair_rows_score_the_maps_detect_wrote(results):
+    result, run_dir, _ = results
+    for method in ("kdmsi", "kdmsi-refined"):
+        maps = sorted(p.name for p in (run_dir / "detect" / method).glob("*.tif"))
+        assert maps == [f"tiny_p0_{method}.tif", f"tiny_p1_{method}.tif"]
+    rows = {row["method"]: row for row in result["rows"]}
+    msi_threshold = rows["KD-MSI + MSI"]["threshold"]
+    assert rows["KD-MSI + MSI, detect on whole pairs"]["threshold"] == msi_threshold
+    assert rows["KD-MSI refined, detect on whole pairs"]["threshold"] == 0.5
 
 
 def test_test_tiles_are_stratified_and_counted(results):
@@ -166,6 +179,7 @@ def test_benchmark_command(dataset, tmp_path):
     assert Path(events[-1]["outputs"]["results"]) == out
     payload = json.loads(out.read_text())
     assert payload["seeds"] == [0]
-    assert [r["method"] for r in payload["runs"][0]["rows"]] == METHODS[:-1]
+    without_refined = [m for m in METHODS if "refined" not in m]  # --refine-epochs 0
+    assert [r["method"] for r in payload["runs"][0]["rows"]] == without_refined
     assert "| CVA (Otsu) |" in payload["table_markdown"]
     assert (tmp_path / "results" / "seed0" / "model.pt").is_file()
