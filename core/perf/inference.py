@@ -35,16 +35,18 @@ from core.predictors import build_network
 from core.rasters import RasterPair
 from core.windows import Window, axis_starts
 
-NAIVE_MARGIN = 32
 MODES = {"single": ((1.0,), False), "msi": (MSI_SCALES, True)}
 
 
 @dataclass(frozen=True)
 class NaiveTiling:
-    """Windows of the naive loop: the window ``detect`` picks by default, a quarter overlap."""
+    """Windows of the naive loop: those ``detect`` picks for the student by default.
+
+    The model's training tile, a quarter overlap, no margin.
+    """
 
     window: int
-    margin: int = NAIVE_MARGIN
+    margin: int = 0
 
     @property
     def stride(self) -> int:
@@ -177,7 +179,7 @@ def run_inference(paths: PairPaths, model_path: Path, work: Path, repeats: int) 
     """
     gdal.UseExceptions()
     info, _states = load_model(model_path)
-    tiling = NaiveTiling(window=min(max(2 * info.tile, 256), 512))
+    tiling = NaiveTiling(window=info.tile)
     with RasterPair.open(paths.before, paths.after, tuple(info.bands)) as pair:
         width, height = pair.grid.width, pair.grid.height
     megapixels = width * height / 1e6

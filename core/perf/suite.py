@@ -31,7 +31,7 @@ class PerfConfig:
         dataset_pairs: generated 512 px pairs in the training dataset (``dataset_px`` quick).
         dataset_px: edge of each training pair.
         training: the training runs.
-        model_tile: training tile recorded in the model file (``detect`` windows are twice it).
+        model_tile: training tile recorded in the model file (``detect``'s window).
         flops_window: window edge whose FLOPs are counted (0: the window ``detect`` uses).
         matmul_size: edge of the matrices that measure the machine's peak.
         only: the benchmarks to run.
@@ -62,7 +62,7 @@ class PerfConfig:
             inference_px=64, repeats=1,
             memory=(MemoryCase(96, "kdmsi"), MemoryCase(128, "kdmsi", 60.0), MemoryCase(96, "cva")),
             mask_px=200, dataset_pairs=2, dataset_px=128, training=(TrainCase(64, 4),),
-            model_tile=32, flops_window=64, matmul_size=256, only=only,
+            model_tile=64, flops_window=64, matmul_size=256, only=only,
         )  # fmt: skip
 
 
@@ -119,5 +119,5 @@ def _run_one(name: str, config: PerfConfig, work: Path, model: Path, results: di
         return run_training(dataset, work, list(config.training))
     from core.perf.flops import run_flops
 
-    window = config.flops_window or min(max(2 * config.model_tile, 256), 512)
+    window = config.flops_window or config.model_tile
     return run_flops(model, window, results.get("inference"), config.matmul_size)
