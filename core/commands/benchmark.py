@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from core.bands import parse_bands
+from core.commands.options import add_epochs
 from core.events import Reporter
 
 
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", type=int, default=128)
     parser.add_argument("--train-fraction", type=float, default=0.7)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--epochs", type=int, default=10)
+    add_epochs(parser)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--backbone", default="efficientnet-lite0")

@@ -27,3 +27,10 @@ def add_pair(parser: argparse.ArgumentParser) -> None:
 def add_overwrite(parser: argparse.ArgumentParser) -> None:
     """``--overwrite``."""
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def add_epochs(parser: argparse.ArgumentParser) -> None:
+    """``--epochs``, defaulting to :class:`core.train.TrainParams`'s (not imported: torch)."""
+    parser.add_argument(
+        "--epochs", type=int, default=20, help="training epochs (default 20; the best is kept)"
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.bands import parse_bands
+from core.commands.options import add_epochs
 from core.errors import KdmsiError
 from core.events import Reporter
 
@@ -39,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, required=True, help="run folder (model.pt is written there)"
     )
     parser.add_argument("--tile", type=int, default=256, help="tile size with --data (default 256)")
-    parser.add_argument("--epochs", type=int, default=10)
+    add_epochs(parser)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
         "--lr", type=float, default=3e-3, help="base learning rate (x10 on the teacher head)"

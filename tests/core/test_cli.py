@@ -56,6 +56,15 @@ def test_help_exits_0(command):
         assert "--jsonl" in run.stdout and "--debug" in run.stdout
 
 
+@pytest.mark.parametrize("command", [["train"], ["benchmark", "--data", "d"]])
+def test_epochs_default_is_the_training_default(command):
+    from core.cli import build_parser
+    from core.train import TrainParams
+
+    args = build_parser().parse_args([*command, "--out", "x"])
+    assert args.epochs == TrainParams().epochs == 20
+
+
 def test_version():
     run = kdmsi("--version")
     assert run.returncode == 0
