@@ -16,7 +16,6 @@ from core.devices import pick_device
 from core.errors import KdmsiError
 from core.learn import train_model
 from core.rasters import RasterPair
-from core.refine import RefineParams
 from core.synthetic import make_scene
 from core.tags import tags_from_mask, write_tags
 from core.tiles import pair_tiles
@@ -83,9 +82,7 @@ def run_demo(
     check_tags(tileset, str(tags_path))
     device = pick_device(device_name, callbacks.log)
     params = TrainParams(epochs=inputs.epochs)
-    result = train_model(
-        tileset, params, bands, out / "run", device, callbacks, refine_params=RefineParams()
-    )  # the refinement network, as `kdmsi train` does by default
+    result = train_model(tileset, params, bands, out / "run", device, callbacks)
     probability = out / "change_probability.tif"
     threshold = detect_with_model(
         before,

@@ -37,8 +37,8 @@ class DetectParams:
 
     Attributes:
         method: ``auto``, ``kdmsi``, ``cam`` or ``kdmsi-refined``; ``auto`` runs the refined
-            network when the model file holds one (it beat MSI on every benchmark seed), else
-            ``kdmsi``.
+            network when the model file holds one (trained only on request, ``kdmsi train
+            --refine-epochs``), else ``kdmsi``.
         scales: MSI scales (``(1.0,)`` for single scale).
         flip: also average horizontal flips (the published MSI does).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
