@@ -153,7 +153,7 @@ class TrainFromTags(KdmsiAlgorithm):
             QgsProcessingParameterEnum("BACKBONE", "Backbone", list(BACKBONES), defaultValue=0)
         )
         self.addParameter(
-            QgsProcessingParameterNumber("EPOCHS", "Epochs", defaultValue=20, minValue=1)
+            QgsProcessingParameterNumber("EPOCHS", "Epochs", defaultValue=60, minValue=1)
         )
         self.addParameter(
             QgsProcessingParameterEnum("DEVICE", "Device", list(DEVICES), defaultValue=0)

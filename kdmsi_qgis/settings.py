@@ -20,7 +20,7 @@ class Options:
     bands: str = ""
     tile: int = 256
     backbone: str = "efficientnet-lite0"
-    epochs: int = 20
+    epochs: int = 60
     device: str = "auto"
     out_dir: str = ""
     threshold: float = 0.5

@@ -32,5 +32,8 @@ def add_overwrite(parser: argparse.ArgumentParser) -> None:
 def add_epochs(parser: argparse.ArgumentParser) -> None:
     """``--epochs``, defaulting to :class:`core.train.TrainParams`'s (not imported: torch)."""
     parser.add_argument(
-        "--epochs", type=int, default=20, help="training epochs (default 20; the best is kept)"
+        "--epochs",
+        type=int,
+        default=60,
+        help="training epochs (default 60; the best is kept; 20 runs three times faster on a CPU)",
     )

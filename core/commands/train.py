@@ -86,8 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--refine-epochs",
         type=int,
         default=0,
-        help="epochs of the refinement network (default 0: none; with 20 student epochs the "
-        "student with MSI scored better in the benchmark); when trained, detect's auto runs it",
+        help="epochs of the refinement network (default 0: none; the student with MSI "
+        "scored better in the benchmark); when trained, detect's auto runs it",
     )
 
 

@@ -62,7 +62,7 @@ def test_epochs_default_is_the_training_default(command):
     from core.train import TrainParams
 
     args = build_parser().parse_args([*command, "--out", "x"])
-    assert args.epochs == TrainParams().epochs == 20
+    assert args.epochs == TrainParams().epochs == 60
 
 
 def test_version():

@@ -124,3 +124,12 @@ def test_cancel_stops_the_worker(processing, levir_pair, levir_tags, tmp_path):
             },
             feedback=feedback,
         )
+
+
+def test_epoch_defaults_of_the_plugin_follow_the_core(processing):
+    from core.train import TrainParams
+    from kdmsi_qgis.settings import Options
+
+    algorithm = QgsApplication.processingRegistry().algorithmById("kdmsi:trainfromtags")
+    default = algorithm.parameterDefinition("EPOCHS").defaultValue()
+    assert default == Options().epochs == TrainParams().epochs
