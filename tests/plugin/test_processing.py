@@ -126,10 +126,12 @@ def test_cancel_stops_the_worker(processing, levir_pair, levir_tags, tmp_path):
         )
 
 
-def test_epoch_defaults_of_the_plugin_follow_the_core(processing):
+def test_epoch_defaults_of_the_plugin_follow_the_core(qgis_app):
     from core.train import TrainParams
+    from kdmsi_qgis.algorithms import TrainFromTags
     from kdmsi_qgis.settings import Options
 
-    algorithm = QgsApplication.processingRegistry().algorithmById("kdmsi:trainfromtags")
+    algorithm = TrainFromTags()
+    algorithm.initAlgorithm({})
     default = algorithm.parameterDefinition("EPOCHS").defaultValue()
     assert default == Options().epochs == TrainParams().epochs
