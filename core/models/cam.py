@@ -10,7 +10,7 @@ fusion) learns from the image labels with binary cross-entropy; the student (``c
 default) learns only by distillation, ``kd_weight`` x MSE between the sigmoid of its map and the
 teacher's CAM after ReLU, divided by its spatial maximum and multiplied by the image label
 (detached, so the teacher gets no gradient from distillation). One optimizer updates both in the
-same step; only the student is used at inference (see :mod:`core.msi`).
+same step; only the student is used at inference (see :mod:`core.detect.msi`).
 
 All models take images scaled to [0, 1] and normalize them with :func:`normalize_input`.
 """
@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import KdmsiError
-from core.models.backbones import LogFn, build_backbone, expand_stats
+from core.models.backbones.base import LogFn, expand_stats
+from core.models.backbones.registry import build_backbone
 from core.models.cam_outputs import CamPair, LossBreakdown, image_logit, saturation_fraction
 from core.models.distillation import distillation_loss
 
@@ -54,10 +55,10 @@ BackboneFactory = Callable[[], nn.Module]
 def normalize_input(x: torch.Tensor, backbone: nn.Module) -> torch.Tensor:
     """Normalize images in [0, 1] with the backbone's ``input_mean`` and ``input_std``.
 
-    The backbones of :mod:`core.models.backbones` already give one value per input band. When the
-    statistics have another length than the ``C`` bands of ``x`` (a backbone from elsewhere), they
-    are repeated cyclically (band ``i`` takes value ``i % len``), or averaged for a single band, the
-    same rule the backbones use for their stems.
+    The backbones of :mod:`core.models.backbones.base` already give one value per input band.
+    When the statistics have another length than the ``C`` bands of ``x`` (a backbone from
+    elsewhere), they are repeated cyclically (band ``i`` takes value ``i % len``), or averaged for a
+    single band, the same rule the backbones use for their stems.
 
     Args:
         x: images ``[N, C, H, W]``, float, in [0, 1].
@@ -194,7 +195,7 @@ class CamConfig:
     """What a teacher-student pair is made of (stored in model files).
 
     Attributes:
-        backbone: backbone name (see :data:`core.models.backbones.BACKBONE_NAMES`).
+        backbone: backbone name (see :data:`core.models.backbones.base.BACKBONE_NAMES`).
         teacher_fusion: ``minus`` or ``abs``.
         student_fusion: ``minus``, ``abs`` or ``cat``.
         output_stride: stride of the CAMs, 16 or 8.

@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from core.modelfile import load_model
-from core.msi import MSI_SCALES, scaled_size
-from core.precision import autocast_dtype, describe
-from core.predictors import build_network
+from core.detect.msi import MSI_SCALES, scaled_size
+from core.detect.predictors import build_network
+from core.models.model_file import load_model
+from core.runtime.precision import autocast_dtype, describe
 
 
 def student_flops(model_path: Path, window: int) -> dict[str, float]:

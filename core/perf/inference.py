@@ -1,6 +1,6 @@
 """Benchmark 1: inference throughput of KD-MSI on CPU, public code path against a naive loop.
 
-The public path is :func:`core.detect_learned.detect_with_model` (what ``kdmsi detect`` runs),
+The public path is :func:`core.detect.pair.detect_with_model` (what ``kdmsi detect`` runs),
 single scale and with MSI (scales 0.5, 1, 1.25, 2 with flips), in its default precision
 (``auto``: bfloat16 autocast on CPUs with native bfloat16) and forced to float32. The naive
 loop, written here, computes the same map the plain way in float32: one window at a time (no
@@ -23,17 +23,18 @@ import torch
 import torch.nn.functional as F
 from osgeo import gdal
 
-from core.detect_learned import DetectParams, detect_with_model
-from core.geotiff import GeoTiffWriter
-from core.inference import blend_weight
-from core.modelfile import load_model
-from core.msi import MSI_SCALES, scaled_size
-from core.normalize import PairStretch, compute_stretch
+from core.detect.msi import MSI_SCALES, scaled_size
+from core.detect.pair import detect_with_model
+from core.detect.params import DetectParams
+from core.detect.predictors import build_network
+from core.detect.tiled import blend_weight
+from core.io.geotiff import GeoTiffWriter
+from core.io.rasters import RasterPair
+from core.io.stretch import PairStretch, compute_stretch
+from core.io.windows import Window, axis_starts
+from core.models.model_file import load_model
 from core.perf.inputs import PairPaths
-from core.precision import autocast_dtype, describe
-from core.predictors import build_network
-from core.rasters import RasterPair
-from core.windows import Window, axis_starts
+from core.runtime.precision import autocast_dtype, describe
 
 MODES = {"single": ((1.0,), False), "msi": (MSI_SCALES, True)}
 
@@ -154,7 +155,7 @@ def _variants(model_path: Path, work: Path) -> dict[str, Path | None]:
     """The model each variant runs (None: the naive loop); ``onnx`` only with onnxruntime."""
     variants: dict[str, Path | None] = {"public": model_path, "fp32": model_path}
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
-        from core.onnx_export import export_onnx
+        from core.detect.onnx import export_onnx
 
         variants["onnx"] = export_onnx(model_path, work / "student.onnx", overwrite=True)
     variants["naive"] = None

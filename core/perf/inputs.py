@@ -156,7 +156,7 @@ def make_pair(folder: Path, size: int, seed: int = 0, development: float = 0.15)
 
 
 def make_dataset(folder: Path, pairs: int, size: int = 512) -> Path:
-    """Write (or reuse) a training dataset folder in the A/B/label layout of ``core.datasets``.
+    """Write (or reuse) a training dataset folder in the A/B/label layout of ``core.data.datasets``.
 
     Each pair is a ``size`` px generated scene (30 % of its 256 px cells developed), so tiles of
     128 or 256 px get both tags.
@@ -208,8 +208,8 @@ def make_model(folder: Path, tile: int = 128) -> Path:
     """
     import torch
 
-    from core.modelfile import ModelInfo, save_model
     from core.models.cam import CamConfig, TeacherStudent
+    from core.models.model_file import ModelInfo, save_model
 
     path = folder / f"model-efficientnet-lite0-tile{tile}.pt"
     if path.is_file():

@@ -25,14 +25,15 @@ sys.path[:0] = [str(HERE / "stub"), str(HERE / "site"), str(HERE.parents[1])]
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import core.learn as learn  # noqa: E402
+import core.train.pipeline as learn  # noqa: E402
 from core.callbacks import Callbacks  # noqa: E402
-from core.inference import Predictor  # noqa: E402
-from core.metrics import ConfusionMatrix, ThresholdSweep  # noqa: E402
-from core.modelfile import load_model, save_model  # noqa: E402
-from core.refine import RefineParams, predict_tiles  # noqa: E402
-from core.samples import TileSet  # noqa: E402
-from core.train import TrainParams  # noqa: E402
+from core.data.tilesets import TileSet  # noqa: E402
+from core.detect.predictors import predict_tiles  # noqa: E402
+from core.detect.tiled import Predictor  # noqa: E402
+from core.eval.metrics import ConfusionMatrix, ThresholdSweep  # noqa: E402
+from core.models.model_file import load_model, save_model  # noqa: E402
+from core.train.refinement import RefineParams  # noqa: E402
+from core.train.trainer import TrainParams  # noqa: E402
 
 ARMS: dict[str, dict[str, Any]] = {
     "A": {"epochs": 20},  # the defaults of the time

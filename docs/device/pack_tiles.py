@@ -12,8 +12,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from core.benchmark_data import load_benchmark_data  # noqa: E402
 from core.callbacks import Callbacks  # noqa: E402
+from core.eval.benchmark_data import load_benchmark_data  # noqa: E402
 
 data_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parents[2] / "shared" / "data"
 roots = [data_dir / "levir_cd_full_scm", data_dir / "whu_cd_scm"]

@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from osgeo import gdal, ogr
 
-from core.inference import blend_weight
-from core.metrics import ConfusionMatrix
-from core.tiles import MIN_EDGE_FRACTION, TileSpec
-from core.vectorize import VectorizeParams, vectorize
-from core.windows import axis_starts, block_windows, sliding_windows
+from core.data.tiles import MIN_EDGE_FRACTION, TileSpec
+from core.detect.tiled import blend_weight
+from core.eval.metrics import ConfusionMatrix
+from core.io.windows import axis_starts, block_windows, sliding_windows
+from core.vector.vectorize import VectorizeParams, vectorize
 
 gdal.UseExceptions()
 ogr.UseExceptions()
@@ -70,7 +70,7 @@ def test_block_windows_partition_the_raster(width, height, size):
 @FAST
 @given(a=st.tuples(*[st.integers(-50, 50)] * 2, *[st.integers(1, 60)] * 2), data=st.data())
 def test_window_intersection_is_the_common_pixels(a, data):
-    from core.windows import Window
+    from core.io.windows import Window
 
     b = data.draw(st.tuples(*[st.integers(-50, 50)] * 2, *[st.integers(1, 60)] * 2), label="b")
     wa, wb = Window(*a), Window(*b)

@@ -3,7 +3,7 @@
 #
 # A throwaway QGIS profile gets the plugin unzipped into its python/plugins folder and enabled;
 # QGIS starts with tests/gui/gui_check.py, which opens the KD-MSI panel over OSCD Mumbai (or,
-# without ../shared/data, a synthetic scene made by core.synthetic), creates the grid, tags tiles
+# without ../shared/data, a synthetic scene made by core.data.synthetic), creates the grid, tags tiles
 # with mouse clicks, trains, suggests tiles, detects, and takes screenshots into docs/screenshots.
 # Screenshots over 300 KB are reduced with ImageMagick. Exit status 0 only when every step passed.
 #
@@ -46,8 +46,8 @@ if compgen -G "$MUMBAI/A/*.tif" >/dev/null; then
     LABEL=$(ls "$MUMBAI"/label/*.tif 2>/dev/null | head -1 || true)
     BANDS=3,2,1
 else
-    echo "gui-check: $MUMBAI not found; using a synthetic scene (core.synthetic.make_scene)."
-    (cd "$ROOT" && "$PY" -c "import sys; from pathlib import Path; from core.synthetic import make_scene; make_scene(Path(sys.argv[1]), size=640)" "$WORK/scene")
+    echo "gui-check: $MUMBAI not found; using a synthetic scene (core.data.synthetic.make_scene)."
+    (cd "$ROOT" && "$PY" -c "import sys; from pathlib import Path; from core.data.synthetic import make_scene; make_scene(Path(sys.argv[1]), size=640)" "$WORK/scene")
     BEFORE=$WORK/scene/before.tif AFTER=$WORK/scene/after.tif LABEL=$WORK/scene/change.tif
     BANDS=1,2,3
 fi

@@ -127,7 +127,7 @@ def test_cancel_stops_the_worker(processing, levir_pair, levir_tags, tmp_path):
 
 
 def test_epoch_defaults_of_the_plugin_follow_the_core(qgis_app):
-    from core.train import TrainParams
+    from core.train.trainer import TrainParams
     from kdmsi_qgis.algorithms import TrainFromTags
     from kdmsi_qgis.settings import Options
 

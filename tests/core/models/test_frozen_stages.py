@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from core.errors import KdmsiError
-from core.models.backbones import build_backbone
+from core.models.backbones.registry import build_backbone
 from core.models.cam import CamConfig, SiameseCAM, TeacherStudent
 
 CASES = [("efficientnet-lite0", 3), ("resnet18", 2)]

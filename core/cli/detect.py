@@ -1,0 +1,124 @@
+"""Compute a change probability map of a pair, written as a GeoTIFF on A's grid.
+
+Methods: ``kdmsi`` (the trained student with Multiscale Sigmoid Inference; ``--scales 1`` for
+single scale; ``--engine onnx`` runs it with onnxruntime, ``--workers N`` in N processes),
+``kdmsi-refined`` (the refinement network), ``cam`` (the teacher's CAM, the
+ablation without distillation) and ``cva`` (change vector analysis with an Otsu threshold; no
+model needed). The threshold to use is stored in the GeoTIFF for ``vectorize`` and ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from core.cli.events import Reporter
+from core.cli.options import add_overwrite, add_pair
+from core.errors import KdmsiError
+from core.io.geotiff import check_output, geotiff_bytes
+from core.io.rasters import RasterPair, grid_of, open_raster
+
+METHODS = ("auto", "kdmsi", "kdmsi-refined", "cam", "cva")
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """``"0.5,1,1.25,2"`` -> a tuple of positive floats."""
+    try:
+        scales = tuple(float(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        scales = ()
+    if not scales or min(scales) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of positive scales such as 0.5,1,1.25,2"
+        )
+    return scales
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``kdmsi detect``."""
+    add_pair(parser)
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="auto",
+        help="change detector; auto (default): kdmsi-refined when the model holds a refinement "
+        "network (train --refine-epochs), else kdmsi",
+    )
+    parser.add_argument(
+        "--model", type=Path, help="model file from `kdmsi train` (learned methods)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output probability GeoTIFF")
+    parser.add_argument("--mask-out", type=Path, help="CVA only: 0/1 mask (default OUT_mask.tif)")
+    parser.add_argument(
+        "--scales",
+        type=parse_scales,
+        default=(0.5, 1.0, 1.25, 2.0),
+        help="MSI scales (1 = single scale)",
+    )
+    parser.add_argument("--no-flip", action="store_true", help="MSI without horizontal flips")
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps"
+    )
+    parser.add_argument("--batch-size", type=int, default=4, help="windows read together")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=0,
+        help="largest window size (default: the tile size the model was trained on)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="onnx runs the student with onnxruntime (--method kdmsi); auto: onnx for a .onnx "
+        "model from `kdmsi export`, else torch",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="torch engine: auto runs float16 on CUDA, bfloat16 on CPUs with native bfloat16 "
+        "(about twice as fast), else float32",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the raster by bands of rows"
+    )
+    add_overwrite(parser)
+
+
+def run(args: argparse.Namespace, reporter: Reporter) -> None:
+    """Run the chosen detector over the whole pair."""
+    callbacks = reporter.callbacks("detect")
+    if args.method == "cva":
+        from core.detect.cva import run_cva
+
+        mask_out = args.mask_out or args.out.with_name(f"{args.out.stem}_mask.tif")
+        with RasterPair.open(args.before, args.after, args.bands, callbacks) as pair:
+            check_output(args.out, args.overwrite, geotiff_bytes(pair.grid))
+            check_output(mask_out, args.overwrite, geotiff_bytes(pair.grid, dtype=np.uint8))
+            result = run_cva(pair, args.out, mask_out, callbacks, args.overwrite)
+        outputs = {"probability": str(result.probability), "mask": str(result.mask)}
+        reporter.result(outputs, {"threshold": 0.5, "cva_magnitude_threshold": result.threshold})
+        return
+    if args.model is None:
+        raise KdmsiError(
+            f"--method {args.method} needs --model FILE from `kdmsi train`; "
+            "--method cva needs no model."
+        )
+    grid = grid_of(open_raster(args.before, "before raster"))
+    check_output(args.out, args.overwrite, geotiff_bytes(grid))
+    from core.detect.pair import detect_with_model
+    from core.detect.params import DetectParams
+
+    if args.workers < 1 or args.batch_size < 1 or args.window < 0:
+        raise KdmsiError("--workers and --batch-size must be at least 1 and --window positive.")
+    params = DetectParams(
+        args.method, args.scales, not args.no_flip, args.device, args.batch_size, args.window,
+        engine=args.engine, workers=args.workers, precision=args.precision,
+    )  # fmt: skip
+    threshold = detect_with_model(
+        args.before, args.after, args.model, args.out, params, args.bands, callbacks, args.overwrite
+    )
+    reporter.result({"probability": str(args.out)}, {"threshold": threshold})

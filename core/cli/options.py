@@ -1,0 +1,39 @@
+"""Options shared by several subcommands, declared once."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from core.io.bands import parse_bands
+
+
+def add_pair(parser: argparse.ArgumentParser) -> None:
+    """``--before``, ``--after`` and ``--bands``."""
+    parser.add_argument(
+        "--before", "-a", type=Path, required=True, help="raster of the first date (A)"
+    )
+    parser.add_argument(
+        "--after", "-b", type=Path, required=True, help="raster of the second date (B)"
+    )
+    parser.add_argument(
+        "--bands",
+        type=parse_bands,
+        default=None,
+        help="1-based bands to use from both dates, e.g. 3,2,1 (default: the first three)",
+    )
+
+
+def add_overwrite(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``."""
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def add_epochs(parser: argparse.ArgumentParser) -> None:
+    """``--epochs``, defaulting to the declared training default (no torch import)."""
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=60,
+        help="training epochs (default 60; the best is kept; 20 runs three times faster on a CPU)",
+    )

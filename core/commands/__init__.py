@@ -1,1 +1,0 @@
-"""One module per ``kdmsi`` subcommand: ``add_arguments(parser)`` and ``run(args, reporter)``."""

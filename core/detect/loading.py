@@ -1,0 +1,80 @@
+"""A model file's predictor for detection, the bands it reads and the metadata it writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from core.detect import predictors
+from core.detect.params import DetectParams, resolve_engine
+from core.detect.tiled import Predictor
+from core.errors import KdmsiError
+from core.models.model_file import ModelInfo, load_model
+from core.runtime.precision import autocast_dtype, describe
+
+
+def load_predictor(
+    model_path: Path, params: DetectParams, device: torch.device, scratch: Path, threads: int = 0
+) -> tuple[ModelInfo, Predictor, str]:
+    """The model's description, its predictor for ``params`` and the engine that runs it.
+
+    Args:
+        model_path: a ``.pt`` model file or a ``.onnx`` export.
+        params: method, scales, engine...
+        device: where a torch network runs.
+        scratch: a folder for the temporary ONNX export of a ``.pt`` file.
+        threads: onnxruntime threads (0: its default, all cores).
+    """
+    engine = resolve_engine(params.engine, model_path, params.method)
+    if engine == "torch":
+        info, states = load_model(model_path)
+        predictor = predictors.make_predictor(
+            params.method, info, states, Path(model_path), device, params.scales, params.flip,
+            params.max_pixels, autocast_dtype(params.precision, device),
+        )  # fmt: skip
+        return info, predictor, engine
+    from core.detect.onnx import OnnxStudent, export_onnx
+
+    onnx_path = Path(model_path)
+    if onnx_path.suffix.lower() != ".onnx":
+        onnx_path = export_onnx(model_path, scratch / "student.onnx")
+    student = OnnxStudent(onnx_path, threads)
+    predictor = predictors.onnx_predictor(student, params.scales, params.flip, params.max_pixels)
+    return student.info, predictor, engine
+
+
+def check_bands(info: ModelInfo, bands: tuple[int, ...] | None, model_path: Path) -> tuple:
+    """The bands to read: the model's unless given; their count must match the model's.
+
+    Raises:
+        KdmsiError: when the count differs.
+    """
+    bands = bands or tuple(info.bands)
+    if len(bands) != info.in_channels:
+        raise KdmsiError(
+            f"The model {model_path} was trained on {info.in_channels} band(s) {info.bands} but "
+            f"{len(bands)} were given; pass --bands with {info.in_channels} bands."
+        )
+    return tuple(bands)
+
+
+def detect_metadata(
+    info: ModelInfo, params: DetectParams, model_path: Path, engine: str, device: torch.device
+) -> dict[str, str]:
+    """The items stored in the probability GeoTIFF (method, network, threshold, scales...)."""
+    dtype = autocast_dtype(params.precision, device) if engine == "torch" else None
+    precision = describe(dtype)
+    network = {"kdmsi": "student", "cam": "teacher", "kdmsi-refined": "refined"}.get(
+        params.method, ""
+    )
+    return {
+        "kdmsi_method": params.method,
+        "kdmsi_network": network,
+        "kdmsi_threshold": str(info.threshold_for(params.method, params.scales)),
+        "kdmsi_scales": ",".join(f"{s:g}" for s in params.scales),
+        "kdmsi_flip": str(bool(params.flip)).lower(),
+        "kdmsi_engine": engine,
+        "kdmsi_precision": precision,
+        "kdmsi_model": str(Path(model_path).resolve()),
+    }

@@ -1,0 +1,62 @@
+"""Change detection with a trained model over a whole pair (the learned methods of ``detect``).
+
+The model's predictor (:mod:`core.detect.loading`) runs over the pair in tiled windows
+(:mod:`core.detect.tiled`); ``workers > 1`` splits the raster into bands of rows computed by
+separate processes (:mod:`core.detect.parallel`); the result is the same as with one.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from core.callbacks import Callbacks
+from core.detect.loading import check_bands, detect_metadata, load_predictor
+from core.detect.parallel import detect_in_parallel
+from core.detect.params import DetectParams, resolve_method
+from core.detect.tiled import predict_pair
+from core.io.rasters import RasterPair
+from core.io.stretch import compute_stretch
+from core.runtime.devices import pick_device
+
+
+def detect_with_model(
+    before: Path,
+    after: Path,
+    model_path: Path,
+    out: Path,
+    params: DetectParams,
+    bands: tuple[int, ...] | None = None,
+    callbacks: Callbacks | None = None,
+    overwrite: bool = False,
+) -> float:
+    """Write the change probability of a pair with a trained model; return the threshold to use.
+
+    The pair is read with the model's bands unless ``bands`` is given, and is stretched with its
+    own percentiles, as the training pairs were.
+
+    Raises:
+        KdmsiError: when the bands do not match the model's.
+    """
+    callbacks = callbacks or Callbacks()
+    if params.method == "auto":
+        params = replace(params, method=resolve_method(params.method, model_path))
+        callbacks.info(f"Method auto: {params.method} (what the model file {model_path} offers).")
+    if params.workers > 1:
+        return detect_in_parallel(
+            before, after, model_path, out, params, bands, callbacks, overwrite
+        )
+    device = pick_device(params.device, callbacks.log)
+    with tempfile.TemporaryDirectory(prefix="kdmsi-onnx-") as scratch:
+        info, predictor, engine = load_predictor(model_path, params, device, Path(scratch))
+        bands = check_bands(info, bands, model_path)
+        metadata = detect_metadata(info, params, model_path, engine, device)
+        callbacks.info(f"Running {params.method} with {engine} in {metadata['kdmsi_precision']}.")
+        tiling = params.tiling(info.tile)
+        with RasterPair.open(before, after, bands, callbacks) as pair:
+            stretch = compute_stretch(pair)
+            predict_pair(
+                pair, predictor, stretch, out, tiling, device, metadata, callbacks, overwrite
+            )
+    return info.threshold_for(params.method, params.scales)

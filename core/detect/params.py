@@ -1,0 +1,114 @@
+"""What ``kdmsi detect`` runs with a trained model: the parameters and how ``auto`` resolves.
+
+Engines: ``torch`` runs the networks of a ``.pt`` model file; ``onnx`` runs the student exported
+by ``kdmsi export`` with onnxruntime (``kdmsi`` method only, on the CPU; a ``.pt`` file is exported
+to a temporary ONNX file first); ``auto`` picks ``onnx`` for a ``.onnx`` model and ``torch``
+otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.detect.msi import MAX_PIXELS
+from core.detect.tiled import TilingParams
+from core.errors import KdmsiError
+from core.models.model_file import load_model
+
+ENGINES = ("auto", "torch", "onnx")
+# Context read around each window of the refinement network, in training tiles (a quarter of
+# one); the student and teacher get none (see ``DetectParams.window``).
+REFINED_MARGIN = 0.25
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    """What to run: the method, MSI scales, flips, device and tiling.
+
+    Attributes:
+        method: ``auto``, ``kdmsi``, ``cam`` or ``kdmsi-refined``; ``auto`` runs the refined
+            network when the model file holds one (trained only on request, ``kdmsi train
+            --refine-epochs``), else ``kdmsi``.
+        scales: MSI scales (``(1.0,)`` for single scale).
+        flip: also average horizontal flips (the published MSI does).
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        batch_size: windows read and predicted together.
+        window: largest window edge; 0 (default) means the model's training tile. The networks
+            were trained on tiles of that size and their maps depend on it: the student learns
+            the teacher's CAM normalised per tile, and the refinement network's dilated and
+            pooled branches see a tile's worth of map. On larger windows both drift (pooled
+            LEVIR + WHU, seed 0, 128 px tiles: MSI F1 0.26 and refined 0.30 with 512 and
+            768 px windows against 0.45 and 0.46 with 128 px windows; BENCHMARKS.md).
+        overlap: least overlap of neighbouring windows; -1 means a quarter of the window.
+        engine: ``auto``, ``torch`` or ``onnx`` (see the module's description).
+        workers: processes sharing the raster by bands of rows (1: this process only).
+        max_pixels: pixels per date of one forward pass (bounds memory, not the result).
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (:mod:`core.runtime.precision`; torch
+            engine only).
+    """
+
+    method: str = "auto"
+    scales: tuple[float, ...] = (0.5, 1.0, 1.25, 2.0)
+    flip: bool = True
+    device: str = "auto"
+    batch_size: int = 4
+    window: int = 0
+    overlap: int = -1
+    engine: str = "auto"
+    workers: int = 1
+    max_pixels: int = MAX_PIXELS
+    precision: str = "auto"
+
+    def tiling(self, tile: int) -> TilingParams:
+        """The tiling for a model trained on ``tile`` px tiles.
+
+        Windows are the training tile unless ``window`` says otherwise; the student and the
+        teacher see each window alone (a margin of context changes their per-tile maps), the
+        refinement network a quarter of a tile of context around it. Network inputs are grown
+        to multiples of 16 px (64 with MSI, so that every scale stays one), as the ONNX export
+        needs; both engines use the same windows, so their maps agree.
+        """
+        window = self.window or tile
+        overlap = self.overlap if self.overlap >= 0 else window // 4
+        margin = round(REFINED_MARGIN * tile) if self.method == "kdmsi-refined" else 0
+        multiscale = len(self.scales) > 1 or max(self.scales) != 1.0
+        align = 64 if self.method == "kdmsi" and multiscale else 16
+        return TilingParams(window, overlap, self.batch_size, margin, align)
+
+
+def resolve_method(method: str, model_path: Path) -> str:
+    """The method ``auto`` stands for: ``kdmsi-refined`` when the model holds that network.
+
+    An ONNX export holds the student alone, so ``auto`` means ``kdmsi`` there.
+    """
+    if method != "auto":
+        return method
+    if Path(model_path).suffix.lower() == ".onnx":
+        return "kdmsi"
+    info, _states = load_model(model_path)
+    return "kdmsi-refined" if info.refined_output_stride else "kdmsi"
+
+
+def resolve_engine(engine: str, model_path: Path, method: str) -> str:
+    """``torch`` or ``onnx`` for the requested engine, model file and method.
+
+    Raises:
+        KdmsiError: an unknown engine, a torch engine for an ONNX file, or ONNX for a method
+            other than ``kdmsi``.
+    """
+    if engine not in ENGINES:
+        raise KdmsiError(f"--engine {engine} is unknown; use {', '.join(ENGINES)}.")
+    is_onnx = Path(model_path).suffix.lower() == ".onnx"
+    chosen = engine if engine != "auto" else ("onnx" if is_onnx else "torch")
+    if chosen == "torch" and is_onnx:
+        raise KdmsiError(
+            f"The model {model_path} is an ONNX file, which the torch engine cannot run; "
+            "use --engine onnx or give the .pt model file."
+        )
+    if chosen == "onnx" and method != "kdmsi":
+        raise KdmsiError(
+            f"The ONNX engine runs only --method kdmsi, not {method}; use --engine torch "
+            "with the .pt model file."
+        )
+    return chosen

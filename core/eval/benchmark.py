@@ -1,0 +1,206 @@
+"""The benchmark: every method side by side on the same tiles, in one run.
+
+Protocol: tile every pair, split tiles into train and test (seeded, stratified by tag; ``list/``
+files honoured), train KD-MSI on the train tiles' tags, predict the test tiles at full
+resolution and score them with one confusion matrix per method. Each method is scored at its
+label-free threshold; the F1 at the best threshold is reported beside it, labelled as using
+ground truth, and is never used for any choice. The student with MSI and the refined network
+are scored a second time on the maps ``kdmsi detect`` writes for the whole pairs
+(:mod:`core.eval.whole_pair`): that is what a user gets.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from core.callbacks import Callbacks
+from core.data.tilesets import TileSet
+from core.detect.msi import MAX_PIXELS, cam_probability, msi
+from core.detect.params import DetectParams
+from core.detect.predictors import build_network, predict_tiles
+from core.eval.benchmark_data import BenchmarkData, cva_magnitude, load_benchmark_data
+from core.eval.metrics import ConfusionMatrix, ThresholdSweep
+from core.eval.whole_pair import whole_pair_predictions
+from core.models.model_file import load_model
+from core.runtime.precision import autocast_dtype, autocast_predictor
+from core.train.pipeline import train_model
+from core.train.refinement import RefineParams
+from core.train.threshold_choice import otsu_on_changed_tiles
+from core.train.trainer import TrainParams
+
+
+@dataclass(frozen=True)
+class BenchmarkParams:
+    """The protocol's knobs."""
+
+    tile: int = 128
+    train_fraction: float = 0.7
+    seed: int = 0
+    bands: tuple[int, ...] | None = None
+    train: TrainParams = field(default_factory=TrainParams)
+    refine: RefineParams = field(default_factory=RefineParams)
+    scales: tuple[float, ...] = (0.5, 1.0, 1.25, 2.0)
+
+
+@dataclass
+class MethodScore:
+    """One row of the table."""
+
+    method: str
+    threshold: float
+    metrics: dict[str, float]
+    best_threshold: float
+    best_f1: float
+    seconds: float
+
+
+def score(
+    prob: np.ndarray, data: BenchmarkData, threshold: float
+) -> tuple[ConfusionMatrix, ThresholdSweep]:
+    """Score test-tile probabilities at ``threshold`` and over a threshold sweep."""
+    truth, valid = data.truth[data.test], data.tiles.valid[data.test]
+    matrix = ConfusionMatrix().update(prob >= threshold, truth, valid)
+    sweep = ThresholdSweep()
+    sweep.update(prob, truth, valid)
+    return matrix, sweep
+
+
+def _row(
+    method: str, prob: np.ndarray, data: BenchmarkData, threshold: float, seconds: float
+) -> MethodScore:
+    matrix, sweep = score(prob, data, threshold)
+    best_t, best = sweep.best()
+    return MethodScore(method, threshold, matrix.as_dict(), float(best_t), best.f1, seconds)
+
+
+def _timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def run_benchmark(
+    roots: list[Path],
+    params: BenchmarkParams,
+    run_dir: Path,
+    device: torch.device,
+    callbacks: Callbacks,
+) -> dict[str, Any]:
+    """Run the whole protocol once (one seed) and return the results as a dict."""
+    start = time.perf_counter()
+    data = load_benchmark_data(
+        roots, params.tile, params.bands, params.train_fraction, params.seed, callbacks
+    )
+    callbacks.info(f"benchmark tiles: {data.summary}")
+    test = data.tiles.subset(data.test)
+    rows = []
+    cva, seconds = _timed(
+        lambda: np.clip(
+            cva_magnitude(test.before, test.after)
+            / (2 * data.cva_threshold[data.test, None, None]),
+            0,
+            1,
+        )
+    )
+    rows.append(_row("CVA (Otsu)", cva, data, 0.5, seconds))
+    bands = params.bands or tuple(range(1, data.tiles.before.shape[1] + 1))
+    train_tiles = data.tiles.subset(data.train)
+    result, train_seconds = _timed(
+        lambda: train_model(
+            train_tiles,
+            params.train,
+            bands,
+            run_dir,
+            device,
+            callbacks,
+            refine_params=params.refine,
+        )
+    )
+    rows.extend(_learned_rows(result.model_path, data, train_tiles, params, device))
+    detect = DetectParams(
+        device=device.type, precision=params.train.precision, scales=params.scales
+    )
+    for name, prob, threshold, seconds in whole_pair_predictions(
+        roots, result.model_path, data, detect, params.bands, run_dir / "detect", callbacks
+    ):
+        rows.append(_row(name, prob, data, threshold, seconds))
+    return {
+        "params": asdict(params),
+        "data": data.summary,
+        "training": {
+            "seconds": train_seconds,
+            "selected_epoch": result.best_epoch,
+            "val_auc": result.best_auc,
+        },
+        "rows": [asdict(r) for r in rows],
+        "wall_seconds": time.perf_counter() - start,
+    }
+
+
+def _learned_rows(
+    model_path: Path,
+    data: BenchmarkData,
+    train_tiles: TileSet,
+    params: BenchmarkParams,
+    device: torch.device,
+) -> list[MethodScore]:
+    """Score the teacher CAM, the student (single scale, MSI) and the refined network.
+
+    Thresholds: the student's come from the model file (Otsu on held-out changed-tagged tiles);
+    the CAM ablation gets the same rule on the training tiles' CAMs; the refined network, trained
+    on hard pseudo labels, is cut at 0.5. No pixel label is involved.
+    """
+    info, states = load_model(model_path)
+    dtype = autocast_dtype(params.train.precision, device)
+    teacher = build_network(info, states, "teacher", model_path).to(device)
+    student = build_network(info, states, "student", model_path).to(device)
+    cam = autocast_predictor(partial(cam_probability, teacher), device, dtype)
+    cam_threshold = otsu_on_changed_tiles(train_tiles, predict_tiles(cam, train_tiles, device))
+    single = partial(msi, student, scales=(1.0,), flip=False, max_pixels=MAX_PIXELS)
+    multi = partial(msi, student, scales=params.scales, flip=True, max_pixels=MAX_PIXELS)
+    methods = [
+        ("CAM (teacher only)", cam, cam_threshold.value),
+        ("KD-MSI single-scale", autocast_predictor(single, device, dtype), info.threshold_single),
+        ("KD-MSI + MSI", autocast_predictor(multi, device, dtype), info.threshold),
+    ]
+    if "refined" in states:
+        refined = build_network(info, states, "refined", model_path).to(device)
+        methods.append(("KD-MSI refined", autocast_predictor(refined.predict, device, dtype), 0.5))
+    test = data.tiles.subset(data.test)
+    rows = []
+    for name, predictor, threshold in methods:
+        prob, seconds = _timed(lambda p=predictor: predict_tiles(p, test, device))
+        rows.append(_row(name, prob, data, threshold, seconds))
+    return rows
+
+
+def markdown_table(results: list[dict[str, Any]]) -> str:
+    """One table over seeds: mean ± std of each metric per method."""
+    methods = [r["method"] for r in results[0]["rows"]]
+    keys = ("f1", "iou", "precision", "recall", "oa", "kappa")
+    lines = [
+        "| method | F1 | IoU | precision | recall | OA | kappa "
+        "| F1 at best threshold (uses ground truth) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, method in enumerate(methods):
+        cells = []
+        for key in keys:
+            values = np.array([r["rows"][i]["metrics"][key] for r in results])
+            cells.append(_mean_std(values))
+        best = np.array([r["rows"][i]["best_f1"] for r in results])
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_mean_std(best)} |")
+    return "\n".join(lines)
+
+
+def _mean_std(values: np.ndarray) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"

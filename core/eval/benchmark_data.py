@@ -1,0 +1,130 @@
+"""The benchmark's data: every pair tiled, tags derived from masks, a seeded train/test split.
+
+Pixel labels are read here for two purposes only: deriving the tile tags of training tiles and
+scoring test tiles. The test tiles' masks never reach training or any choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.callbacks import Callbacks
+from core.data.datasets import find_pairs, read_split_lists
+from core.data.tags import tags_from_mask
+from core.data.tiles import pair_tiles
+from core.data.tilesets import TileSet, load_tiles
+from core.detect.cva import BINS
+from core.detect.otsu import otsu
+from core.errors import KdmsiError
+from core.io.rasters import RasterPair, open_raster
+from core.io.stretch import compute_stretch
+from core.train.selection import stratified_split
+
+
+@dataclass
+class BenchmarkData:
+    """Tiles of all pairs with their masks, split into train and test.
+
+    Attributes:
+        tiles: every tile of every pair.
+        truth: bool ``[N, T, T]`` pixel reference of each tile (scoring only).
+        cva_threshold: per tile, the Otsu CVA threshold of its whole pair (label-free).
+        train: indices of training tiles.
+        test: indices of test tiles.
+    """
+
+    tiles: TileSet
+    truth: np.ndarray
+    cva_threshold: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+
+    @property
+    def summary(self) -> dict[str, object]:
+        """Counts for the report."""
+        return {
+            "tiles": len(self.tiles),
+            "tile_size": self.tiles.tile_size,
+            "train": self.tiles.subset(self.train).counts,
+            "test": self.tiles.subset(self.test).counts,
+            "test_changed_pixel_fraction": float(self.truth[self.test].mean())
+            if len(self.test)
+            else 0.0,
+        }
+
+
+def cva_magnitude(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """CVA magnitude of uint8-quantised stretched tiles ``[..., bands, T, T]`` -> ``[..., T, T]``.
+
+    Used per tile by the benchmark; ``core.detect.cva`` computes the same over whole rasters.
+    """
+    diff = after.astype(np.float32) / 255.0 - before.astype(np.float32) / 255.0
+    return np.sqrt((diff**2).sum(axis=-3))
+
+
+def _pair_cva_threshold(tiles: TileSet) -> float:
+    """Otsu threshold of the CVA magnitude over all valid pixels of one pair's tiles."""
+    top = float(np.sqrt(tiles.before.shape[1]))
+    mag = cva_magnitude(tiles.before, tiles.after)[tiles.valid]
+    hist = np.histogram(mag, bins=BINS, range=(0.0, top))[0]
+    return max(otsu(hist, np.linspace(0.0, top, BINS + 1)), 1e-6)
+
+
+def _truth(label: Path, tileset: TileSet) -> np.ndarray:
+    """Pixel reference of each tile (padding pixels False; they are invalid anyway)."""
+    ds = open_raster(label, "label")  # keep the dataset alive while its band is used
+    band = ds.GetRasterBand(1)
+    size = tileset.tile_size
+    truth = np.zeros((len(tileset), size, size), dtype=bool)
+    for i, w in enumerate(tileset.windows):
+        truth[i, : w.height, : w.width] = band.ReadAsArray(w.col, w.row, w.width, w.height) > 0
+    return truth
+
+
+def load_benchmark_data(
+    roots: list[Path],
+    tile: int,
+    bands: tuple[int, ...] | None,
+    train_fraction: float,
+    seed: int,
+    callbacks: Callbacks,
+) -> BenchmarkData:
+    """Tile every pair of the dataset folders and split the tiles.
+
+    Pairs named in a folder's ``list/train.txt`` / ``list/test.txt`` go wholly to that side;
+    the other tiles are split per class (stratified) with ``train_fraction`` for training.
+    """
+    sets, truths, thresholds, sides = [], [], [], []
+    for root in roots:
+        lists = read_split_lists(root)
+        for files in find_pairs(root):
+            callbacks.check_canceled()
+            if files.label is None:
+                raise KdmsiError(
+                    f"{files.before} has no mask in {root / 'label'}; the benchmark scores "
+                    "against pixel labels, so add one or leave the pair out."
+                )
+            with RasterPair.open(files.before, files.after, bands, callbacks) as pair:
+                tiles = pair_tiles(pair, tile)
+                tags = tags_from_mask(files.label, tiles, pair.grid)
+                stretch = compute_stretch(pair)
+                tileset = load_tiles(
+                    pair, stretch, tiles, [tags[t.tile_id] for t in tiles], tile, files.key
+                )
+            sets.append(tileset)
+            truths.append(_truth(files.label, tileset))
+            thresholds.append(np.full(len(tileset), _pair_cva_threshold(tileset), dtype=np.float32))
+            side = "train" if files.name in lists.get("train", set()) else ""
+            side = "test" if files.name in lists.get("test", set()) else side
+            sides.extend([side] * len(tileset))
+            callbacks.info(f"{files.key}: {len(tileset)} tiles {tileset.counts}")
+    pooled = TileSet.concat(sets)
+    sides_arr = np.asarray(sides)
+    free = np.flatnonzero(sides_arr == "")
+    held_train, held_test = stratified_split(pooled.labels[free], 1.0 - train_fraction, seed)
+    train = np.sort(np.concatenate([np.flatnonzero(sides_arr == "train"), free[held_train]]))
+    test = np.sort(np.concatenate([np.flatnonzero(sides_arr == "test"), free[held_test]]))
+    return BenchmarkData(pooled, np.concatenate(truths), np.concatenate(thresholds), train, test)

@@ -1,0 +1,154 @@
+"""From a tile set to a model file: split the tags, train, choose thresholds, optionally refine.
+
+Everything here uses tile tags only; pixel labels never reach this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from core.callbacks import Callbacks
+from core.data.tilesets import TileSet
+from core.detect.msi import MAX_PIXELS, msi
+from core.detect.predictors import build_network, predict_tiles
+from core.detect.tiled import Predictor
+from core.models.model_file import ModelInfo, load_model, save_model
+from core.runtime.distributed import SINGLE, DistEnv
+from core.runtime.precision import autocast_predictor
+from core.train.refinement import RefineParams, train_refiner
+from core.train.selection import stratified_split
+from core.train.threshold_choice import otsu_on_changed_tiles
+from core.train.trainer import Trainer, TrainParams, TrainResult
+
+MIN_HELD_OUT_PER_CLASS = 2
+
+
+def split_tags(
+    tiles: TileSet, fraction: float, seed: int, callbacks: Callbacks
+) -> tuple[TileSet, TileSet | None]:
+    """Hold out ``fraction`` of each class for model selection (None when too few tags)."""
+    train_idx, val_idx = stratified_split(tiles.labels, fraction, seed)
+    held = tiles.subset(val_idx)
+    counts = held.counts
+    if fraction <= 0 or min(counts.values()) < MIN_HELD_OUT_PER_CLASS:
+        callbacks.warning(
+            f"Too few tags to hold some out ({tiles.counts}); training on all of them and "
+            "keeping the last epoch instead of choosing one."
+        )
+        return tiles, None
+    callbacks.info(
+        f"Training on {len(train_idx)} tiles; {len(val_idx)} held out to choose the epoch."
+    )
+    return tiles.subset(train_idx), held
+
+
+def student_predictors(
+    info: ModelInfo, states: dict, path: Path, device: torch.device, dtype: torch.dtype | None
+) -> tuple[Predictor, Predictor]:
+    """The student's MSI and single-scale predictors as ``detect`` runs them (bounded passes)."""
+    student = build_network(info, states, "student", path).to(device)
+    multi = partial(msi, student, max_pixels=MAX_PIXELS)
+    single = partial(msi, student, scales=(1.0,), flip=False, max_pixels=MAX_PIXELS)
+    return autocast_predictor(multi, device, dtype), autocast_predictor(single, device, dtype)
+
+
+def choose_thresholds(
+    model_path: Path,
+    tiles: TileSet,
+    device: torch.device,
+    callbacks: Callbacks,
+    dtype: torch.dtype | None = None,
+) -> ModelInfo:
+    """Store the MSI and single-scale thresholds chosen on ``tiles`` (tags only) in the model.
+
+    ``dtype`` is the autocast type inference will use, so that the thresholds fit its maps.
+    """
+    info, states = load_model(model_path)
+    multi_scale, single_scale = student_predictors(info, states, model_path, device, dtype)
+    prob_msi = predict_tiles(multi_scale, tiles, device)
+    prob_one = predict_tiles(single_scale, tiles, device)
+    multi, single = otsu_on_changed_tiles(tiles, prob_msi), otsu_on_changed_tiles(tiles, prob_one)
+    info = replace(
+        info, threshold=multi.value, threshold_single=single.value, threshold_rule=multi.rule
+    )
+    save_model(model_path, info, states)
+    callbacks.info(
+        f"Thresholds chosen from tags ({multi.rule}): MSI {multi.value:.3f}, "
+        f"single-scale {single.value:.3f}."
+    )
+    return info
+
+
+def refine(
+    model_path: Path,
+    tiles: TileSet,
+    params: RefineParams,
+    device: torch.device,
+    callbacks: Callbacks,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """Train the refinement network on MSI pseudo labels of ``tiles`` and add it to the model."""
+    info, states = load_model(model_path)
+    multi_scale, _ = student_predictors(info, states, model_path, device, dtype)
+    prob = predict_tiles(multi_scale, tiles, device)
+    params = replace(params, high=info.threshold, low=info.threshold / 2)
+    refiner = train_refiner(tiles, prob, info.backbone, params, device, callbacks, dtype)
+    states["refined"] = refiner.state_dict()
+    info = replace(info, refined_output_stride=params.output_stride)
+    save_model(model_path, info, states)
+
+
+def train_model(
+    tiles: TileSet,
+    params: TrainParams,
+    bands: tuple[int, ...],
+    run_dir: Path,
+    device: torch.device,
+    callbacks: Callbacks,
+    val_fraction: float = 0.2,
+    resume: bool = False,
+    refine_params: RefineParams | None = None,
+    env: DistEnv = SINGLE,
+) -> TrainResult:
+    """Train KD-MSI on tagged tiles and write ``run_dir/model.pt``.
+
+    After training, the thresholds are chosen on the held-out tiles' tags (all tiles when none
+    are held out) and, when ``refine_params.epochs > 0``, the refinement network is trained on
+    pseudo labels of all tagged tiles. With several ranks (``env``) all of them train; rank 0
+    alone then chooses the thresholds and refines.
+    """
+    train_set, val_set = split_tags(tiles, val_fraction, params.seed, callbacks)
+    info = ModelInfo(
+        backbone=params.backbone,
+        teacher_fusion=params.teacher_fusion,
+        student_fusion=params.student_fusion,
+        output_stride=params.output_stride,
+        bands=list(bands),
+        tile=tiles.tile_size,
+        train_summary={
+            "tags": tiles.counts,
+            "held_out": val_set.counts if val_set is not None else {},
+            "params": asdict(params),
+            "processes": env.world_size,
+        },
+    )
+    trainer = Trainer(train_set, val_set, params, info, run_dir, device, callbacks, env)
+    if resume:
+        trainer.resume()
+    result = trainer.run()
+    if not env.is_main:
+        return result
+    dtype = trainer.amp_dtype
+    del trainer  # its networks, optimizer and batches are no longer needed
+    choose_thresholds(
+        result.model_path, val_set if val_set is not None else tiles, device, callbacks, dtype
+    )
+    if refine_params is not None and refine_params.epochs > 0:
+        backbone = {"pretrained": params.pretrained, "weights": params.weights}
+        refine_params = replace(refine_params, **backbone)  # the backbone weights training used
+        refine(result.model_path, tiles, refine_params, device, callbacks, dtype)
+    return result

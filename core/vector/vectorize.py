@@ -1,0 +1,206 @@
+"""Turn a change probability (or mask) raster into change polygons.
+
+Steps: threshold band 1 chunk by chunk into a temporary Byte mask (change is ``value >=
+threshold``; nodata, masked and NaN pixels never are), GDAL Polygonize with the mask as its own
+mask (4- or 8-connectivity, holes kept), drop polygons under ``min_area``, rasterize kept polygon
+ids back for ``mean_prob``/``max_prob`` by ``numpy.bincount``, optionally simplify (shapely,
+topology preserved), write ESRI Shapefile (with ``.prj``) or GeoPackage in the raster's CRS.
+Areas are in map units squared. An ungeoreferenced raster gives pixel coordinates the way QGIS
+shows such images (x = column, y = minus the row, see ``Grid.display_transform``) and no CRS
+(a GeoPackage's srs_id -1, "undefined Cartesian"), so polygons overlay the image in QGIS.
+
+Value scale rule: a Byte band whose largest valid value is above 1 is read as 0..255 and divided
+by 255, so 0/255 masks and 8-bit probabilities work with threshold 0.5 (128 and up is change);
+Byte bands of 0/1 and every other data type are used as they are. ``mean_prob`` and ``max_prob``
+are reported on the same scale.
+
+A georeferenced, all-valid 0/1 Byte mask cut at a threshold in (0, 1] takes a shorter road with
+the same result: it is polygonized as it is (no temporary mask), its statistics are 1, and
+without simplification ``gdal.VectorTranslate`` copies the polygons with their ``OGR_GEOM_AREA``
+(no Python per polygon). The raster side lives in :mod:`core.vector.polygonize`, the writing in
+:mod:`core.vector.writers`.
+
+The output is written under a temporary name in the destination folder and renamed at the end,
+so a failure never leaves a file (or set of shapefile files) that looks complete.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from osgeo import gdal, ogr
+
+from core.callbacks import Callbacks
+from core.errors import KdmsiError
+from core.io.outputs import check_writable
+from core.vector.polygonize import (
+    PolygonStats,
+    Source,
+    numbered,
+    open_source,
+    polygon_stats,
+    polygonize,
+    threshold_mask,
+)
+from core.vector.writers import copy_constant, write_polygons
+
+_SHAPEFILE_PARTS = (
+    ".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".shp.xml",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class VectorizeParams:
+    """How to turn probabilities into polygons.
+
+    Attributes:
+        threshold: a pixel is change when its (scaled) value is ``>= threshold``.
+        min_area: polygons with an area below this (map units squared) are dropped.
+        simplify: shapely topology-preserving simplification tolerance in map units; 0 = none.
+        connectivity: 4 (edge neighbours) or 8 (corner neighbours join too).
+    """
+
+    threshold: float = 0.5
+    min_area: float = 0.0
+    simplify: float = 0.0
+    connectivity: int = 4
+
+    def __post_init__(self) -> None:
+        """Raise KdmsiError on a connectivity not 4 or 8 or a bad threshold, area or tolerance."""
+        if self.connectivity not in (4, 8):
+            raise KdmsiError(f"Connectivity {self.connectivity} is not supported; use 4 or 8.")
+        if not math.isfinite(self.threshold):
+            raise KdmsiError("The vectorize threshold must be a finite number such as 0.5.")
+        if not (self.min_area >= 0 and self.simplify >= 0):  # also refuses NaN
+            raise KdmsiError("Minimum area and simplification tolerance must be 0 or more.")
+
+
+@dataclass
+class VectorizeResult:
+    """What :func:`vectorize` wrote.
+
+    Attributes:
+        path: the output file (``.shp`` or ``.gpkg``).
+        count: number of polygons written.
+        total_area: sum of the written polygons' areas, map units squared.
+    """
+
+    path: Path
+    count: int
+    total_area: float
+
+
+def _output_parts(path: Path) -> list[Path]:
+    """Return the files that make up the output (every shapefile sidecar, or the file)."""
+    if path.suffix.lower() != ".shp":
+        return [path]
+    return [path.with_name(path.stem + ext) for ext in _SHAPEFILE_PARTS]
+
+
+def _check_paths(prob_path: Path, out_path: Path, overwrite: bool) -> str:
+    """Check the input exists and the output may be written; return the OGR driver name."""
+    driver = {".shp": "ESRI Shapefile", ".gpkg": "GPKG"}.get(out_path.suffix.lower())
+    if driver is None:
+        raise KdmsiError(f"Cannot write polygons to {out_path}; name the output .shp or .gpkg.")
+    if not prob_path.is_file():
+        raise KdmsiError(f"The probability raster {prob_path} does not exist; check the path.")
+    if not out_path.parent.is_dir():
+        raise KdmsiError(f"The folder of {out_path} does not exist; create it first.")
+    check_writable(out_path.parent, f"the output {out_path}")
+    existing = [part for part in _output_parts(out_path) if part.exists()]
+    if existing and not overwrite:
+        raise KdmsiError(f"{existing[0]} already exists; choose another name or allow overwrite.")
+    return driver
+
+
+def _move_into_place(temp: Path, out_path: Path) -> None:
+    """Replace the output (all its parts) by the finished temporary file(s); ``.shp`` last."""
+    for part in _output_parts(out_path):
+        part.unlink(missing_ok=True)
+    pairs = list(zip(_output_parts(temp), _output_parts(out_path)))
+    for source, destination in sorted(pairs, key=lambda pair: pair[1].suffix == ".shp"):
+        if source.exists():
+            source.replace(destination)
+
+
+def _run_steps(
+    source: Source, params: VectorizeParams, target: tuple[Path, str, str], callbacks: Callbacks
+) -> tuple[int, float]:
+    """Threshold, polygonize, measure and write ``target`` (path, driver, layer name).
+
+    A 0/1 mask (see :meth:`Source.is_binary_mask`) is polygonized as it is, its statistics are
+    1 everywhere, and without simplification its polygons are copied by GDAL in one call.
+    """
+    binary = source.is_binary_mask(params.threshold)
+    with tempfile.TemporaryDirectory(prefix="kdmsi-vectorize-") as work:
+        if binary:
+            memory, polygons = polygonize(source.dataset, source, params.connectivity, callbacks)
+            if params.simplify == 0:
+                return copy_constant(memory, params.min_area, 1.0, target, source, callbacks)
+        else:
+            mask = threshold_mask(source, params.threshold, Path(work) / "mask.tif", callbacks)
+            memory, polygons = polygonize(mask, source, params.connectivity, callbacks)
+            del mask
+        size = polygons.GetFeatureCount()  # before the SQL view filters the layer
+        view = numbered(memory, params.min_area)
+        try:
+            if binary:
+                stats = PolygonStats.constant(size, 1.0)
+            else:
+                stats = polygon_stats(view, size, source, Path(work) / "ids.tif", callbacks)
+            return write_polygons(view, stats, target, source, params.simplify, callbacks)
+        finally:
+            memory.ReleaseResultSet(view)
+
+
+def vectorize(
+    prob_path: Path,
+    out_path: Path,
+    params: VectorizeParams,
+    callbacks: Callbacks | None = None,
+    overwrite: bool = False,
+) -> VectorizeResult:
+    """Threshold a probability or mask raster and write its change polygons.
+
+    Args:
+        prob_path: single band raster (band 1 is used); see the module notes on value scale.
+        out_path: ``.shp`` (ESRI Shapefile with ``.prj``) or ``.gpkg`` (GeoPackage).
+        params: threshold, minimum area, simplification and connectivity.
+        callbacks: progress and cancel hooks; None reports nothing.
+        overwrite: replace an existing output; otherwise an existing output is refused.
+
+    Returns:
+        The output path, the number of polygons and their total area (map units squared).
+
+    Raises:
+        KdmsiError: on an unknown output suffix, a missing or unreadable input, an existing
+            output without ``overwrite``, or a failure to write the output.
+        Canceled: when ``callbacks.is_canceled()`` becomes True.
+    """
+    gdal.UseExceptions()
+    ogr.UseExceptions()
+    callbacks = callbacks or Callbacks()
+    prob_path, out_path = Path(prob_path), Path(out_path)
+    driver = _check_paths(prob_path, out_path, overwrite)
+    source = open_source(prob_path)
+    if source.dataset.RasterCount > 1:
+        callbacks.warning(f"{prob_path} has {source.dataset.RasterCount} bands; using band 1.")
+    temp = out_path.with_name(f".{out_path.stem}.partial-{uuid.uuid4().hex[:8]}{out_path.suffix}")
+    try:
+        count, total = _run_steps(source, params, (temp, driver, out_path.stem), callbacks)
+        _move_into_place(temp, out_path)
+    except (RuntimeError, OSError) as exc:
+        raise KdmsiError(
+            f"Could not vectorize {prob_path} into {out_path} ({exc}); the output folder was "
+            f"writable, so {prob_path.name} is probably damaged (export it again) or the disk "
+            "filled up."
+        ) from exc
+    finally:
+        for part in _output_parts(temp):
+            part.unlink(missing_ok=True)
+    callbacks.progress(1.0, f"{count} polygons")
+    return VectorizeResult(out_path, count, total)

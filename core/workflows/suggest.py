@@ -1,0 +1,187 @@
+"""Where to tag next: score every tile of a tag layer with the student and pick tiles to look at.
+
+Each tile's score is the mean single-scale change probability of the student over the tile's valid
+pixels. Two kinds of tiles are suggested: the ``count`` untagged tiles whose score is closest to
+the model's single-scale threshold (``uncertain``: a tag there teaches the model most), and the
+tagged tiles whose thresholded score contradicts their tag (``disagrees``: a mistake in the tag or
+something the model has not learned yet). No pixel label is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from osgeo import ogr
+
+from core.callbacks import Callbacks
+from core.data.tags import TaggedTile, TagLayer, check_layer_fits, read_tags
+from core.data.tilesets import load_tiles
+from core.detect.predictors import make_predictor, predict_tiles
+from core.errors import KdmsiError
+from core.io.gpkg import polygon_layer, window_polygon
+from core.io.grid import Grid
+from core.io.rasters import RasterPair
+from core.io.stretch import compute_stretch
+from core.models.model_file import ModelInfo, load_model
+
+ogr.UseExceptions()
+LAYER = "suggestions"
+UNCERTAIN = "uncertain"
+DISAGREES = "disagrees"
+CHUNK_TILES = 32
+
+
+@dataclass(frozen=True)
+class TileScore:
+    """The student's score of one tile and why it is suggested.
+
+    Attributes:
+        tagged: the tile and its tag (None when untagged).
+        score: mean change probability over the tile's valid pixels (NaN without valid pixels).
+        reason: ``uncertain``, ``disagrees`` or ``""`` (not suggested).
+    """
+
+    tagged: TaggedTile
+    score: float
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SuggestParams:
+    """How to score and how many tiles to suggest.
+
+    Attributes:
+        count: number of uncertain untagged tiles to suggest.
+        bands: 1-based bands (None: the model's).
+        batch_size: tiles per forward pass.
+    """
+
+    count: int = 20
+    bands: tuple[int, ...] | None = None
+    batch_size: int = 8
+
+
+def tile_scores(probabilities: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Mean probability over the valid pixels of each tile (NaN where none is valid).
+
+    Args:
+        probabilities: ``[N, T, T]`` change probabilities.
+        valid: ``[N, T, T]`` booleans.
+    """
+    counts = valid.sum(axis=(1, 2))
+    sums = np.where(valid, probabilities, 0.0).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def choose(scores: list[TileScore], threshold: float, count: int) -> list[TileScore]:
+    """Mark the ``count`` untagged tiles closest to ``threshold`` and the contradicted tags.
+
+    Returns:
+        The suggested tiles, uncertain ones first (closest to the threshold first), then the
+        disagreeing tags (most confident contradiction first).
+    """
+    scored = [s for s in scores if not np.isnan(s.score)]
+    untagged = sorted(
+        (s for s in scored if s.tagged.label is None), key=lambda s: abs(s.score - threshold)
+    )
+    uncertain = [TileScore(s.tagged, s.score, UNCERTAIN) for s in untagged[: max(count, 0)]]
+    wrong = [
+        TileScore(s.tagged, s.score, DISAGREES)
+        for s in scored
+        if s.tagged.label is not None and int(s.score >= threshold) != int(s.tagged.label)
+    ]
+    wrong.sort(key=lambda s: -abs(s.score - threshold))
+    return uncertain + wrong
+
+
+def _check_layer(layer: TagLayer, pair: RasterPair, tags_path: Path) -> None:
+    """The tag layer must have been made for a raster of this pair's size."""
+    size = (int(layer.meta.get("width", -1)), int(layer.meta.get("height", -1)))
+    if size != (pair.grid.width, pair.grid.height):
+        raise KdmsiError(
+            f"The tag layer {tags_path} was made for a {size[0]}x{size[1]} raster, not "
+            f"{pair.before_path} ({pair.grid.width}x{pair.grid.height}); make a grid for this pair."
+        )
+    if not layer.tiles:
+        raise KdmsiError(f"The tag layer {tags_path} holds no tile; create it with `kdmsi grid`.")
+
+
+def _bands(info: ModelInfo, bands: tuple[int, ...] | None, model_path: Path) -> tuple[int, ...]:
+    """The bands to read: the given ones (checked against the model) or the model's."""
+    bands = bands or tuple(info.bands)
+    if len(bands) != info.in_channels:
+        raise KdmsiError(
+            f"The model {model_path} was trained on {info.in_channels} band(s) {info.bands} but "
+            f"{len(bands)} were given; pass --bands with {info.in_channels} bands."
+        )
+    return bands
+
+
+def score_tiles(
+    model_path: Path,
+    before: Path,
+    after: Path,
+    tags_path: Path,
+    device: torch.device,
+    params: SuggestParams,
+    callbacks: Callbacks,
+) -> tuple[list[TileScore], Grid, ModelInfo]:
+    """Score every tile of a tag layer with the model's student (single scale, no flip).
+
+    Returns:
+        The scores in tile order, A's grid and the model's description.
+    """
+    info, states = load_model(model_path)
+    bands = _bands(info, params.bands, model_path)
+    layer = read_tags(tags_path)
+    predictor = make_predictor("kdmsi", info, states, model_path, device, (1.0,), False)
+    scores: list[TileScore] = []
+    with RasterPair.open(before, after, bands, callbacks) as pair:
+        _check_layer(layer, pair, tags_path)
+        check_layer_fits(layer, pair.grid, Path(tags_path), (Path(before), Path(after)), callbacks)
+        size = int(layer.meta.get("tile", info.tile))
+        stretch = compute_stretch(pair)
+        for start in range(0, len(layer.tiles), CHUNK_TILES):
+            callbacks.check_canceled()
+            chunk = layer.tiles[start : start + CHUNK_TILES]
+            tiles = load_tiles(pair, stretch, [t.tile for t in chunk], [0] * len(chunk), size, "")
+            prob = predict_tiles(predictor, tiles, device, params.batch_size)
+            values = tile_scores(prob, tiles.valid)
+            scores += [TileScore(t, float(v)) for t, v in zip(chunk, values)]
+            callbacks.progress(len(scores) / len(layer.tiles), f"{len(scores)} tiles scored")
+        grid = pair.grid
+    return scores, grid, info
+
+
+def write_suggestions(
+    path: Path, grid: Grid, suggestions: list[TileScore], overwrite: bool = False
+) -> None:
+    """Write the suggested tiles as a GeoPackage of polygons in A's CRS.
+
+    Fields: ``tile_id``, ``score``, ``label`` (the tag, NULL when untagged), ``reason`` and
+    ``rank`` (1 = look at it first, per reason).
+    """
+    fields = [
+        ("tile_id", ogr.OFTInteger),
+        ("score", ogr.OFTReal),
+        ("label", ogr.OFTInteger),
+        ("reason", ogr.OFTString),
+        ("rank", ogr.OFTInteger),
+    ]
+    ranks: dict[str, int] = {}
+    with polygon_layer(path, grid, LAYER, fields, "suggestions file", overwrite) as layer:
+        for item in suggestions:
+            ranks[item.reason] = ranks.get(item.reason, 0) + 1
+            feature = ogr.Feature(layer.GetLayerDefn())
+            feature.SetField("tile_id", int(item.tagged.tile.tile_id))
+            feature.SetField("score", round(float(item.score), 4))
+            if item.tagged.label is not None:
+                feature.SetField("label", int(item.tagged.label))
+            feature.SetField("reason", item.reason)
+            feature.SetField("rank", ranks[item.reason])
+            feature.SetGeometry(window_polygon(grid, item.tagged.tile.window))
+            layer.CreateFeature(feature)

@@ -1,0 +1,185 @@
+"""Tests of change detection with a model file over a whole pair (random ResNet-18 networks)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from osgeo import gdal
+
+from core.detect.msi import cam_probability, msi
+from core.detect.pair import detect_with_model
+from core.detect.params import DetectParams
+from core.errors import KdmsiError
+from core.io.rasters import RasterPair
+from core.io.stretch import compute_stretch
+from core.io.windows import Window
+from core.models.cam import CamConfig, TeacherStudent
+from core.models.model_file import ModelInfo, save_model
+
+gdal.UseExceptions()
+# exact, and one 128 px window holds the whole 90 x 70 pair (the model's tile is 32 px)
+SINGLE = DetectParams(scales=(1.0,), flip=False, device="cpu", precision="fp32", window=128)
+
+
+@pytest.fixture(scope="module")
+def networks() -> TeacherStudent:
+    torch.manual_seed(0)
+    return TeacherStudent(CamConfig(backbone="resnet18", pretrained=False)).eval()
+
+
+@pytest.fixture(scope="module")
+def model(networks, tmp_path_factory):
+    """A model file trained on bands 4, 3, 2; thresholds 0.41 (MSI) and 0.37 (single scale)."""
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    info = ModelInfo(
+        "resnet18", "minus", "cat", 16, [4, 3, 2], 32, threshold=0.41, threshold_single=0.37
+    )
+    save_model(
+        path,
+        info,
+        {"student": networks.student.state_dict(), "teacher": networks.teacher.state_dict()},
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, write_raster, scene):
+    folder = tmp_path_factory.mktemp("pair")
+    before = write_raster(folder / "a.tif", scene(90, 70, bands=4, seed=1))
+    after = write_raster(folder / "b.tif", scene(90, 70, bands=4, seed=2))
+    return before, after
+
+
+M = 0  # the student and the teacher see no context beyond their windows
+
+
+def whole_pair(before, after, bands, align: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stretched pair as one batch as the tiled prediction sees it: reflected by the margin,
+    and further at the bottom and right up to a multiple of ``align``."""
+    with RasterPair.open(before, after, bands) as pair:
+        stretch = compute_stretch(pair)
+        data = pair.read(Window(0, 0, pair.grid.width, pair.grid.height))
+        a, b = stretch.before.apply(data.before), stretch.after.apply(data.after)
+    grow = [-(-(n + 2 * M) // align) * align - n - M for n in a.shape[1:]]
+    pad = ((0, 0), (M, grow[0]), (M, grow[1]))
+    a, b = np.pad(a, pad, mode="reflect"), np.pad(b, pad, mode="reflect")
+    return torch.from_numpy(a[None]), torch.from_numpy(b[None])
+
+
+def read(path) -> np.ndarray:
+    return gdal.Open(str(path)).ReadAsArray()
+
+
+def test_single_scale_kdmsi_equals_the_student_on_the_whole_pair(networks, model, pair, tmp_path):
+    out = tmp_path / "p.tif"
+    threshold = detect_with_model(*pair, model, out, SINGLE)
+    assert threshold == pytest.approx(0.37)
+    a, b = whole_pair(*pair, (4, 3, 2))
+    with torch.inference_mode():
+        expected = msi(networks.student, a, b, scales=(1.0,), flip=False)[
+            0, 0, M : M + 70, M : M + 90
+        ]
+    got = read(out)
+    assert got.shape == (70, 90)
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+    ds, src = gdal.Open(str(out)), gdal.Open(str(pair[0]))
+    assert ds.GetGeoTransform() == src.GetGeoTransform()
+    assert ds.GetSpatialRef().IsSame(src.GetSpatialRef())
+    metadata = ds.GetMetadata()
+    assert metadata["kdmsi_method"] == "kdmsi"
+    assert metadata["kdmsi_network"] == "student"
+    assert float(metadata["kdmsi_threshold"]) == pytest.approx(0.37)
+    assert metadata["kdmsi_scales"] == "1"
+    assert metadata["kdmsi_model"] == str(model.resolve())
+
+
+def test_cam_method_uses_the_teacher(networks, model, pair, tmp_path):
+    out = tmp_path / "cam.tif"
+    detect_with_model(*pair, model, out, replace(SINGLE, method="cam"))
+    a, b = whole_pair(*pair, (4, 3, 2))
+    with torch.inference_mode():
+        expected = cam_probability(networks.teacher, a, b)[0, 0, M : M + 70, M : M + 90].numpy()
+    np.testing.assert_allclose(read(out), expected, atol=1e-4)
+    assert gdal.Open(str(out)).GetMetadata()["kdmsi_network"] == "teacher"
+
+
+@pytest.mark.parametrize(("method", "margin"), [("kdmsi", 0), ("cam", 0), ("kdmsi-refined", 32)])
+def test_windows_default_to_the_training_tile(method, margin):
+    tiling = DetectParams(method).tiling(128)
+    assert (tiling.window, tiling.overlap, tiling.margin) == (128, 32, margin)
+    assert tiling.align == (64 if method == "kdmsi" else 16)
+    wider = DetectParams(method, window=512, scales=(1.0,)).tiling(128)
+    assert (wider.window, wider.overlap, wider.margin, wider.align) == (512, 128, margin, 16)
+
+
+def test_msi_over_several_windows_stays_in_unit_range(model, pair, tmp_path):
+    out = tmp_path / "msi.tif"
+    params = DetectParams(scales=(0.5, 1.0), flip=True, device="cpu", window=48, batch_size=3)
+    detect_with_model(*pair, model, out, params)
+    got = read(out)
+    assert got.shape == (70, 90)
+    assert np.isfinite(got).all() and got.min() >= 0.0 and got.max() <= 1.0
+    assert gdal.Open(str(out)).GetMetadata()["kdmsi_scales"] == "0.5,1"
+
+
+def test_model_bands_are_used_unless_bands_are_given(model, pair, tmp_path):
+    default, chosen, other = tmp_path / "d.tif", tmp_path / "c.tif", tmp_path / "o.tif"
+    detect_with_model(*pair, model, default, SINGLE)
+    detect_with_model(*pair, model, chosen, SINGLE, bands=(4, 3, 2))
+    detect_with_model(*pair, model, other, SINGLE, bands=(1, 2, 3))
+    assert np.array_equal(read(default), read(chosen))
+    assert not np.allclose(read(default), read(other))
+
+
+def test_wrong_band_count_is_a_user_error(model, pair, tmp_path):
+    with pytest.raises(KdmsiError, match=r"trained on 3 band\(s\)") as err:
+        detect_with_model(*pair, model, tmp_path / "p.tif", SINGLE, bands=(1, 2))
+    assert str(model) in str(err.value)
+    assert not (tmp_path / "p.tif").exists()
+
+
+def test_refined_method_without_refined_network(model, pair, tmp_path):
+    params = DetectParams(method="kdmsi-refined", device="cpu")
+    with pytest.raises(KdmsiError, match="no refined network"):
+        detect_with_model(*pair, model, tmp_path / "p.tif", params)
+    assert not (tmp_path / "p.tif").exists()
+
+
+def test_existing_output_needs_overwrite(model, pair, tmp_path):
+    out = tmp_path / "p.tif"
+    detect_with_model(*pair, model, out, SINGLE)
+    with pytest.raises(KdmsiError, match="already exists"):
+        detect_with_model(*pair, model, out, SINGLE)
+    detect_with_model(*pair, model, out, SINGLE, overwrite=True)
+    assert read(out).shape == (70, 90)
+
+
+def test_auto_method_runs_the_refined_network_when_the_model_has_one(networks, pair, tmp_path):
+    from core.models.refinement_net import ChangeSegNet, SegNetConfig
+
+    torch.manual_seed(1)
+    refined = ChangeSegNet(SegNetConfig(backbone="resnet18", in_channels=3, pretrained=False))
+    states = {"student": networks.student.state_dict(), "teacher": networks.teacher.state_dict()}
+    plain = tmp_path / "plain.pt"
+    info = ModelInfo("resnet18", "minus", "cat", 16, [4, 3, 2], 32, 0.41, 0.37)
+    save_model(plain, info, states)
+    with_refined = tmp_path / "refined.pt"
+    save_model(
+        with_refined,
+        replace(info, refined_output_stride=16),
+        {**states, "refined": refined.eval().state_dict()},
+    )
+    auto = replace(SINGLE, method="auto")
+    assert auto == DetectParams(
+        scales=(1.0,), flip=False, device="cpu", precision="fp32", window=128
+    )
+    for model, method, threshold in ((plain, "kdmsi", 0.37), (with_refined, "kdmsi-refined", 0.5)):
+        out = tmp_path / f"{model.stem}.tif"
+        assert detect_with_model(*pair, model, out, auto) == pytest.approx(threshold)
+        assert gdal.Open(str(out)).GetMetadataItem("kdmsi_method") == method
+        explicit = tmp_path / f"{model.stem}-explicit.tif"
+        detect_with_model(*pair, model, explicit, replace(auto, method=method))
+        np.testing.assert_array_equal(read(out), read(explicit))

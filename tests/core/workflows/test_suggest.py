@@ -1,0 +1,151 @@
+"""``kdmsi suggest``: tiles the model is least sure about and tags it disagrees with.
+
+A tiny model (random ResNet-18, 1 epoch, 32 px tiles, CPU) is trained on half the tiles of the
+synthetic scene; the other half stay untagged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from osgeo import ogr, osr
+
+from core.callbacks import Callbacks
+from core.cli.main import main
+from core.data.synthetic import make_scene
+from core.data.tags import TaggedTile, read_tags, tags_from_mask, write_tags
+from core.data.tiles import Tile, pair_tiles
+from core.data.trainsets import tiles_from_tag_layer
+from core.io.rasters import RasterPair
+from core.io.windows import Window
+from core.models.model_file import load_model
+from core.train.pipeline import train_model
+from core.train.trainer import TrainParams
+from core.workflows.suggest import DISAGREES, UNCERTAIN, TileScore, choose, tile_scores
+
+TILE = 32
+PARAMS = TrainParams(backbone="resnet18", pretrained=False, epochs=1, batch_size=8, seed=0)
+
+
+def tagged(tile_id: int, label: int | None) -> TaggedTile:
+    return TaggedTile(Tile(tile_id, 0, tile_id, Window(tile_id * 8, 0, 8, 8)), label)
+
+
+def test_tile_scores_average_only_valid_pixels():
+    prob = np.array([[[0.2, 0.8], [1.0, 1.0]], [[0.5, 0.5], [0.5, 0.5]]], dtype=np.float32)
+    valid = np.array([[[True, True], [False, False]], [[False] * 2] * 2])
+    scores = tile_scores(prob, valid)
+    assert scores[0] == pytest.approx(0.5)
+    assert math.isnan(scores[1])
+
+
+def test_choose_picks_closest_untagged_and_contradicted_tags():
+    scores = [
+        TileScore(tagged(0, None), 0.31),
+        TileScore(tagged(1, None), 0.9),
+        TileScore(tagged(2, None), 0.29),
+        TileScore(tagged(3, None), float("nan")),
+        TileScore(tagged(4, 1), 0.1),  # tagged changed, model says unchanged
+        TileScore(tagged(5, 0), 0.95),  # tagged unchanged, model says changed
+        TileScore(tagged(6, 1), 0.8),  # agrees
+        TileScore(tagged(7, 0), 0.05),  # agrees
+    ]
+    chosen = choose(scores, threshold=0.3, count=2)
+    assert [(s.tagged.tile.tile_id, s.reason) for s in chosen] == [
+        (0, UNCERTAIN),
+        (2, UNCERTAIN),
+        (5, DISAGREES),
+        (4, DISAGREES),
+    ]
+    assert [s.tagged.tile.tile_id for s in choose(scores, 0.3, 0)] == [5, 4]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A synthetic pair, a tag layer with half its tiles tagged, and a 1-epoch model."""
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("suggest")
+    files = make_scene(root / "scene", size=128)
+    with RasterPair.open(files.before, files.after) as pair:
+        tiles = pair_tiles(pair, TILE)
+        truth = tags_from_mask(files.label, tiles, pair.grid)
+        labels = {t.tile_id: truth[t.tile_id] for t in tiles[::2]}
+        meta = {"tile": TILE, "width": pair.grid.width, "height": pair.grid.height}
+        write_tags(root / "tags.gpkg", pair.grid, tiles, labels, meta)
+    tileset = tiles_from_tag_layer(files.before, files.after, root / "tags.gpkg", None, Callbacks())
+    result = train_model(
+        tileset, PARAMS, (1, 2, 3), root / "run", torch.device("cpu"), Callbacks(), 0.0
+    )
+    return {"files": files, "tags": root / "tags.gpkg", "model": result.model_path, "root": root}
+
+
+def run_cli(*args: object) -> tuple[int, list[dict]]:
+    """``kdmsi ARGS --jsonl`` in this process; its exit status and events."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = main([*map(str, args), "--jsonl"])
+    return status, [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+
+
+def test_suggest_writes_scored_tiles_in_the_pair_crs(trained):
+    out = trained["root"] / "suggestions.gpkg"
+    files = trained["files"]
+    status, events = run_cli(
+        *("suggest", "-a", files.before, "-b", files.after, "--model", trained["model"]),
+        *("--tags", trained["tags"], "--out", out, "--count", 3, "--device", "cpu"),
+    )
+    assert status == 0, events
+    result = events[-1]
+    assert result["event"] == "result" and result["outputs"]["suggestions"] == str(out)
+    info, _ = load_model(trained["model"])
+    assert result["metrics"]["threshold"] == pytest.approx(info.threshold_single)
+    assert result["metrics"]["tiles"] == 16 and result["metrics"]["uncertain"] == 3
+    assert any(e["event"] == "progress" and e["stage"] == "suggest" for e in events)
+
+    ds = ogr.Open(str(out))
+    layer = ds.GetLayerByName("suggestions")
+    srs = layer.GetSpatialRef()
+    srs.AutoIdentifyEPSG()
+    assert srs.GetAuthorityCode(None) == "32633"
+    rows = [
+        {k: f.GetField(k) for k in ("tile_id", "score", "label", "reason", "rank")}
+        | {"bounds": f.GetGeometryRef().GetEnvelope()}
+        for f in layer
+    ]
+    assert len(rows) == 3 + result["metrics"]["disagrees"]
+    tags = {t.tile.tile_id: t.label for t in read_tags(trained["tags"]).tiles}
+    threshold = info.threshold_single
+    for row in rows:
+        assert 0.0 <= row["score"] <= 1.0
+        assert row["label"] == tags[row["tile_id"]]
+        if row["reason"] == UNCERTAIN:
+            assert row["label"] is None
+        else:
+            assert row["reason"] == DISAGREES
+            assert int(row["score"] >= threshold) != row["label"]
+        width = row["bounds"][1] - row["bounds"][0]
+        assert width == pytest.approx(TILE * 0.5)  # 0.5 m pixels
+    uncertain = [r for r in rows if r["reason"] == UNCERTAIN]
+    assert [r["rank"] for r in uncertain] == [1, 2, 3]
+    gaps = [abs(r["score"] - threshold) for r in uncertain]
+    assert gaps == sorted(gaps)
+    ds = None
+    assert osr.SpatialReference(wkt=srs.ExportToWkt()).IsProjected()
+
+
+def test_suggest_refuses_a_tag_layer_of_another_pair(trained, tmp_path):
+    other = make_scene(tmp_path / "other", size=96)
+    status, events = run_cli(
+        *("suggest", "-a", other.before, "-b", other.after, "--model", trained["model"]),
+        *("--tags", trained["tags"], "--out", tmp_path / "s.gpkg", "--device", "cpu"),
+    )
+    assert status == 2
+    assert events[-1]["event"] == "error" and "128x128" in events[-1]["message"]
+    assert not Path(tmp_path / "s.gpkg").exists()
