@@ -23,10 +23,8 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from kdmsi_qgis.settings import BACKBONES, DEVICES
+from kdmsi_qgis.settings import BACKBONES, DEFAULTS, DEVICES, METHODS
 from kdmsi_qgis.worker import WorkerOutcome, run_command
-
-METHODS = ("auto", "kdmsi", "cam", "kdmsi-refined", "cva")
 
 
 class KdmsiAlgorithm(QgsProcessingAlgorithm):
@@ -109,7 +107,9 @@ class CreateTileGrid(KdmsiAlgorithm):
         """Parameters."""
         self.add_pair()
         self.addParameter(
-            QgsProcessingParameterNumber("TILE", "Tile size (pixels)", defaultValue=256, minValue=8)
+            QgsProcessingParameterNumber(
+                "TILE", "Tile size (pixels)", defaultValue=DEFAULTS["tile"], minValue=8
+            )
         )
         self.addParameter(
             QgsProcessingParameterRasterLayer("LABELS", "Pixel change mask", optional=True)
@@ -150,10 +150,17 @@ class TrainFromTags(KdmsiAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterEnum("BACKBONE", "Backbone", list(BACKBONES), defaultValue=0)
+            QgsProcessingParameterEnum(
+                "BACKBONE",
+                "Backbone",
+                list(BACKBONES),
+                defaultValue=BACKBONES.index(DEFAULTS["backbone"]),
+            )
         )
         self.addParameter(
-            QgsProcessingParameterNumber("EPOCHS", "Epochs", defaultValue=60, minValue=1)
+            QgsProcessingParameterNumber(
+                "EPOCHS", "Epochs", defaultValue=DEFAULTS["epochs"], minValue=1
+            )
         )
         self.addParameter(
             QgsProcessingParameterEnum("DEVICE", "Device", list(DEVICES), defaultValue=0)

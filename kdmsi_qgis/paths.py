@@ -6,8 +6,10 @@ Zip: ``kdmsi_qgis/`` holds the plugin modules, ``core/``, ``resources/``, ``meta
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 PLUGIN_DIR = Path(__file__).resolve().parent
 PLUGIN_NAME = "kdmsi_qgis"
@@ -41,6 +43,15 @@ def core_root() -> Path:
     if (PLUGIN_DIR / "core" / "__init__.py").exists():
         return PLUGIN_DIR
     return PLUGIN_DIR.parent
+
+
+def core_defaults() -> dict[str, Any]:
+    """``core/defaults.json``: the defaults and option sets the command line declares once.
+
+    Read as data, so the plugin shows the worker's own defaults without importing ``core``.
+    """
+    path = core_root() / "core" / "defaults.json"
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def metadata_path() -> Path:

@@ -7,10 +7,16 @@ from typing import Optional
 
 from qgis.core import QgsProject, QgsSettings
 
+from kdmsi_qgis.paths import core_defaults
+
 SETTINGS_GROUP = "kdmsi"
 PROJECT_SCOPE = "kdmsi"
-BACKBONES = ("efficientnet-lite0", "resnet18", "resnet50")
-DEVICES = ("auto", "cpu", "cuda")
+# The worker's own defaults and option sets (core/defaults.json), never hand copies.
+CORE = core_defaults()
+DEFAULTS: dict = CORE["defaults"]
+BACKBONES: tuple[str, ...] = tuple(CORE["choices"]["backbone"])
+DEVICES: tuple[str, ...] = tuple(CORE["choices"]["device"])
+METHODS: tuple[str, ...] = tuple(CORE["choices"]["method"])
 
 
 @dataclass
@@ -18,10 +24,10 @@ class Options:
     """The panel's parameters, remembered between sessions in QgsSettings."""
 
     bands: str = ""
-    tile: int = 256
-    backbone: str = "efficientnet-lite0"
-    epochs: int = 60
-    device: str = "auto"
+    tile: int = DEFAULTS["tile"]
+    backbone: str = DEFAULTS["backbone"]
+    epochs: int = DEFAULTS["epochs"]
+    device: str = DEFAULTS["device"]
     out_dir: str = ""
     threshold: float = 0.5
 

@@ -15,6 +15,7 @@ import platform
 import time
 from pathlib import Path
 
+from core.choices import CHOICES, DEFAULTS
 from core.cli.events import Reporter
 from core.cli.options import add_epochs
 from core.io.bands import parse_bands
@@ -30,17 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-fraction", type=float, default=0.7)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     add_epochs(parser)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--backbone", default="efficientnet-lite0")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    parser.add_argument("--lr", type=float, default=DEFAULTS.lr)
+    parser.add_argument("--backbone", default=DEFAULTS.backbone, choices=CHOICES["backbone"])
     parser.add_argument("--refine-epochs", type=int, default=8, help="0 skips the refinement row")
     parser.add_argument("--bands", type=parse_bands)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output-stride", type=int, choices=(8, 16), default=16)
     parser.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        default="auto",
+        choices=CHOICES["precision"],
+        default=DEFAULTS.precision,
         help="training and inference arithmetic (see kdmsi train --help)",
     )
     parser.add_argument(

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from core.choices import CHOICES, DEFAULTS
 from core.cli.events import Reporter
 from core.cli.options import add_overwrite, add_pair
 from core.errors import KdmsiError
 from core.io.geotiff import check_output, geotiff_bytes
 from core.io.rasters import RasterPair, grid_of, open_raster
 
-METHODS = ("auto", "kdmsi", "kdmsi-refined", "cam", "cva")
+METHODS = CHOICES["method"]
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
@@ -42,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method",
         choices=METHODS,
-        default="auto",
+        default=DEFAULTS.method,
         help="change detector; auto (default): kdmsi-refined when the model holds a refinement "
         "network (train --refine-epochs), else kdmsi",
     )
@@ -54,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scales",
         type=parse_scales,
-        default=(0.5, 1.0, 1.25, 2.0),
+        default=DEFAULTS.scales,
         help="MSI scales (1 = single scale)",
     )
     parser.add_argument("--no-flip", action="store_true", help="MSI without horizontal flips")
@@ -70,15 +71,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--engine",
-        choices=("auto", "torch", "onnx"),
-        default="auto",
+        choices=CHOICES["engine"],
+        default=DEFAULTS.engine,
         help="onnx runs the student with onnxruntime (--method kdmsi); auto: onnx for a .onnx "
         "model from `kdmsi export`, else torch",
     )
     parser.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        default="auto",
+        choices=CHOICES["precision"],
+        default=DEFAULTS.precision,
         help="torch engine: auto runs float16 on CUDA, bfloat16 on CPUs with native bfloat16 "
         "(about twice as fast), else float32",
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from core.choices import DEFAULTS
 from core.cli.events import Reporter
 from core.cli.options import add_overwrite, add_pair
 from core.data.tags import read_tags, tags_from_mask, write_tags
@@ -21,7 +22,12 @@ from core.io.rasters import RasterPair
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``kdmsi grid``."""
     add_pair(parser)
-    parser.add_argument("--tile", type=int, default=256, help="tile size in pixels (default 256)")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=DEFAULTS.tile,
+        help=f"tile size in pixels (default {DEFAULTS.tile})",
+    )
     parser.add_argument(
         "--stride", type=int, default=0, help="step between tiles (default: tile size)"
     )

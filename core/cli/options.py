@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from core.choices import DEFAULTS
 from core.io.bands import parse_bands
 
 
@@ -34,6 +35,7 @@ def add_epochs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--epochs",
         type=int,
-        default=60,
-        help="training epochs (default 60; the best is kept; 20 runs three times faster on a CPU)",
+        default=DEFAULTS.epochs,
+        help=f"training epochs (default {DEFAULTS.epochs}; the best is kept; 20 runs three times "
+        "faster on a CPU)",
     )

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.choices import CHOICES, DEFAULTS
 from core.cli.events import Reporter
 from core.cli.options import add_epochs
 from core.errors import KdmsiError
@@ -39,25 +40,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, required=True, help="run folder (model.pt is written there)"
     )
-    parser.add_argument("--tile", type=int, default=256, help="tile size with --data (default 256)")
-    add_epochs(parser)
-    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
-        "--lr", type=float, default=3e-3, help="base learning rate (x10 on the teacher head)"
+        "--tile",
+        type=int,
+        default=DEFAULTS.tile,
+        help=f"tile size with --data (default {DEFAULTS.tile})",
+    )
+    add_epochs(parser)
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    parser.add_argument(
+        "--lr", type=float, default=DEFAULTS.lr, help="base learning rate (x10 on the teacher head)"
     )
     parser.add_argument(
         "--backbone",
-        default="efficientnet-lite0",
-        choices=("efficientnet-lite0", "resnet18", "resnet50"),
+        default=DEFAULTS.backbone,
+        choices=CHOICES["backbone"],
     )
     parser.add_argument(
         "--weights", type=Path, help="backbone weights file (e.g. torchvision resnet50)"
     )
-    parser.add_argument("--output-stride", type=int, default=16, choices=(8, 16))
-    parser.add_argument("--teacher-fusion", default="minus", choices=("minus", "abs"))
-    parser.add_argument("--student-fusion", default="cat", choices=("cat", "minus", "abs"))
     parser.add_argument(
-        "--val-fraction", type=float, default=0.2, help="tags held out to choose the epoch"
+        "--output-stride", type=int, default=DEFAULTS.output_stride, choices=(8, 16)
+    )
+    parser.add_argument(
+        "--teacher-fusion", default=DEFAULTS.teacher_fusion, choices=CHOICES["teacher_fusion"]
+    )
+    parser.add_argument(
+        "--student-fusion", default=DEFAULTS.student_fusion, choices=CHOICES["fusion"]
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=DEFAULTS.val_fraction,
+        help="tags held out to choose the epoch",
     )
     parser.add_argument("--no-augment", action="store_true", help="no flips/rotations")
     parser.add_argument(
@@ -73,8 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        default="auto",
+        choices=CHOICES["precision"],
+        default=DEFAULTS.precision,
         help="auto: float16 autocast on CUDA, bfloat16 on CPUs with native bfloat16, else float32",
     )
     parser.add_argument("--seed", type=int, default=0)

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MSI_SCALES: tuple[float, ...] = (0.5, 1.0, 1.25, 2.0)
+from core.choices import DEFAULTS
+
+MSI_SCALES: tuple[float, ...] = DEFAULTS.scales
 CAM_EPS = 1e-5
 MAX_PIXELS = 1_000_000
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.choices import CHOICES, DEFAULTS, Device, Engine, Method, Precision, check_choice
 from core.detect.msi import MAX_PIXELS
 from core.detect.tiled import TilingParams
 from core.errors import KdmsiError
 from core.models.model_file import load_model
 
-ENGINES = ("auto", "torch", "onnx")
+ENGINES = CHOICES["engine"]
 # Context read around each window of the refinement network, in training tiles (a quarter of
 # one); the student and teacher get none (see ``DetectParams.window``).
 REFINED_MARGIN = 0.25
@@ -48,17 +49,17 @@ class DetectParams:
             engine only).
     """
 
-    method: str = "auto"
-    scales: tuple[float, ...] = (0.5, 1.0, 1.25, 2.0)
+    method: Method = DEFAULTS.method
+    scales: tuple[float, ...] = DEFAULTS.scales
     flip: bool = True
-    device: str = "auto"
+    device: Device = DEFAULTS.device
     batch_size: int = 4
     window: int = 0
     overlap: int = -1
-    engine: str = "auto"
+    engine: Engine = DEFAULTS.engine
     workers: int = 1
     max_pixels: int = MAX_PIXELS
-    precision: str = "auto"
+    precision: Precision = DEFAULTS.precision
 
     def tiling(self, tile: int) -> TilingParams:
         """The tiling for a model trained on ``tile`` px tiles.
@@ -97,8 +98,7 @@ def resolve_engine(engine: str, model_path: Path, method: str) -> str:
         KdmsiError: an unknown engine, a torch engine for an ONNX file, or ONNX for a method
             other than ``kdmsi``.
     """
-    if engine not in ENGINES:
-        raise KdmsiError(f"--engine {engine} is unknown; use {', '.join(ENGINES)}.")
+    check_choice(engine, "engine", "--engine")
     is_onnx = Path(model_path).suffix.lower() == ".onnx"
     chosen = engine if engine != "auto" else ("onnx" if is_onnx else "torch")
     if chosen == "torch" and is_onnx:

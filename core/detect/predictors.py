@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from core.choices import DEFAULTS, LearnedMethod, check_choice
 from core.data.tilesets import TileSet
 from core.detect.msi import MAX_PIXELS, cam_probability, msi
 from core.detect.tiled import Predictor
@@ -25,8 +26,6 @@ from core.models.cam import SiameseCAM
 from core.models.inputs import to_tensor
 from core.models.model_file import ModelInfo
 from core.runtime.precision import autocast_predictor
-
-LEARNED_METHODS = ("kdmsi", "cam", "kdmsi-refined")
 
 
 def _backbone(info: ModelInfo, output_stride: int) -> nn.Module:
@@ -162,12 +161,12 @@ def _in_parts(predictor: Predictor, max_pixels: int | None) -> Predictor:
 
 
 def make_predictor(
-    method: str,
+    method: LearnedMethod,
     info: ModelInfo,
     states: dict,
     path: Path,
     device: torch.device,
-    scales: Sequence[float] = (0.5, 1.0, 1.25, 2.0),
+    scales: Sequence[float] = DEFAULTS.scales,
     flip: bool = True,
     max_pixels: int | None = MAX_PIXELS,
     dtype: torch.dtype | None = None,
@@ -188,6 +187,7 @@ def make_predictor(
     Raises:
         KdmsiError: an unknown method or a network the file lacks.
     """
+    check_choice(method, "learned_method", "method")
     if method == "kdmsi":
         student = inference_student(info, states, path, device)
         run = partial(msi, student, scales=tuple(scales), flip=flip, max_pixels=max_pixels)
@@ -199,12 +199,12 @@ def make_predictor(
     if method == "kdmsi-refined":
         refined = build_network(info, states, "refined", path).to(device)
         return autocast_predictor(_in_parts(refined.predict, max_pixels), device, dtype)
-    raise KdmsiError(f"Unknown method {method!r}; choose one of {', '.join(LEARNED_METHODS)}.")
+    raise AssertionError(method)  # unreachable: check_choice above
 
 
 def onnx_predictor(
     student: nn.Module,
-    scales: Sequence[float] = (0.5, 1.0, 1.25, 2.0),
+    scales: Sequence[float] = DEFAULTS.scales,
     flip: bool = True,
     max_pixels: int | None = MAX_PIXELS,
 ) -> Predictor:

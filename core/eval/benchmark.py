@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from core.callbacks import Callbacks
+from core.choices import DEFAULTS
 from core.data.tilesets import TileSet
 from core.detect.msi import MAX_PIXELS, cam_probability, msi
 from core.detect.params import DetectParams
@@ -46,7 +47,7 @@ class BenchmarkParams:
     bands: tuple[int, ...] | None = None
     train: TrainParams = field(default_factory=TrainParams)
     refine: RefineParams = field(default_factory=RefineParams)
-    scales: tuple[float, ...] = (0.5, 1.0, 1.25, 2.0)
+    scales: tuple[float, ...] = DEFAULTS.scales
 
 
 @dataclass

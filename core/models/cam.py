@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.choices import CHOICES, check_choice
 from core.errors import KdmsiError
 from core.models.backbones.base import LogFn, expand_stats
 from core.models.backbones.registry import build_backbone
@@ -44,8 +45,8 @@ __all__ = [
     "saturation_fraction",
 ]
 
-FUSIONS: tuple[str, ...] = ("minus", "abs", "cat")
-TEACHER_FUSIONS: tuple[str, ...] = ("minus", "abs")
+FUSIONS: tuple[str, ...] = CHOICES["fusion"]
+TEACHER_FUSIONS: tuple[str, ...] = CHOICES["teacher_fusion"]
 HEAD_LR_MULTIPLIER = 10.0
 DEFAULT_KD_WEIGHT = 10.0
 
@@ -136,8 +137,7 @@ class SiameseCAM(nn.Module):
             KdmsiError: unknown fusion.
         """
         super().__init__()
-        if fusion not in FUSIONS:
-            raise KdmsiError(f"Unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}.")
+        check_choice(fusion, "fusion")
         self.backbone = backbone
         self.fusion = fusion
         channels = int(backbone.high_channels) * (2 if fusion == "cat" else 1)
@@ -255,11 +255,7 @@ class TeacherStudent(nn.Module):
         """
         super().__init__()
         self.config = config if config is not None else CamConfig()
-        if self.config.teacher_fusion not in TEACHER_FUSIONS:
-            raise KdmsiError(
-                f"The teacher fusion must be one of {', '.join(TEACHER_FUSIONS)}, "
-                f"not {self.config.teacher_fusion!r}."
-            )
+        check_choice(self.config.teacher_fusion, "teacher_fusion")
         make = factory if factory is not None else self._default_factory(weights, log)
         self.teacher = SiameseCAM(make(), self.config.teacher_fusion)
         self.student = SiameseCAM(make(), self.config.student_fusion)

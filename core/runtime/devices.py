@@ -6,6 +6,7 @@ from typing import Callable
 
 import torch
 
+from core.choices import check_choice
 from core.errors import KdmsiError
 
 
@@ -20,6 +21,7 @@ def pick_device(name: str = "auto", log: Callable[[str, str], None] | None = Non
         KdmsiError: when a GPU is asked for explicitly and none is available.
     """
     log = log or (lambda level, message: None)
+    check_choice(name, "device", "--device")
     if name == "auto":
         if torch.cuda.is_available():
             device = torch.device("cuda")

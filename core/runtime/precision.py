@@ -13,9 +13,10 @@ from typing import Callable, Iterator
 
 import torch
 
+from core.choices import CHOICES, check_choice
 from core.errors import KdmsiError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = CHOICES["precision"]
 
 
 def cpu_has_bf16() -> bool:
@@ -33,8 +34,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     Raises:
         KdmsiError: for an unknown name or a combination the device cannot run.
     """
-    if precision not in PRECISIONS:
-        raise KdmsiError(f"--precision {precision} is unknown; use {', '.join(PRECISIONS)}.")
+    check_choice(precision, "precision", "--precision")
     if precision == "fp32":
         return None
     if precision == "auto":

@@ -22,6 +22,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from core.callbacks import Callbacks
+from core.choices import DEFAULTS, Backbone, Fusion, Precision, TeacherFusion
 from core.data.tilesets import TileSet
 from core.errors import Canceled, KdmsiError
 from core.models.cam import CamConfig, TeacherStudent, saturation_fraction
@@ -56,13 +57,13 @@ class TrainParams:
     ``freeze_bn`` keeps every batch norm on its running statistics.
     """
 
-    backbone: str = "efficientnet-lite0"
-    teacher_fusion: str = "minus"
-    student_fusion: str = "cat"
-    output_stride: int = 16
-    epochs: int = 60
-    batch_size: int = 8
-    lr: float = 3e-3
+    backbone: Backbone = DEFAULTS.backbone
+    teacher_fusion: TeacherFusion = DEFAULTS.teacher_fusion
+    student_fusion: Fusion = DEFAULTS.student_fusion
+    output_stride: int = DEFAULTS.output_stride
+    epochs: int = DEFAULTS.epochs
+    batch_size: int = DEFAULTS.batch_size
+    lr: float = DEFAULTS.lr
     weight_decay: float = 1e-4
     momentum: float = 0.9
     kd_weight: float = 10.0
@@ -72,7 +73,7 @@ class TrainParams:
     weights: str | None = None
     frozen_stages: int = 3
     freeze_bn: bool = False
-    precision: str = "auto"
+    precision: Precision = DEFAULTS.precision
 
     def cam_config(self, in_channels: int) -> CamConfig:
         """The network configuration these parameters describe."""

@@ -126,12 +126,25 @@ def test_cancel_stops_the_worker(processing, levir_pair, levir_tags, tmp_path):
         )
 
 
-def test_epoch_defaults_of_the_plugin_follow_the_core(qgis_app):
+def test_defaults_of_the_plugin_follow_the_core(qgis_app):
+    from core.choices import CHOICES, DEFAULTS
+    from core.cli.main import build_parser
     from core.train.trainer import TrainParams
-    from kdmsi_qgis.algorithms import TrainFromTags
-    from kdmsi_qgis.settings import Options
+    from kdmsi_qgis.algorithms import CreateTileGrid, DetectChanges, TrainFromTags
+    from kdmsi_qgis.settings import BACKBONES, DEVICES, METHODS, Options
 
-    algorithm = TrainFromTags()
-    algorithm.initAlgorithm({})
-    default = algorithm.parameterDefinition("EPOCHS").defaultValue()
-    assert default == Options().epochs == TrainParams().epochs
+    train = TrainFromTags()
+    train.initAlgorithm({})
+    epochs = train.parameterDefinition("EPOCHS").defaultValue()
+    assert epochs == Options().epochs == TrainParams().epochs == DEFAULTS.epochs
+    backbone = BACKBONES[train.parameterDefinition("BACKBONE").defaultValue()]
+    assert backbone == Options().backbone == TrainParams().backbone
+    grid = CreateTileGrid()
+    grid.initAlgorithm({})
+    cli_grid = build_parser().parse_args(["grid", "--before", "a", "--after", "b", "--out", "t"])
+    assert grid.parameterDefinition("TILE").defaultValue() == Options().tile == cli_grid.tile
+    detect = DetectChanges()
+    detect.initAlgorithm({})
+    assert METHODS[detect.parameterDefinition("METHOD").defaultValue()] == DEFAULTS.method
+    assert BACKBONES == CHOICES["backbone"] and DEVICES == CHOICES["device"]
+    assert METHODS == CHOICES["method"]

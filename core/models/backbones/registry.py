@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from core.choices import DEFAULTS, check_choice
 from core.errors import KdmsiError
 from core.models.backbones.base import Backbone, BackboneSpec, LogFn
 from core.models.backbones.efficientnet_lite import build_efficientnet_lite0
 from core.models.backbones.resnet import build_resnet
 
-DEFAULT_BACKBONE = "efficientnet-lite0"
+DEFAULT_BACKBONE = DEFAULTS.backbone
 BUILDERS: dict[str, Callable[[BackboneSpec, LogFn | None], Backbone]] = {
     "efficientnet-lite0": build_efficientnet_lite0,
     "resnet18": build_resnet,
@@ -54,8 +55,7 @@ def build_backbone(
     Raises:
         KdmsiError: unknown name or stride, or a weights file that cannot be read or does not fit.
     """
-    if name not in BUILDERS:
-        raise KdmsiError(f"Unknown backbone {name!r}; choose one of {', '.join(BACKBONE_NAMES)}.")
+    check_choice(name, "backbone")
     if output_stride not in OUTPUT_STRIDES:
         raise KdmsiError(f"Output stride {output_stride} is not supported; use 16 or 8.")
     if in_channels < 1:

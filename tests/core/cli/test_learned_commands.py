@@ -23,7 +23,7 @@ from core.models.model_file import load_model
 
 gdal.UseExceptions()
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 LEVIR = PROJECT_ROOT.parent / "shared" / "data" / "levir_cd_bit"
 PAIR = "test_2_0000_0000.png"
 # One thread per worker: on a 2-core machine shared with other jobs, two OpenMP threads per

@@ -17,7 +17,7 @@ from core.data.tiles import TileSpec
 
 gdal.UseExceptions()
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 METRIC_KEYS = {"precision", "recall", "f1", "iou", "oa", "kappa"}
 
 

@@ -19,7 +19,7 @@ from core.train.refinement import RefineParams
 from core.train.trainer import TrainParams
 
 gdal.UseExceptions()
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 METHODS = [
     "CVA (Otsu)",
     "CAM (teacher only)",

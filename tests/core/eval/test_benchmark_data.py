@@ -14,7 +14,7 @@ from core.eval.benchmark_data import cva_magnitude, load_benchmark_data
 
 gdal.UseExceptions()
 
-LEVIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "levir_cd_bit"
+LEVIR = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "levir_cd_bit"
 
 
 def load(roots: list[Path], tile: int, fraction: float = 0.7, seed: int = 0):

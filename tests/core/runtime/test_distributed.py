@@ -33,7 +33,7 @@ from core.models.backbones.efficientnet_lite import packaged_weights_path
 from core.runtime.distributed import SINGLE, DistEnv, detect, shard
 from core.train.batches import batches
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 TOLERANCE = 1e-5
 TRAIN_ARGS = [
     "--tile", "32", "--batch-size", "4", "--freeze-bn", "--val-fraction", "0", "--device", "cpu",

@@ -20,7 +20,7 @@ gdal.UseExceptions()
 
 PIXEL = 10.0
 ORIGIN = (500000.0, 5000000.0)
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 
 
 def utm33() -> osr.SpatialReference:
