@@ -58,7 +58,8 @@ clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
 
 # The plugin zip: one top folder kdmsi_qgis/ with the plugin, core/, resources/, metadata.txt and
-# LICENSE; no caches or compiled files. Works without `make setup` (needs only a Python 3).
+# LICENSE; no caches or compiled files, and no developer-only code (core/perf: `kdmsi perf`).
+# Works without `make setup` (needs only a Python 3).
 PLUGIN_ZIP := dist/kdmsi_qgis.zip
 ZIP_PY := $(shell test -x $(PY) && echo $(PY) || echo /usr/bin/python3)
 
@@ -67,6 +68,7 @@ zip:
 	mkdir -p build/zip/kdmsi_qgis dist
 	cp kdmsi_qgis/*.py metadata.txt LICENSE build/zip/kdmsi_qgis/
 	cp -r core resources build/zip/kdmsi_qgis/
+	rm -rf build/zip/kdmsi_qgis/core/perf
 	find build/zip -name __pycache__ -prune -exec rm -rf {} + ; find build/zip -name '*.py[co]' -delete
 	cd build/zip && $(abspath $(ZIP_PY)) -m zipfile -c ../../$(PLUGIN_ZIP) kdmsi_qgis
 	@$(ZIP_PY) -c "import os,sys; s=os.path.getsize('$(PLUGIN_ZIP)'); print('$(PLUGIN_ZIP):', s, 'bytes'); sys.exit(s > 25e6)"

@@ -245,15 +245,8 @@ class KdmsiDock(QgsDockWidget):
         """Main thread, after a task's ``finished``: remember its outputs."""
         self.task = None
         self.ui.cancel_button.setEnabled(False)
-        if isinstance(task, GridTask) and task.tag_layer is not None:
-            self.ui.tags_combo.setLayer(task.tag_layer)
-        if isinstance(task, TrainTask) and task.model is not None:
-            self.state.model = str(task.model)
-            self.show_model()
-        outputs = task.outputs if task.outcome.ok else {}
-        self.state.probability = outputs.get("probability", self.state.probability)
-        self.state.polygons = outputs.get("polygons", self.state.polygons)
-        self.state.suggestions = outputs.get("suggestions", self.state.suggestions)
+        if task.outcome.ok:
+            task.apply_to(self)
         self.save_project_state()
 
     def cancel(self) -> None:

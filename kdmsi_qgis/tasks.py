@@ -48,7 +48,17 @@ class WorkerTask(QgsTask):
         description: shown in QGIS's task bar.
         steps: ``(command, options)`` pairs run in order; a failed step stops the run.
         iface: the QGIS interface for message-bar errors (None: log only).
+
+    Class attributes, checked against the worker protocol (core/cli/protocol.json) by
+    tests/plugin/test_protocol.py:
+        COMMANDS: the subcommands a task of this class may run.
+        READS: the ``result`` outputs it reads.
+        REMEMBERS: the outputs stored in the panel's project state (:meth:`apply_to`).
     """
+
+    COMMANDS: tuple[str, ...] = ()
+    READS: tuple[str, ...] = ()
+    REMEMBERS: tuple[str, ...] = ()
 
     event_received = pyqtSignal(object)
     done = pyqtSignal(object)
@@ -114,6 +124,17 @@ class WorkerTask(QgsTask):
         finally:
             self.done.emit(self)
 
+    def apply_to(self, panel: Any) -> None:
+        """Main thread, after a successful run: remember the outputs in the panel's project state.
+
+        Each output named in ``REMEMBERS`` goes to the ``ProjectState`` field of the same name;
+        subclasses add what else the panel should show. This is the one place a task touches
+        the panel, so a new command adds a task class and nothing in the panel.
+        """
+        for key in self.REMEMBERS:
+            if key in self.outputs:
+                setattr(panel.state, key, self.outputs[key])
+
     def on_success(self) -> None:
         """Add the layers of a successful run (overridden)."""
 
@@ -147,6 +168,9 @@ class WorkerTask(QgsTask):
 class GridTask(WorkerTask):
     """``kdmsi grid``: a tag layer over the pair, added styled by label."""
 
+    COMMANDS = ("grid",)
+    READS = ("tags",)
+
     def __init__(self, options: dict[str, Any], iface: Any = None) -> None:
         super().__init__("KD-MSI: create tile grid", [("grid", options)], iface)
         self.tag_layer = None
@@ -162,9 +186,17 @@ class GridTask(WorkerTask):
         self.tag_layer = layer
         self.added.append(layer)
 
+    def apply_to(self, panel: Any) -> None:
+        """Select the new tag layer in the panel."""
+        if self.tag_layer is not None:
+            panel.ui.tags_combo.setLayer(self.tag_layer)
+
 
 class TrainTask(WorkerTask):
     """``kdmsi train`` from the pair and the tag layer; the model path ends up in ``model``."""
+
+    COMMANDS = ("train",)
+    READS = ("model",)
 
     def __init__(self, options: dict[str, Any], iface: Any = None) -> None:
         super().__init__("KD-MSI: train", [("train", options)], iface)
@@ -182,9 +214,19 @@ class TrainTask(WorkerTask):
         kept = f"; the checkpoint {checkpoint} was kept" if checkpoint.exists() else ""
         self.notify(f"Training canceled{kept}.", Qgis.Info)
 
+    def apply_to(self, panel: Any) -> None:
+        """Make the new model the panel's model."""
+        if self.model is not None:
+            panel.state.model = str(self.model)
+            panel.show_model()
+
 
 class DetectTask(WorkerTask):
     """``kdmsi detect`` then ``kdmsi vectorize``; adds the probability raster and polygons."""
+
+    COMMANDS = ("detect", "vectorize")
+    READS = ("probability", "polygons")
+    REMEMBERS = ("probability", "polygons")
 
     def __init__(
         self, detect: dict[str, Any], vectorize: Optional[dict[str, Any]], iface: Any = None
@@ -202,6 +244,10 @@ class DetectTask(WorkerTask):
 
 class VectorizeTask(WorkerTask):
     """``kdmsi vectorize`` of an existing probability map (no model run)."""
+
+    COMMANDS = ("vectorize",)
+    READS = ("polygons",)
+    REMEMBERS = ("polygons",)
 
     def __init__(
         self,
@@ -221,6 +267,10 @@ class VectorizeTask(WorkerTask):
 
 class SuggestTask(WorkerTask):
     """``kdmsi suggest``: tiles to tag next and tags the model disagrees with, added styled."""
+
+    COMMANDS = ("suggest",)
+    READS = ("suggestions",)
+    REMEMBERS = ("suggestions",)
 
     def __init__(
         self,

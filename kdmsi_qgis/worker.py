@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 from qgis.core import QgsApplication, QgsSettings
 
 from kdmsi_qgis.paths import core_root, source_tree_venv, venv_python
+from kdmsi_qgis.protocol import EXIT_STATUSES
 
 SETTING_PYTHON = "kdmsi/python"
 ENV_PYTHON = "KDMSI_PYTHON"
@@ -161,6 +162,7 @@ class WorkerOutcome:
             self.add_log(f"error: {self.error}")
         elif kind == "log":
             self.add_log(f"{event.get('level', 'info')}: {event.get('message', '')}")
+        # progress and metric events change nothing here; the task relays them to the panel
 
 
 def _pump(stream: Any, sink: queue.Queue, tag: str) -> None:
@@ -242,6 +244,8 @@ class WorkerProcess:
         """Wait for the exit status and describe a crash without an error event."""
         assert self.process is not None
         self.outcome.returncode = self.process.wait()
+        if self.outcome.returncode == EXIT_STATUSES["canceled"]:
+            self.outcome.canceled = True
         if self.outcome.canceled:
             return
         if self.outcome.returncode != 0 and not self.outcome.error:

@@ -1,6 +1,7 @@
 """Output of the command line: human text, or one JSON event per line (``--jsonl``).
 
-The JSON protocol (the QGIS plugin's worker reads it) is documented in DESIGN.md: events
+The JSON protocol (the QGIS plugin's worker reads it) is declared in ``core/cli/protocol.json``
+and explained in docs/worker-protocol.md: events
 ``progress``, ``metric``, ``log``, ``result`` and ``error``. Logs always go to stderr in human mode;
 under ``--jsonl`` stdout holds only JSON lines.
 """

@@ -19,6 +19,7 @@ from types import FrameType
 
 from core import __version__
 from core.cli.events import Reporter
+from core.cli.protocol import EXIT_STATUSES
 from core.errors import Canceled, KdmsiError
 from core.runtime.process import configure_process
 
@@ -40,8 +41,9 @@ DEV_COMMANDS = {
         "performance benchmarks: speed, memory, vectorization (make bench)",
     ),
 }
-EXIT_USER_ERROR = 2
-EXIT_CANCELED = 130
+EXIT_UNEXPECTED = EXIT_STATUSES["unexpected_error"]
+EXIT_USER_ERROR = EXIT_STATUSES["user_error"]
+EXIT_CANCELED = EXIT_STATUSES["canceled"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,5 +117,5 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         reporter.error(f"Unexpected error: {exc!r}; rerun with --debug and report the traceback.")
-        return 1
+        return EXIT_UNEXPECTED
     return 0

@@ -71,7 +71,7 @@ def export_onnx(model_path: Path, onnx_path: Path, overwrite: bool = False) -> P
     Raises:
         KdmsiError: missing ``onnx``, an unreadable model file or an existing output.
     """
-    from core.detect.predictors import build_network
+    from core.models.rebuild import build_network
 
     onnx = _require("onnx")
     onnx_path = Path(onnx_path)

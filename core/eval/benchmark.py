@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,16 +20,16 @@ import numpy as np
 import torch
 
 from core.callbacks import Callbacks
-from core.choices import DEFAULTS
+from core.choices import DEFAULTS, LearnedMethod
 from core.data.tilesets import TileSet
-from core.detect.msi import MAX_PIXELS, cam_probability, msi
 from core.detect.params import DetectParams
-from core.detect.predictors import build_network, predict_tiles
+from core.detect.predictors import make_predictor, predict_tiles
+from core.detect.tiled import Predictor
 from core.eval.benchmark_data import BenchmarkData, cva_magnitude, load_benchmark_data
 from core.eval.metrics import ConfusionMatrix, ThresholdSweep
 from core.eval.whole_pair import whole_pair_predictions
 from core.models.model_file import load_model
-from core.runtime.precision import autocast_dtype, autocast_predictor
+from core.runtime.precision import autocast_dtype
 from core.train.pipeline import train_model
 from core.train.refinement import RefineParams
 from core.train.threshold_choice import otsu_on_changed_tiles
@@ -160,20 +159,20 @@ def _learned_rows(
     """
     info, states = load_model(model_path)
     dtype = autocast_dtype(params.train.precision, device)
-    teacher = build_network(info, states, "teacher", model_path).to(device)
-    student = build_network(info, states, "student", model_path).to(device)
-    cam = autocast_predictor(partial(cam_probability, teacher), device, dtype)
+
+    def predictor(method: LearnedMethod, scales: tuple[float, ...] = params.scales) -> Predictor:
+        flip = len(scales) > 1
+        return make_predictor(method, info, states, model_path, device, scales, flip, dtype=dtype)
+
+    cam = predictor("cam")
     cam_threshold = otsu_on_changed_tiles(train_tiles, predict_tiles(cam, train_tiles, device))
-    single = partial(msi, student, scales=(1.0,), flip=False, max_pixels=MAX_PIXELS)
-    multi = partial(msi, student, scales=params.scales, flip=True, max_pixels=MAX_PIXELS)
     methods = [
         ("CAM (teacher only)", cam, cam_threshold.value),
-        ("KD-MSI single-scale", autocast_predictor(single, device, dtype), info.threshold_single),
-        ("KD-MSI + MSI", autocast_predictor(multi, device, dtype), info.threshold),
+        ("KD-MSI single-scale", predictor("kdmsi", (1.0,)), info.threshold_single),
+        ("KD-MSI + MSI", predictor("kdmsi"), info.threshold),
     ]
     if "refined" in states:
-        refined = build_network(info, states, "refined", model_path).to(device)
-        methods.append(("KD-MSI refined", autocast_predictor(refined.predict, device, dtype), 0.5))
+        methods.append(("KD-MSI refined", predictor("kdmsi-refined"), 0.5))
     test = data.tiles.subset(data.test)
     rows = []
     for name, predictor, threshold in methods:

@@ -18,8 +18,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from core.detect.msi import MSI_SCALES, scaled_size
-from core.detect.predictors import build_network
 from core.models.model_file import load_model
+from core.models.rebuild import build_network
 from core.runtime.precision import autocast_dtype, describe
 
 

@@ -26,13 +26,13 @@ from osgeo import gdal
 from core.detect.msi import MSI_SCALES, scaled_size
 from core.detect.pair import detect_with_model
 from core.detect.params import DetectParams
-from core.detect.predictors import build_network
 from core.detect.tiled import blend_weight
 from core.io.geotiff import GeoTiffWriter
 from core.io.rasters import RasterPair
 from core.io.stretch import PairStretch, compute_stretch
 from core.io.windows import Window, axis_starts
 from core.models.model_file import load_model
+from core.models.rebuild import build_network
 from core.perf.inputs import PairPaths
 from core.runtime.precision import autocast_dtype, describe
 

@@ -6,19 +6,16 @@ Everything here uses tile tags only; pixel labels never reach this module.
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from functools import partial
 from pathlib import Path
 
 import torch
 
 from core.callbacks import Callbacks
 from core.data.tilesets import TileSet
-from core.detect.msi import MAX_PIXELS, msi
-from core.detect.predictors import build_network, predict_tiles
+from core.detect.predictors import make_predictor, predict_tiles
 from core.detect.tiled import Predictor
 from core.models.model_file import ModelInfo, load_model, save_model
 from core.runtime.distributed import SINGLE, DistEnv
-from core.runtime.precision import autocast_predictor
 from core.train.refinement import RefineParams, train_refiner
 from core.train.selection import stratified_split
 from core.train.threshold_choice import otsu_on_changed_tiles
@@ -49,11 +46,10 @@ def split_tags(
 def student_predictors(
     info: ModelInfo, states: dict, path: Path, device: torch.device, dtype: torch.dtype | None
 ) -> tuple[Predictor, Predictor]:
-    """The student's MSI and single-scale predictors as ``detect`` runs them (bounded passes)."""
-    student = build_network(info, states, "student", path).to(device)
-    multi = partial(msi, student, max_pixels=MAX_PIXELS)
-    single = partial(msi, student, scales=(1.0,), flip=False, max_pixels=MAX_PIXELS)
-    return autocast_predictor(multi, device, dtype), autocast_predictor(single, device, dtype)
+    """The student's MSI and single-scale predictors, as ``kdmsi detect`` runs them."""
+    multi = make_predictor("kdmsi", info, states, path, device, dtype=dtype)
+    single = make_predictor("kdmsi", info, states, path, device, (1.0,), False, dtype=dtype)
+    return multi, single
 
 
 def choose_thresholds(

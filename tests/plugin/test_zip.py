@@ -48,13 +48,32 @@ def test_zip_layout(plugin_zip):
         "metadata.txt",
         "LICENSE",
         "core/__main__.py",
+        "core/cli/main.py",
+        "core/defaults.json",
+        "core/cli/protocol.json",
         "resources/icon.svg",
         "resources/tags.qml",
         "resources/constraints.txt",
     ):
         assert f"kdmsi_qgis/{required}" in names, required
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
+    assert not [n for n in names if n.startswith("kdmsi_qgis/core/perf/")], "dev-only code"
     assert plugin_zip.stat().st_size < 25e6
+
+
+def test_zip_core_lists_no_developer_command(plugin_zip, tmp_path):
+    """``kdmsi perf`` lives in core/perf, which the zip leaves out: the command is not offered.
+
+    Debian's Python (no torch, no editable install of the repository) runs the zip's core.
+    """
+    zipfile.ZipFile(plugin_zip).extractall(tmp_path / "plugins")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "plugins" / "kdmsi_qgis")}
+    done = subprocess.run(
+        ["/usr/bin/python3", "-m", "core", "--help"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "train" in done.stdout and "perf" not in done.stdout
 
 
 def test_zip_plugin_runs_its_own_core(plugin_zip, tmp_path, levir_pair, worker_python):

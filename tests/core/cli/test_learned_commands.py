@@ -18,6 +18,7 @@ import pytest
 import torch
 from osgeo import gdal
 
+from core.cli.protocol import run_problems
 from core.models.backbones.registry import build_backbone
 from core.models.model_file import load_model
 
@@ -45,8 +46,11 @@ def kdmsi(*args: object, timeout: float = 600) -> subprocess.CompletedProcess:
 
 
 def events_of(run: subprocess.CompletedProcess) -> list[dict]:
-    """Every stdout line as JSON (a line that is not JSON fails the test)."""
-    return [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
+    """Every stdout line as JSON (a line that is not JSON fails the test), checked against the
+    protocol (core/cli/protocol.json): every event, the result's keys and the exit status."""
+    events = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
+    assert run_problems(events, run.args[3], run.returncode) == []
+    return events
 
 
 def error_message(run: subprocess.CompletedProcess) -> str:

@@ -19,13 +19,14 @@ from core.detect.msi import msi
 from core.detect.onnx import OnnxStudent, _require, export_onnx
 from core.detect.pair import detect_with_model
 from core.detect.params import DetectParams
-from core.detect.predictors import build_network, make_predictor
+from core.detect.predictors import make_predictor
 from core.errors import KdmsiError
 from core.io.rasters import RasterPair
 from core.io.stretch import compute_stretch
 from core.io.windows import Window
 from core.models.cam import CamConfig, TeacherStudent
 from core.models.model_file import ModelInfo, load_model, save_model
+from core.models.rebuild import build_network
 
 pytest.importorskip("onnx", reason="the ONNX export needs `pip install onnx`")
 pytest.importorskip("onnxruntime", reason="the ONNX engine needs `pip install onnxruntime`")

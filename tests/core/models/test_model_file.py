@@ -1,47 +1,15 @@
-"""Tests of the self-describing model file and of rebuilding networks from it."""
+"""Tests of core.models.model_file: the self-describing model file."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import pytest
 import torch
 
 from core import __version__
-from core.detect.predictors import build_network, make_predictor
 from core.errors import KdmsiError
-from core.models.cam import CamConfig, SiameseCAM, TeacherStudent
-from core.models.model_file import FORMAT, FORMAT_VERSION, ModelInfo, load_model, save_model
-
-
-def info_for(**kw) -> ModelInfo:
-    fields = {
-        "backbone": "resnet18",
-        "teacher_fusion": "minus",
-        "student_fusion": "cat",
-        "output_stride": 16,
-        "bands": [3, 2, 1],
-        "tile": 64,
-    }
-    return ModelInfo(**{**fields, **kw})
-
-
-@pytest.fixture(scope="module")
-def resnet_pair() -> TeacherStudent:
-    torch.manual_seed(0)
-    return TeacherStudent(CamConfig(backbone="resnet18", pretrained=False))
-
-
-@pytest.fixture(scope="module")
-def saved(resnet_pair, tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    info = info_for(threshold=0.42, train_summary={"selected_epoch": 3, "tags": {"changed": 5}})
-    states = {
-        "student": resnet_pair.student.state_dict(),
-        "teacher": resnet_pair.teacher.state_dict(),
-    }
-    save_model(path, info, states)
-    return path, info, states
+from core.models.model_file import FORMAT, FORMAT_VERSION, load_model, save_model
 
 
 def test_round_trip(saved):
@@ -64,7 +32,7 @@ def test_file_is_tagged_and_no_partial_left(saved):
     assert not path.with_name(f".{path.name}.partial").exists()
 
 
-def test_save_overwrites_atomically(tmp_path):
+def test_save_overwrites_atomically(tmp_path, info_for):
     path = tmp_path / "m.pt"
     state = {"student": {"w": torch.ones(2)}}
     save_model(path, info_for(tile=32), state)
@@ -78,7 +46,7 @@ def test_save_overwrites_atomically(tmp_path):
     "states",
     [{"teacher": {"w": torch.ones(1)}}, {"student": {"w": torch.ones(1)}, "other": {}}],
 )
-def test_save_refuses_bad_state_names(tmp_path, states):
+def test_save_refuses_bad_state_names(tmp_path, states, info_for):
     with pytest.raises(ValueError, match="student"):
         save_model(tmp_path / "m.pt", info_for(), states)
     assert not (tmp_path / "m.pt").exists()
@@ -159,58 +127,3 @@ def test_unreadable_description(saved, tmp_path):
     with pytest.raises(KdmsiError, match="description") as err:
         load_model(path)
     assert str(path) in str(err.value)
-
-
-# --- rebuilding networks (core/detect/predictors.py) ---------------------------------------------
-
-
-def test_build_network_restores_the_weights(saved):
-    path, _, _ = saved
-    info, states = load_model(path)
-    student = build_network(info, states, "student", path)
-    teacher = build_network(info, states, "teacher", path)
-    assert isinstance(student, SiameseCAM) and not student.training
-    assert student.fusion == "cat" and teacher.fusion == "minus"
-    for key, value in student.state_dict().items():
-        assert torch.equal(value, states["student"][key]), key
-
-
-def test_build_network_with_states_of_another_backbone(saved, tmp_path):
-    path, _, states = saved
-    wrong = info_for(backbone="efficientnet-lite0")
-    with pytest.raises(KdmsiError, match="do not match") as err:
-        build_network(wrong, states, "student", path)
-    assert str(path) in str(err.value) and "efficientnet-lite0" in str(err.value)
-
-
-def test_build_network_with_another_fusion(saved):
-    path, info, states = saved
-    # A minus-fusion head has half the input channels of the student's cat head.
-    swapped = replace(info, student_fusion="minus")
-    with pytest.raises(KdmsiError, match="student"):
-        build_network(swapped, states, "student", path)
-
-
-def test_build_network_missing_network(saved):
-    path, info, states = saved
-    with pytest.raises(KdmsiError, match="no refined network") as err:
-        build_network(info, states, "refined", path)
-    assert str(path) in str(err.value)
-
-
-def test_make_predictor_unknown_method(saved):
-    path, info, states = saved
-    with pytest.raises(KdmsiError, match="Unknown method"):
-        make_predictor("magic", info, states, path, torch.device("cpu"))
-
-
-@pytest.mark.parametrize("method", ["kdmsi", "cam"])
-def test_make_predictor_outputs_probabilities(saved, method):
-    path, info, states = saved
-    predictor = make_predictor(method, info, states, path, torch.device("cpu"), scales=(1.0,))
-    gen = torch.Generator().manual_seed(0)
-    a, b = torch.rand(2, 3, 48, 40, generator=gen), torch.rand(2, 3, 48, 40, generator=gen)
-    with torch.inference_mode():
-        prob = predictor(a, b)
-    assert prob.shape == (2, 1, 48, 40)
-    assert float(prob.min()) >= 0.0 and float(prob.max()) <= 1.0

@@ -15,10 +15,10 @@ import torch
 from core.callbacks import Callbacks
 from core.data.tilesets import TileSet
 from core.data.trainsets import check_tags
-from core.detect.predictors import build_network
 from core.errors import Canceled, KdmsiError
 from core.io.windows import Window
 from core.models.model_file import ModelInfo, load_model
+from core.models.rebuild import build_network
 from core.train.pipeline import split_tags, train_model
 from core.train.trainer import Trainer, TrainParams
 
