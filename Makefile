@@ -9,7 +9,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-f
 	python3-venv python3-pip python3-matplotlib xvfb xauth imagemagick
 PYTEST := QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
-.PHONY: setup demo test test-all lint format bench bench-accuracy clean zip deploy gui-check
+.PHONY: setup demo test test-all lint format bench bench-accuracy bench-suite clean zip deploy gui-check
 
 setup: $(STAMP)
 
@@ -53,6 +53,14 @@ bench: setup
 bench-accuracy: setup
 	$(VENV)/bin/kdmsi benchmark --data $(DATA)/levir_cd_full_scm $(DATA)/whu_cd_scm --tile 128 \
 		--seeds 0 1 2 --out bench-results.json
+
+# Transfer: every dataset family of ../shared/data separately, all tags and a user's 48 tags
+# (kdmsi benchmark --suite; tables per budget, a learning-curve PNG per family). One seed by default
+# (SEEDS="0 1 2" for the three-seed table).
+SEEDS ?= 0
+bench-suite: setup
+	$(VENV)/bin/kdmsi benchmark --suite resources/benchmark-suite.json --data-root $(DATA) \
+		--budgets 0 48 --seeds $(SEEDS) --refine-epochs 0 --out suite-results.json
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

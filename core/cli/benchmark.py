@@ -4,7 +4,11 @@ Tiles every pair, splits the tiles into train and test by a seeded stratified ru
 files honoured), trains KD-MSI on the train tiles' tags only, predicts the test tiles and scores
 CVA, CAM (teacher only), KD-MSI single-scale, KD-MSI with MSI and KD-MSI refined with one
 confusion matrix each. Several ``--seeds`` give mean ± std. Writes a JSON file and prints a
-Markdown table.
+Markdown table. ``--budget N`` tags only N training tiles (a user's budget).
+
+``--suite FILE --data-root DIR`` runs the transfer suite instead: every dataset family of the
+suite file separately, at each of ``--budgets`` (0 = all training tiles), with a table per budget
+(families x methods and the mean over families) and a learning-curve PNG per family.
 """
 
 from __future__ import annotations
@@ -14,17 +18,32 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.choices import CHOICES, DEFAULTS
 from core.cli.events import Reporter
 from core.cli.options import add_epochs
+from core.errors import KdmsiError
 from core.io.bands import parse_bands
+
+if TYPE_CHECKING:
+    import torch
+
+    from core.eval.benchmark import BenchmarkParams
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``kdmsi benchmark``."""
+    parser.add_argument("--data", type=Path, nargs="+", help="dataset folders (pooled)")
+    parser.add_argument("--suite", type=Path, help="suite file: run every family separately")
     parser.add_argument(
-        "--data", type=Path, nargs="+", required=True, help="dataset folders (pooled)"
+        "--data-root", type=Path, help="folder holding the suite's dataset folders (--suite)"
+    )
+    parser.add_argument(
+        "--budget", type=int, default=0, help="tag only this many training tiles (0: all)"
+    )
+    parser.add_argument(
+        "--budgets", type=int, nargs="+", default=[0, 48], help="tag budgets of --suite"
     )
     parser.add_argument("--out", type=Path, required=True, help="results JSON")
     parser.add_argument("--tile", type=int, default=128)
@@ -51,32 +70,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
     """Run the protocol for each seed, write the JSON and print the table."""
-    from core.eval.benchmark import BenchmarkParams, markdown_table, run_benchmark
+    from core.eval.benchmark import markdown_table, run_benchmark
     from core.runtime.devices import pick_device
-    from core.train.refinement import RefineParams
-    from core.train.trainer import TrainParams
 
+    if (args.data is None) == (args.suite is None):
+        raise KdmsiError("Give either --data FOLDER [FOLDER ...] or --suite FILE --data-root DIR.")
     callbacks = reporter.callbacks("benchmark")
     device = pick_device(args.device, callbacks.log)
     run_root = args.run_dir or args.out.with_suffix("")
+    if args.suite is not None:
+        run_suite_command(args, reporter, base_params(args, 0), device, run_root)
+        return
     results, start = [], time.perf_counter()
     for seed in args.seeds:
-        params = BenchmarkParams(
-            tile=args.tile,
-            train_fraction=args.train_fraction,
-            seed=seed,
-            bands=args.bands,
-            train=TrainParams(
-                backbone=args.backbone,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                seed=seed,
-                output_stride=args.output_stride,
-                precision=args.precision,
-            ),
-            refine=RefineParams(epochs=args.refine_epochs, seed=seed),
-        )
+        params = base_params(args, seed)
         results.append(
             run_benchmark(args.data, params, run_root / f"seed{seed}", device, callbacks)
         )
@@ -94,9 +101,72 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     reporter.result({"results": str(args.out)}, {"wall_seconds": payload["wall_seconds"]}, table)
 
 
+def base_params(args: argparse.Namespace, seed: int) -> BenchmarkParams:
+    """The protocol's parameters from the options, for one seed."""
+    from core.eval.benchmark import BenchmarkParams
+    from core.train.refinement import RefineParams
+    from core.train.trainer import TrainParams
+
+    return BenchmarkParams(
+        tile=args.tile,
+        train_fraction=args.train_fraction,
+        budget=args.budget,
+        seed=seed,
+        bands=args.bands,
+        train=TrainParams(
+            backbone=args.backbone,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=seed,
+            output_stride=args.output_stride,
+            precision=args.precision,
+        ),
+        refine=RefineParams(epochs=args.refine_epochs, seed=seed),
+    )
+
+
+def run_suite_command(
+    args: argparse.Namespace,
+    reporter: Reporter,
+    base: BenchmarkParams,
+    device: torch.device,
+    run_root: Path,
+) -> None:
+    """``--suite``: every family, budget and seed; JSON, tables and learning curves."""
+    from core.eval.curves import write_learning_curves
+    from core.eval.suite import load_families, markdown_tables, run_suite
+
+    if args.data_root is None:
+        raise KdmsiError("--suite needs --data-root DIR, the folder that holds its datasets.")
+    callbacks = reporter.callbacks("benchmark")
+    start = time.perf_counter()
+    families = load_families(args.suite, args.data_root, callbacks)
+    results = run_suite(
+        families, base, tuple(args.budgets), tuple(args.seeds), run_root, device, callbacks
+    )
+    tables = markdown_tables(results)
+    curves = write_learning_curves(results, run_root / "curves")
+    payload = {
+        "command": "kdmsi benchmark " + " ".join(str(a) for a in reporter_argv(args)),
+        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {device}",
+        "wall_seconds": time.perf_counter() - start,
+        "tables_markdown": tables,
+        "curves": [str(p) for p in curves],
+        **results,
+    }
+    args.out.write_text(json.dumps(payload, indent=2, default=str))
+    reporter.result({"results": str(args.out)}, {"wall_seconds": payload["wall_seconds"]}, tables)
+
+
 def reporter_argv(args: argparse.Namespace) -> list[str]:
     """The options as given, for the record in the results file."""
-    parts = ["--data", *map(str, args.data), "--out", str(args.out), "--tile", str(args.tile)]
+    if args.suite is not None:
+        parts = ["--suite", str(args.suite), "--data-root", str(args.data_root)]
+        parts += ["--budgets", *map(str, args.budgets), "--out", str(args.out)]
+    else:
+        parts = ["--data", *map(str, args.data), "--out", str(args.out), "--tile", str(args.tile)]
+        parts += ["--budget", str(args.budget)] if args.budget else []
     parts += ["--seeds", *map(str, args.seeds), "--epochs", str(args.epochs), "--lr", str(args.lr)]
     parts += ["--refine-epochs", str(args.refine_epochs), "--backbone", args.backbone]
     parts += ["--output-stride", str(args.output_stride), "--precision", args.precision]

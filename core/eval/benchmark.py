@@ -25,7 +25,12 @@ from core.data.tilesets import TileSet
 from core.detect.params import DetectParams
 from core.detect.predictors import make_predictor, predict_tiles
 from core.detect.tiled import Predictor
-from core.eval.benchmark_data import BenchmarkData, cva_magnitude, load_benchmark_data
+from core.eval.benchmark_data import (
+    BenchmarkData,
+    budget_subset,
+    cva_magnitude,
+    load_benchmark_data,
+)
 from core.eval.metrics import ConfusionMatrix, ThresholdSweep
 from core.eval.whole_pair import whole_pair_predictions
 from core.models.model_file import load_model
@@ -38,10 +43,15 @@ from core.train.trainer import TrainParams
 
 @dataclass(frozen=True)
 class BenchmarkParams:
-    """The protocol's knobs."""
+    """The protocol's knobs.
+
+    ``budget`` > 0 tags only that many training tiles (a user's budget, drawn per class; see
+    :func:`core.eval.benchmark_data.budget_subset`); the test tiles stay the same.
+    """
 
     tile: int = 128
     train_fraction: float = 0.7
+    budget: int = 0
     seed: int = 0
     bands: tuple[int, ...] | None = None
     train: TrainParams = field(default_factory=TrainParams)
@@ -98,6 +108,7 @@ def run_benchmark(
     data = load_benchmark_data(
         roots, params.tile, params.bands, params.train_fraction, params.seed, callbacks
     )
+    data = budget_subset(data, params.budget, params.seed)
     callbacks.info(f"benchmark tiles: {data.summary}")
     test = data.tiles.subset(data.test)
     rows = []

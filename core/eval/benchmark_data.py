@@ -128,3 +128,30 @@ def load_benchmark_data(
     train = np.sort(np.concatenate([np.flatnonzero(sides_arr == "train"), free[held_train]]))
     test = np.sort(np.concatenate([np.flatnonzero(sides_arr == "test"), free[held_test]]))
     return BenchmarkData(pooled, np.concatenate(truths), np.concatenate(thresholds), train, test)
+
+
+def budget_subset(data: BenchmarkData, budget: int, seed: int) -> BenchmarkData:
+    """The same split with only ``budget`` training tiles tagged: a user's few dozen tags.
+
+    The tiles are drawn per class in proportion to the class counts (seeded; each class keeps at
+    least one tile when it has one), from the training tiles only; the test tiles do not change,
+    so budgets are scored on the same pixels. ``budget <= 0`` or a budget of at least the number
+    of training tiles keeps them all.
+    """
+    train = data.train
+    if budget <= 0 or budget >= len(train):
+        return data
+    labels = data.tiles.labels[train]
+    rng = np.random.default_rng(seed + 7919)  # another stream than the train/test split's
+    chosen = []
+    classes = [c for c in (0, 1) if (labels == c).any()]
+    for c in classes:
+        members = train[labels == c]
+        share = max(1, round(budget * len(members) / len(train)))
+        chosen.append(rng.choice(members, size=min(share, len(members)), replace=False))
+    picked = np.sort(np.concatenate(chosen))
+    if len(picked) > budget:  # rounding gave one too many: drop one of the larger class
+        larger = max(classes, key=lambda c: int((data.tiles.labels[picked] == c).sum()))
+        drop = rng.choice(np.flatnonzero(data.tiles.labels[picked] == larger))
+        picked = np.delete(picked, drop)
+    return BenchmarkData(data.tiles, data.truth, data.cva_threshold, picked, data.test)

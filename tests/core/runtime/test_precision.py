@@ -42,7 +42,7 @@ def test_names_resolve_per_device():
     [
         ("fp16", "cpu", "--precision fp16 needs a GPU"),
         ("bf16", "mps", "not supported on Apple MPS"),
-        ("half", "cpu", "--precision half is unknown"),
+        ("half", "cpu", "--precision 'half' is unknown"),
     ],
 )
 def test_impossible_choices_are_user_errors(precision, device, words):

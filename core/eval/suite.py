@@ -1,0 +1,165 @@
+"""The transfer suite: the benchmark run on every dataset family separately, at several tag budgets.
+
+A choice tuned on one family does not transfer to a user's imagery; the suite reports each family
+on its own and the mean over families, for every method side by side, at all training tags and
+at a user's budget (a few dozen tags). The families are listed in a suite file (JSON)::
+
+    {"families": [
+        {"name": "LEVIR-CD", "folders": ["levir_cd_bit", "levir_cd_full_scm"], "tile": 128},
+        {"name": "OSCD Mumbai", "folders": ["geo_oscd_mumbai"], "bands": [3, 2, 1]},
+        {"name": "Taizhou", "folders": ["geo_taizhou_landsat"], "skip": "why it cannot run"}
+    ]}
+
+Folders are relative to the data root; a family whose folders are missing is left out with a
+message, as is one with a ``skip`` reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.callbacks import Callbacks
+from core.errors import KdmsiError
+from core.eval.benchmark import BenchmarkParams, run_benchmark
+
+MEAN_ROW = "mean over families"
+
+
+@dataclass(frozen=True)
+class Family:
+    """One dataset family of the suite.
+
+    Attributes:
+        name: shown in the tables.
+        roots: its dataset folders (A/, B/, label/ each).
+        tile: tile size in pixels.
+        bands: bands read from both dates (None: the first three).
+    """
+
+    name: str
+    roots: tuple[Path, ...]
+    tile: int = 128
+    bands: tuple[int, ...] | None = None
+
+
+def load_families(path: Path, data_root: Path, callbacks: Callbacks) -> list[Family]:
+    """The runnable families of a suite file, saying why any other is left out.
+
+    Raises:
+        KdmsiError: a file that is not a suite, or one with no runnable family.
+    """
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))["families"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KdmsiError(
+            f"The suite file {path} cannot be read as a suite ({exc}); it needs a JSON object "
+            'with a "families" list (see core/eval/suite.py).'
+        ) from exc
+    families = []
+    for entry in entries:
+        roots = tuple(Path(data_root) / folder for folder in entry["folders"])
+        if entry.get("skip"):
+            callbacks.warning(f"{entry['name']} is left out: {entry['skip']}")
+        elif missing := [str(r) for r in roots if not r.is_dir()]:
+            callbacks.warning(f"{entry['name']} is left out: {', '.join(missing)} not found.")
+        else:
+            bands = tuple(entry["bands"]) if entry.get("bands") else None
+            families.append(Family(entry["name"], roots, int(entry.get("tile", 128)), bands))
+    if not families:
+        raise KdmsiError(f"No family of {path} can run with the data in {data_root}.")
+    return families
+
+
+def run_suite(
+    families: list[Family],
+    base: BenchmarkParams,
+    budgets: tuple[int, ...],
+    seeds: tuple[int, ...],
+    run_dir: Path,
+    device: torch.device,
+    callbacks: Callbacks,
+) -> dict[str, Any]:
+    """Run the benchmark for every family, budget and seed; the results keyed that way.
+
+    Returns:
+        ``{"families": {name: {budget: [run per seed]}}, "budgets": [...], "seeds": [...]}``,
+        each run as :func:`core.eval.benchmark.run_benchmark` returns it.
+    """
+    results: dict[str, Any] = {"families": {}, "budgets": list(budgets), "seeds": list(seeds)}
+    for family in families:
+        per_budget: dict[str, list] = {}
+        for budget in budgets:
+            runs = []
+            for seed in seeds:
+                callbacks.info(f"suite: {family.name}, budget {budget or 'all'}, seed {seed}")
+                params = replace(
+                    base, tile=family.tile, bands=family.bands, seed=seed, budget=budget,
+                    train=replace(base.train, seed=seed), refine=replace(base.refine, seed=seed),
+                )  # fmt: skip
+                folder = run_dir / _slug(family.name) / f"budget{budget}" / f"seed{seed}"
+                runs.append(run_benchmark(list(family.roots), params, folder, device, callbacks))
+            per_budget[str(budget)] = runs
+        results["families"][family.name] = per_budget
+    return results
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
+
+
+def f1_table(results: dict[str, Any], budget: int) -> tuple[list[str], dict[str, list[float]]]:
+    """Methods, and per family the changed-class F1 of each method (mean over seeds).
+
+    Families that lack a method (e.g. no refined network) get NaN there.
+    """
+    methods: list[str] = []
+    for per_budget in results["families"].values():
+        for run in per_budget.get(str(budget), []):
+            methods += [r["method"] for r in run["rows"] if r["method"] not in methods]
+    table = {}
+    for family, per_budget in results["families"].items():
+        runs = per_budget.get(str(budget), [])
+        table[family] = [_mean_f1(runs, method) for method in methods]
+    return methods, table
+
+
+def _mean_f1(runs: list[dict], method: str) -> float:
+    values = [r["metrics"]["f1"] for run in runs for r in run["rows"] if r["method"] == method]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def markdown_tables(results: dict[str, Any]) -> str:
+    """One table per budget: families x methods (changed-class F1), and the mean over families."""
+    parts = []
+    for budget in results["budgets"]:
+        methods, table = f1_table(results, budget)
+        seeds = len(results["seeds"])
+        title = "all training tiles tagged" if budget <= 0 else f"{budget} tagged training tiles"
+        lines = [
+            f"**{title}** (changed-class F1, mean over {seeds} seed(s))",
+            "",
+            "| family | tags | " + " | ".join(methods) + " |",
+            "|---|---|" + "---|" * len(methods),
+        ]
+        for family, values in table.items():
+            tags = _tags(results["families"][family][str(budget)])
+            lines.append(f"| {family} | {tags} | " + " | ".join(_cell(v) for v in values) + " |")
+        mean = np.nanmean(np.array(list(table.values())), axis=0) if table else []
+        lines.append(f"| **{MEAN_ROW}** | | " + " | ".join(_cell(v) for v in mean) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def _tags(runs: list[dict]) -> str:
+    counts = runs[0]["data"]["train"] if runs else {}
+    return str(sum(counts.values())) if counts else "?"
+
+
+def _cell(value: float) -> str:
+    return "n/a" if np.isnan(value) else f"{value:.3f}"

@@ -1,0 +1,131 @@
+"""Tests of the transfer suite (core.eval.suite, core.eval.curves) and of tag budgets.
+
+Two tiny synthetic families (64 px pairs, 32 px tiles, one epoch of a random-weight network) go
+through the real ``kdmsi benchmark --suite`` command: the point is the bookkeeping (families,
+budgets, seeds, tables, curves), not the accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.callbacks import Callbacks
+from core.errors import KdmsiError
+from core.eval.benchmark_data import BenchmarkData, budget_subset
+from core.eval.suite import MEAN_ROW, load_families
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+class Tiles:
+    def __init__(self, labels: np.ndarray) -> None:
+        self.labels = labels
+
+
+def fake_data(labels: list[int]) -> BenchmarkData:
+    n = len(labels)
+    tiles = Tiles(np.array(labels))
+    return BenchmarkData(tiles, np.zeros(n), np.zeros(n), np.arange(n - 4), np.arange(n - 4, n))
+
+
+def test_a_budget_draws_that_many_training_tiles_of_both_classes():
+    data = fake_data([1] * 30 + [0] * 70 + [1, 0, 1, 0])
+    small = budget_subset(data, 10, seed=0)
+    labels = data.tiles.labels[small.train]
+    assert len(small.train) == 10 and set(small.train) <= set(data.train)
+    assert labels.sum() == 3  # 30 % changed among the training tiles
+    assert np.array_equal(small.test, data.test)
+    assert np.array_equal(budget_subset(data, 10, seed=0).train, small.train)  # seeded
+    assert not np.array_equal(budget_subset(data, 10, seed=1).train, small.train)
+
+
+def test_a_rare_class_keeps_one_tile_and_the_budget_holds():
+    data = fake_data([1] + [0] * 99 + [0, 0, 0, 0])
+    small = budget_subset(data, 5, seed=0)
+    assert len(small.train) == 5 and data.tiles.labels[small.train].sum() == 1
+
+
+@pytest.mark.parametrize("budget", [0, -1, 96, 500])
+def test_no_budget_or_a_large_one_keeps_every_training_tile(budget):
+    data = fake_data([1, 0] * 50)
+    assert budget_subset(data, budget, seed=0) is data
+
+
+def write_family(root: Path, write_raster, scene, seed: int) -> Path:
+    for sub in ("A", "B", "label"):
+        (root / sub).mkdir(parents=True)
+    for k, changed in enumerate([(0, 3), (1, 2)]):
+        before = scene(64, 64, seed=seed + k)
+        after, label = before.copy(), np.zeros((64, 64), dtype=np.uint8)
+        for tile in changed:
+            r, c = 32 * (tile // 2) + 6, 32 * (tile % 2) + 8
+            after[:, r : r + 12, c : c + 14] = 250
+            label[r : r + 12, c : c + 14] = 1
+        write_raster(root / "A" / f"p{k}.tif", before)
+        write_raster(root / "B" / f"p{k}.tif", after)
+        write_raster(root / "label" / f"p{k}.tif", label)
+    return root
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory, write_raster, scene):
+    data = tmp_path_factory.mktemp("suite_data")
+    write_family(data / "one", write_raster, scene, 10)
+    write_family(data / "two", write_raster, scene, 20)
+    path = data / "suite.json"
+    families = [
+        {"name": "One", "folders": ["one"], "tile": 32},
+        {"name": "Two", "folders": ["two"], "tile": 32},
+        {"name": "Absent", "folders": ["nowhere"]},
+        {"name": "Partial", "folders": ["one"], "skip": "partial labels are not scored yet"},
+    ]
+    path.write_text(json.dumps({"families": families}))
+    return path, data
+
+
+def test_families_left_out_say_why(suite):
+    path, data = suite
+    logs = []
+    families = load_families(path, data, Callbacks(log=lambda level, m: logs.append(m)))
+    assert [f.name for f in families] == ["One", "Two"]
+    assert families[0].tile == 32 and families[0].roots == (data / "one",)
+    assert any("Absent is left out" in m and "nowhere" in m for m in logs)
+    assert any("Partial is left out: partial labels" in m for m in logs)
+
+
+def test_a_file_that_is_not_a_suite_is_a_user_error(tmp_path):
+    bad = tmp_path / "s.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(KdmsiError, match="families"):
+        load_families(bad, tmp_path, Callbacks())
+
+
+def test_the_suite_command_reports_every_family_budget_and_curve(suite, tmp_path):
+    path, data = suite
+    out = tmp_path / "suite.json"
+    args = ["--suite", path, "--data-root", data, "--budgets", 0, 2, "--out", out]
+    args += ["--train-fraction", 0.5, "--epochs", 1, "--batch-size", 2, "--refine-epochs", 0]
+    run = subprocess.run(
+        [sys.executable, "-m", "core", "benchmark", *map(str, args), "--device", "cpu", "--jsonl"],
+        cwd=PROJECT_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    payload = json.loads(out.read_text())
+    assert set(payload["families"]) == {"One", "Two"}
+    for per_budget in payload["families"].values():
+        assert set(per_budget) == {"0", "2"}
+        assert sum(per_budget["2"][0]["data"]["train"].values()) == 2
+        assert sum(per_budget["0"][0]["data"]["train"].values()) == 4
+    tables = payload["tables_markdown"]
+    assert "**all training tiles tagged**" in tables and "**2 tagged training tiles**" in tables
+    assert tables.count(MEAN_ROW) == 2 and "| One | 4 |" in tables and "| Two | 2 |" in tables
+    assert [Path(p).name for p in payload["curves"]] == ["one.png", "two.png"]
+    assert all(Path(p).stat().st_size > 1000 for p in payload["curves"])
