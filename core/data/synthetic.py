@@ -102,9 +102,9 @@ def make_scene(folder: Path, size: int = 1024, seed: int = 7) -> SceneFiles:
     files = SceneFiles(folder / "before.tif", folder / "after.tif", folder / "change.tif")
     whole = Window(0, 0, size, size)
     for path, image in ((files.before, before + noise[0]), (files.after, after + noise[1])):
-        with GeoTiffWriter(path, grid, np.uint8, bands=3, overwrite=True) as out:
+        with GeoTiffWriter(path, grid, np.uint8, bands=3, overwrite=True, overviews=False) as out:
             for band in range(3):
                 out.write(whole, np.clip(image[band] * 255, 0, 255).round(), band=band + 1)
-    with GeoTiffWriter(files.label, grid, np.uint8, overwrite=True) as out:
+    with GeoTiffWriter(files.label, grid, np.uint8, overwrite=True, overviews=False) as out:
         out.write(whole, change.astype(np.uint8) * 255)
     return files

@@ -1,7 +1,8 @@
 """Writing outputs as tiled, compressed GeoTIFF on A's grid, window by window.
 
-The file is written under a temporary name and renamed when complete, so a failure or cancel
-never leaves a file that looks finished.
+The file is written under a temporary name, given internal overviews (:mod:`core.io.overviews`)
+once every block is written, and renamed when complete, so a failure or cancel never leaves a
+file that looks finished.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from osgeo import gdal
 from core.errors import KdmsiError
 from core.io.grid import Grid
 from core.io.outputs import check_free_space, check_writable
+from core.io.overviews import build_overviews, overview_error, overview_pixels
 from core.io.windows import Window
 
 gdal.UseExceptions()
@@ -45,13 +47,18 @@ def check_output(path: Path, overwrite: bool, needed: int = 0) -> None:
         check_free_space(folder, needed, f"the output {path}")
 
 
-def geotiff_bytes(grid: Grid, bands: int = 1, dtype: np.dtype | type = np.float32) -> int:
+def geotiff_bytes(
+    grid: Grid, bands: int = 1, dtype: np.dtype | type = np.float32, overviews: bool = True
+) -> int:
     """Upper estimate of a GeoTIFF's size on disk: its uncompressed pixels plus 1 %.
 
     DEFLATE usually makes the file smaller, but noisy probabilities compress little, so the check
-    before writing uses the uncompressed size.
+    before writing uses the uncompressed size; ``overviews`` adds their pixels (under a third).
     """
-    pixels = int(grid.width) * int(grid.height) * int(bands)
+    pixels = int(grid.width) * int(grid.height)
+    if overviews:
+        pixels += overview_pixels(grid.width, grid.height)
+    pixels *= int(bands)
     return int(pixels * np.dtype(dtype).itemsize * 1.01) + 65536
 
 
@@ -66,6 +73,10 @@ def _write_error(path: Path, exc: BaseException) -> KdmsiError:
 class GeoTiffWriter:
     """Context manager writing a single- or multi-band GeoTIFF window by window.
 
+    On a clean exit the blocks are flushed, internal overviews are built (unless
+    ``overviews=False``; none for a raster whose smaller side is at most 256 px) and the file is
+    renamed into place.
+
     Example:
         >>> with GeoTiffWriter(path, grid, dtype=np.float32, nodata=-1) as out:
         ...     out.write(window, array)
@@ -79,10 +90,26 @@ class GeoTiffWriter:
         bands: int = 1,
         nodata: float | None = None,
         overwrite: bool = False,
+        overviews: bool = True,
     ) -> None:
+        """Create the partial file.
+
+        Args:
+            path: the output file (written as ``.<name>.partial`` beside it until complete).
+            grid: the output's size, geotransform and CRS.
+            dtype: ``float32`` or ``uint8``.
+            bands: number of bands.
+            nodata: nodata value of every band (None: none); overviews' AVERAGE leaves it out.
+            overwrite: an existing file may be replaced.
+            overviews: build internal overviews before renaming (False for throwaway files).
+
+        Raises:
+            KdmsiError: when the output is refused (:func:`check_output`) or cannot be created.
+        """
         self.path = Path(path)
         self.dtype = np.dtype(dtype)
-        check_output(self.path, overwrite, geotiff_bytes(grid, bands, self.dtype))
+        self.overviews = overviews
+        check_output(self.path, overwrite, geotiff_bytes(grid, bands, self.dtype, overviews))
         self.grid = grid
         self.partial = self.path.with_name(f".{self.path.name}.partial")
         predictor = "3" if self.dtype.kind == "f" else "2"
@@ -134,19 +161,36 @@ class GeoTiffWriter:
     def __enter__(self) -> GeoTiffWriter:
         return self
 
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
-        flush_error: RuntimeError | None = None
+    def _finish(self) -> None:
+        """Flush the blocks, then build the overviews from the file and flush them.
+
+        Raises:
+            KdmsiError: when GDAL cannot write the blocks or build the overviews.
+        """
         try:
             self._ds.FlushCache()
         except RuntimeError as error:
-            flush_error = error
-        finally:
-            self._ds = None
-        if exc_type is None and flush_error is None:
+            raise _write_error(self.path, error) from error
+        if not self.overviews:
+            return
+        try:
+            build_overviews(self._ds, self.dtype)
+            self._ds.FlushCache()
+        except RuntimeError as error:
+            raise overview_error(self.path, error) from error
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self._finish()
+        except BaseException:
+            self._ds = None  # closes the file before it is removed
+            self.partial.unlink(missing_ok=True)
+            raise
+        self._ds = None
+        if exc_type is None:
             if self.path.exists():
                 self.path.unlink()
             self.partial.replace(self.path)
-            return
-        self.partial.unlink(missing_ok=True)
-        if exc_type is None and flush_error is not None:
-            raise _write_error(self.path, flush_error) from flush_error
+        else:
+            self.partial.unlink(missing_ok=True)

@@ -1,7 +1,8 @@
 """Run the performance benchmarks and write their JSON and their section of BENCHMARKS.md.
 
 Benchmarks: inference throughput of KD-MSI (single scale and MSI) against a naive per-window
-loop; peak memory of ``kdmsi detect`` on generated pairs of 2,000, 8,000 and 16,000 px;
+loop; peak memory of ``kdmsi detect`` on generated pairs of 2,000, 8,000 and 16,000 px, and
+the time its probability output's internal overviews take to build at 8,000 and 16,000 px;
 ``kdmsi vectorize`` against ``gdal_polygonize.py``; training throughput and memory; the
 arithmetic bound (FLOPs per megapixel against the machine's measured peak). Inputs are
 generated under ``--work`` and reused. ``--quick`` runs everything on tiny inputs.

@@ -139,7 +139,9 @@ def naive_detect(
                     weights[window.slices] += weight
                     seen[window.slices] |= valid
         result = np.where(seen, total / np.maximum(weights, 1e-12), -1.0)
-        with GeoTiffWriter(out, pair.grid, np.float32, nodata=-1.0, overwrite=True) as writer:
+        with GeoTiffWriter(
+            out, pair.grid, np.float32, nodata=-1.0, overwrite=True, overviews=False
+        ) as writer:
             writer.write(Window(0, 0, width, height), result)
 
 

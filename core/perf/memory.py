@@ -8,6 +8,8 @@ finished. The prediction holds only a strip of window rows in memory, so the pea
 within the first rows of windows; a capped run that finished several rows of windows shows that
 peak, and the report says so rather than presenting it as a whole run. CVA (no network) runs to
 completion at every size and shows the memory of reading, stretching and writing whole rasters.
+A complete run includes building its outputs' internal overviews, which
+:mod:`core.perf.overviews` times on its own.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ class PerfConfig:
         inference_px: edge of the pair timed for throughput.
         repeats: repeats of every timed measurement (the median is reported).
         memory: the detect runs of the memory benchmark.
+        overview_sizes: edges of the probability outputs whose overview build the memory
+            benchmark times.
         mask_px: edge of the mask vectorized.
         dataset_pairs: generated 512 px pairs in the training dataset (``dataset_px`` quick).
         dataset_px: edge of each training pair.
@@ -44,6 +46,7 @@ class PerfConfig:
         MemoryCase(16000, "kdmsi", 420.0), MemoryCase(2000, "cva"), MemoryCase(8000, "cva"),
         MemoryCase(16000, "cva"),
     )  # fmt: skip
+    overview_sizes: tuple[int, ...] = (8000, 16000)
     mask_px: int = 4000
     dataset_pairs: int = 24
     dataset_px: int = 512
@@ -61,6 +64,7 @@ class PerfConfig:
         return cls(
             inference_px=64, repeats=1,
             memory=(MemoryCase(96, "kdmsi"), MemoryCase(128, "kdmsi", 60.0), MemoryCase(96, "cva")),
+            overview_sizes=(600,),
             mask_px=200, dataset_pairs=2, dataset_px=128, training=(TrainCase(64, 4),),
             model_tile=64, flops_window=64, matmul_size=256, only=only,
         )  # fmt: skip
@@ -105,9 +109,12 @@ def _run_one(name: str, config: PerfConfig, work: Path, model: Path, results: di
         return run_inference(pair, model, work, config.repeats)
     if name == "memory":
         from core.perf.memory import run_memory
+        from core.perf.overviews import run_overviews
 
         pairs = {size: inputs.make_pair(work, size) for size in {c.size for c in config.memory}}
-        return run_memory(pairs, model, work, list(config.memory))
+        memory = run_memory(pairs, model, work, list(config.memory))
+        memory["overviews"] = run_overviews(work, list(config.overview_sizes))
+        return memory
     if name == "vectorization":
         from core.perf.vectorization import run_vectorization
 

@@ -11,7 +11,8 @@ from osgeo import gdal
 
 from core.cli.main import main
 from core.perf.inputs import make_pair
-from core.perf.report import END, START, replace_section
+from core.perf.overviews import make_probability, run_overviews
+from core.perf.report import END, START, _memory, replace_section
 
 OLD_SECTION = (
     f"# Benchmarks\n\nAccuracy table stays.\n\n{START}\nold perf numbers\n{END}\n\nTail.\n"
@@ -101,6 +102,26 @@ def test_generated_pair_is_georeferenced_and_reused(tmp_path):
     assert not list(tmp_path.glob(".*partial"))
 
 
+def test_overview_build_is_timed_on_a_reused_probability_stand_in(tmp_path):
+    source = make_probability(tmp_path, 600)
+    stamp = source.stat().st_mtime_ns
+    dataset = gdal.Open(str(source))
+    assert dataset.GetRasterBand(1).GetOverviewCount() == 0
+    dataset = None
+    (row,) = run_overviews(tmp_path, [600])["rows"]
+    assert row["levels"] == [2, 4]  # 600 -> 300 -> 150
+    assert 0 < row["build_s"] < 60 and row["peak_rss_mb"] > 10
+    assert row["with_overviews_mb"] > row["file_mb"] > 0
+    assert 10 < row["increase_pct"] < 50  # the pyramid holds about a third of the pixels
+    assert source.stat().st_mtime_ns == stamp  # measured on a copy, which is removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == [source.name]
+    memory = {"rows": [], "target_mb": 1536, "all_under_target": True}
+    text = "\n".join(_memory({**memory, "overviews": {"rows": [row], "resampling": "AVERAGE",
+                                                      "compression": "DEFLATE"}}))  # fmt: skip
+    assert "#### Internal overviews of the probability output" in text
+    assert "| 600 | 2, 4 |" in text
+
+
 @pytest.mark.slow
 def test_quick_run_of_every_benchmark(tmp_path):
     results = run_perf(tmp_path, "inference", "memory", "vectorization", "training", "flops")
@@ -111,6 +132,7 @@ def test_quick_run_of_every_benchmark(tmp_path):
         (96, "cva"),
     ]
     assert all(r["complete"] and r["peak_rss_mb"] > 10 for r in memory)
+    assert [r["size"] for r in results["memory"]["overviews"]["rows"]] == [600]
     (training,) = results["training"]["rows"]
     assert training["tile"] == 64 and training["steps"] >= 1 and training["peak_rss_mb"] > 10
     flops = results["flops"]
