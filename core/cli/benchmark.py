@@ -45,6 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--budgets", type=int, nargs="+", default=[0, 48], help="tag budgets of --suite"
     )
+    parser.add_argument(
+        "--strategy", choices=("random", "suggest"), default="random",
+        help="how a --budget is chosen: at random per class, or half at random and half "
+        "where a first model is least sure (what kdmsi suggest proposes)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--strategies", nargs="+", choices=("random", "suggest"), default=["random"],
+        help="strategies compared at each nonzero --budgets of --suite",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="results JSON")
     parser.add_argument("--tile", type=int, default=128)
     parser.add_argument("--train-fraction", type=float, default=0.7)
@@ -111,6 +120,7 @@ def base_params(args: argparse.Namespace, seed: int) -> BenchmarkParams:
         tile=args.tile,
         train_fraction=args.train_fraction,
         budget=args.budget,
+        strategy=args.strategy,
         seed=seed,
         bands=args.bands,
         train=TrainParams(
@@ -135,16 +145,15 @@ def run_suite_command(
 ) -> None:
     """``--suite``: every family, budget and seed; JSON, tables and learning curves."""
     from core.eval.curves import write_learning_curves
-    from core.eval.suite import load_families, markdown_tables, run_suite
+    from core.eval.suite import load_families, markdown_tables, run_suite, settings_of
 
     if args.data_root is None:
         raise KdmsiError("--suite needs --data-root DIR, the folder that holds its datasets.")
     callbacks = reporter.callbacks("benchmark")
     start = time.perf_counter()
     families = load_families(args.suite, args.data_root, callbacks)
-    results = run_suite(
-        families, base, tuple(args.budgets), tuple(args.seeds), run_root, device, callbacks
-    )
+    settings = settings_of(tuple(args.budgets), tuple(args.strategies))
+    results = run_suite(families, base, settings, tuple(args.seeds), run_root, device, callbacks)
     tables = markdown_tables(results)
     curves = write_learning_curves(results, run_root / "curves")
     payload = {
@@ -163,10 +172,11 @@ def reporter_argv(args: argparse.Namespace) -> list[str]:
     """The options as given, for the record in the results file."""
     if args.suite is not None:
         parts = ["--suite", str(args.suite), "--data-root", str(args.data_root)]
-        parts += ["--budgets", *map(str, args.budgets), "--out", str(args.out)]
+        parts += ["--budgets", *map(str, args.budgets), "--strategies", *args.strategies]
+        parts += ["--out", str(args.out)]
     else:
         parts = ["--data", *map(str, args.data), "--out", str(args.out), "--tile", str(args.tile)]
-        parts += ["--budget", str(args.budget)] if args.budget else []
+        parts += ["--budget", str(args.budget), "--strategy", args.strategy] if args.budget else []
     parts += ["--seeds", *map(str, args.seeds), "--epochs", str(args.epochs), "--lr", str(args.lr)]
     parts += ["--refine-epochs", str(args.refine_epochs), "--backbone", args.backbone]
     parts += ["--output-stride", str(args.output_stride), "--precision", args.precision]

@@ -27,11 +27,11 @@ from core.detect.predictors import make_predictor, predict_tiles
 from core.detect.tiled import Predictor
 from core.eval.benchmark_data import (
     BenchmarkData,
-    budget_subset,
     cva_magnitude,
     load_benchmark_data,
 )
 from core.eval.metrics import ConfusionMatrix, ThresholdSweep
+from core.eval.strategies import Strategy, choose_tagged_tiles
 from core.eval.whole_pair import whole_pair_predictions
 from core.models.model_file import load_model
 from core.runtime.precision import autocast_dtype
@@ -45,13 +45,15 @@ from core.train.trainer import TrainParams
 class BenchmarkParams:
     """The protocol's knobs.
 
-    ``budget`` > 0 tags only that many training tiles (a user's budget, drawn per class; see
-    :func:`core.eval.benchmark_data.budget_subset`); the test tiles stay the same.
+    ``budget`` > 0 tags only that many training tiles (a user's budget), chosen by ``strategy``
+    (:mod:`core.eval.strategies`: at random per class, or half at random and half where a first
+    model is least sure, as ``kdmsi suggest`` proposes); the test tiles stay the same.
     """
 
     tile: int = 128
     train_fraction: float = 0.7
     budget: int = 0
+    strategy: Strategy = "random"
     seed: int = 0
     bands: tuple[int, ...] | None = None
     train: TrainParams = field(default_factory=TrainParams)
@@ -108,7 +110,10 @@ def run_benchmark(
     data = load_benchmark_data(
         roots, params.tile, params.bands, params.train_fraction, params.seed, callbacks
     )
-    data = budget_subset(data, params.budget, params.seed)
+    bands = params.bands or tuple(range(1, data.tiles.before.shape[1] + 1))
+    data = choose_tagged_tiles(
+        data, params.budget, params.strategy, params.train, bands, run_dir, device, callbacks
+    )
     callbacks.info(f"benchmark tiles: {data.summary}")
     test = data.tiles.subset(data.test)
     rows = []
@@ -121,7 +126,6 @@ def run_benchmark(
         )
     )
     rows.append(_row("CVA (Otsu)", cva, data, 0.5, seconds))
-    bands = params.bands or tuple(range(1, data.tiles.before.shape[1] + 1))
     train_tiles = data.tiles.subset(data.train)
     result, train_seconds = _timed(
         lambda: train_model(

@@ -7,11 +7,21 @@ from typing import Any
 
 import numpy as np
 
+# The product's default path: what a user gets from kdmsi train, then kdmsi detect.
+PRODUCT_ROW = "KD-MSI + MSI, detect on whole pairs"
 
-def curve_points(per_budget: dict[str, list[dict]], method: str) -> tuple[list[int], list[float]]:
-    """(tags, mean F1 over seeds) of one method at every budget of one family, by tag count."""
+
+def curve_points(
+    per_setting: dict[str, list[dict]], method: str, strategy: str = "random"
+) -> tuple[list[int], list[float]]:
+    """(tags, mean F1 over seeds) of one method at every budget of one family, by tag count.
+
+    Settings of another strategy than ``strategy`` are left out (all tags count as random).
+    """
     points = []
-    for runs in per_budget.values():
+    for key, runs in per_setting.items():
+        if (key.partition(" ")[2] or "random") != strategy:
+            continue
         values = [r["metrics"]["f1"] for run in runs for r in run["rows"] if r["method"] == method]
         if values and runs:
             tags = sum(runs[0]["data"]["train"].values())
@@ -29,15 +39,21 @@ def write_learning_curves(results: dict[str, Any], out_dir: Path) -> list[Path]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for family, per_budget in results["families"].items():
+    for family, per_setting in results["families"].items():
         methods = []
-        for runs in per_budget.values():
+        for runs in per_setting.values():
             for run in runs:
                 methods += [r["method"] for r in run["rows"] if r["method"] not in methods]
         fig, ax = plt.subplots(figsize=(6, 3.6))
         for method in methods:
-            tags, f1 = curve_points(per_budget, method)
+            tags, f1 = curve_points(per_setting, method)
             ax.plot(tags, f1, marker="o", label=method)
+        product = PRODUCT_ROW if PRODUCT_ROW in methods else methods[-1]
+        tags, f1 = curve_points(per_setting, product, "suggest")
+        if tags:
+            ax.plot(
+                tags, f1, linestyle="none", marker="*", markersize=11, label=f"{product}, suggest"
+            )
         ax.set(title=family, xlabel="tagged training tiles", ylabel="changed-class F1")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)

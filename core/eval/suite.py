@@ -76,36 +76,50 @@ def load_families(path: Path, data_root: Path, callbacks: Callbacks) -> list[Fam
     return families
 
 
+def settings_of(budgets: tuple[int, ...], strategies: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Every (budget, strategy) to run, keyed ``"48"`` (random) or ``"48 suggest"``.
+
+    All training tiles (budget 0) need no strategy; each other budget runs every strategy.
+    """
+    settings = []
+    for budget in budgets:
+        for strategy in strategies if budget > 0 else ("random",):
+            key = str(budget) if strategy == "random" else f"{budget} {strategy}"
+            settings.append({"key": key, "budget": budget, "strategy": strategy})
+    return settings
+
+
 def run_suite(
     families: list[Family],
     base: BenchmarkParams,
-    budgets: tuple[int, ...],
+    settings: list[dict[str, Any]],
     seeds: tuple[int, ...],
     run_dir: Path,
     device: torch.device,
     callbacks: Callbacks,
 ) -> dict[str, Any]:
-    """Run the benchmark for every family, budget and seed; the results keyed that way.
+    """Run the benchmark for every family, setting (:func:`settings_of`) and seed.
 
     Returns:
-        ``{"families": {name: {budget: [run per seed]}}, "budgets": [...], "seeds": [...]}``,
+        ``{"families": {name: {key: [run per seed]}}, "settings": [...], "seeds": [...]}``,
         each run as :func:`core.eval.benchmark.run_benchmark` returns it.
     """
-    results: dict[str, Any] = {"families": {}, "budgets": list(budgets), "seeds": list(seeds)}
+    results: dict[str, Any] = {"families": {}, "settings": settings, "seeds": list(seeds)}
     for family in families:
-        per_budget: dict[str, list] = {}
-        for budget in budgets:
+        per_setting: dict[str, list] = {}
+        for setting in settings:
             runs = []
             for seed in seeds:
-                callbacks.info(f"suite: {family.name}, budget {budget or 'all'}, seed {seed}")
+                callbacks.info(f"suite: {family.name}, tags {setting['key']}, seed {seed}")
                 params = replace(
-                    base, tile=family.tile, bands=family.bands, seed=seed, budget=budget,
+                    base, tile=family.tile, bands=family.bands, seed=seed,
+                    budget=setting["budget"], strategy=setting["strategy"],
                     train=replace(base.train, seed=seed), refine=replace(base.refine, seed=seed),
                 )  # fmt: skip
-                folder = run_dir / _slug(family.name) / f"budget{budget}" / f"seed{seed}"
+                folder = run_dir / _slug(family.name) / _slug(setting["key"]) / f"seed{seed}"
                 runs.append(run_benchmark(list(family.roots), params, folder, device, callbacks))
-            per_budget[str(budget)] = runs
-        results["families"][family.name] = per_budget
+            per_setting[setting["key"]] = runs
+        results["families"][family.name] = per_setting
     return results
 
 
@@ -113,19 +127,19 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
 
 
-def f1_table(results: dict[str, Any], budget: int) -> tuple[list[str], dict[str, list[float]]]:
+def f1_table(results: dict[str, Any], key: str) -> tuple[list[str], dict[str, list[float]]]:
     """Methods, and per family the changed-class F1 of each method (mean over seeds).
 
-    Families that lack a method (e.g. no refined network) get NaN there.
+    ``key`` names a setting (:func:`settings_of`). Families that lack a method (e.g. no refined
+    network) get NaN there.
     """
     methods: list[str] = []
-    for per_budget in results["families"].values():
-        for run in per_budget.get(str(budget), []):
+    for per_setting in results["families"].values():
+        for run in per_setting.get(key, []):
             methods += [r["method"] for r in run["rows"] if r["method"] not in methods]
     table = {}
-    for family, per_budget in results["families"].items():
-        runs = per_budget.get(str(budget), [])
-        table[family] = [_mean_f1(runs, method) for method in methods]
+    for family, per_setting in results["families"].items():
+        table[family] = [_mean_f1(per_setting.get(key, []), method) for method in methods]
     return methods, table
 
 
@@ -135,12 +149,14 @@ def _mean_f1(runs: list[dict], method: str) -> float:
 
 
 def markdown_tables(results: dict[str, Any]) -> str:
-    """One table per budget: families x methods (changed-class F1), and the mean over families."""
+    """One table per setting: families x methods (changed-class F1), and the mean over families."""
     parts = []
-    for budget in results["budgets"]:
-        methods, table = f1_table(results, budget)
+    for setting in results["settings"]:
+        key, budget = setting["key"], setting["budget"]
+        methods, table = f1_table(results, key)
         seeds = len(results["seeds"])
         title = "all training tiles tagged" if budget <= 0 else f"{budget} tagged training tiles"
+        title += f", chosen with {setting['strategy']}" if setting["strategy"] != "random" else ""
         lines = [
             f"**{title}** (changed-class F1, mean over {seeds} seed(s))",
             "",
@@ -148,7 +164,7 @@ def markdown_tables(results: dict[str, Any]) -> str:
             "|---|---|" + "---|" * len(methods),
         ]
         for family, values in table.items():
-            tags = _tags(results["families"][family][str(budget)])
+            tags = _tags(results["families"][family][key])
             lines.append(f"| {family} | {tags} | " + " | ".join(_cell(v) for v in values) + " |")
         mean = np.nanmean(np.array(list(table.values())), axis=0) if table else []
         lines.append(f"| **{MEAN_ROW}** | | " + " | ".join(_cell(v) for v in mean) + " |")

@@ -20,6 +20,7 @@ from core.callbacks import Callbacks
 from core.data.tags import TaggedTile, TagLayer, check_layer_fits, read_tags
 from core.data.tilesets import load_tiles
 from core.detect.predictors import make_predictor, predict_tiles
+from core.detect.tile_ranking import most_uncertain, tile_scores
 from core.errors import KdmsiError
 from core.io.gpkg import polygon_layer, window_polygon
 from core.io.grid import Grid
@@ -64,19 +65,6 @@ class SuggestParams:
     batch_size: int = 8
 
 
-def tile_scores(probabilities: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Mean probability over the valid pixels of each tile (NaN where none is valid).
-
-    Args:
-        probabilities: ``[N, T, T]`` change probabilities.
-        valid: ``[N, T, T]`` booleans.
-    """
-    counts = valid.sum(axis=(1, 2))
-    sums = np.where(valid, probabilities, 0.0).sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-
-
 def choose(scores: list[TileScore], threshold: float, count: int) -> list[TileScore]:
     """Mark the ``count`` untagged tiles closest to ``threshold`` and the contradicted tags.
 
@@ -85,10 +73,9 @@ def choose(scores: list[TileScore], threshold: float, count: int) -> list[TileSc
         disagreeing tags (most confident contradiction first).
     """
     scored = [s for s in scores if not np.isnan(s.score)]
-    untagged = sorted(
-        (s for s in scored if s.tagged.label is None), key=lambda s: abs(s.score - threshold)
-    )
-    uncertain = [TileScore(s.tagged, s.score, UNCERTAIN) for s in untagged[: max(count, 0)]]
+    untagged = [s for s in scored if s.tagged.label is None]
+    closest = most_uncertain(np.array([s.score for s in untagged]), threshold, count)
+    uncertain = [TileScore(untagged[i].tagged, untagged[i].score, UNCERTAIN) for i in closest]
     wrong = [
         TileScore(s.tagged, s.score, DISAGREES)
         for s in scored

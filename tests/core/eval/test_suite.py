@@ -61,7 +61,7 @@ def test_no_budget_or_a_large_one_keeps_every_training_tile(budget):
 def write_family(root: Path, write_raster, scene, seed: int) -> Path:
     for sub in ("A", "B", "label"):
         (root / sub).mkdir(parents=True)
-    for k, changed in enumerate([(0, 3), (1, 2)]):
+    for k, changed in enumerate([(0, 3), (1, 2), (0, 1)]):
         before = scene(64, 64, seed=seed + k)
         after, label = before.copy(), np.zeros((64, 64), dtype=np.uint8)
         for tile in changed:
@@ -110,7 +110,8 @@ def test_a_file_that_is_not_a_suite_is_a_user_error(tmp_path):
 def test_the_suite_command_reports_every_family_budget_and_curve(suite, tmp_path):
     path, data = suite
     out = tmp_path / "suite.json"
-    args = ["--suite", path, "--data-root", data, "--budgets", 0, 2, "--out", out]
+    args = ["--suite", path, "--data-root", data, "--budgets", 0, 4, "--out", out]
+    args += ["--strategies", "random", "suggest"]
     args += ["--train-fraction", 0.5, "--epochs", 1, "--batch-size", 2, "--refine-epochs", 0]
     run = subprocess.run(
         [sys.executable, "-m", "core", "benchmark", *map(str, args), "--device", "cpu", "--jsonl"],
@@ -120,12 +121,40 @@ def test_the_suite_command_reports_every_family_budget_and_curve(suite, tmp_path
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     payload = json.loads(out.read_text())
     assert set(payload["families"]) == {"One", "Two"}
-    for per_budget in payload["families"].values():
-        assert set(per_budget) == {"0", "2"}
-        assert sum(per_budget["2"][0]["data"]["train"].values()) == 2
-        assert sum(per_budget["0"][0]["data"]["train"].values()) == 4
+    for per_setting in payload["families"].values():
+        assert set(per_setting) == {"0", "4", "4 suggest"}
+        assert sum(per_setting["0"][0]["data"]["train"].values()) == 6
+        assert sum(per_setting["4"][0]["data"]["train"].values()) == 4
+        assert sum(per_setting["4 suggest"][0]["data"]["train"].values()) == 4
     tables = payload["tables_markdown"]
-    assert "**all training tiles tagged**" in tables and "**2 tagged training tiles**" in tables
-    assert tables.count(MEAN_ROW) == 2 and "| One | 4 |" in tables and "| Two | 2 |" in tables
+    assert "**all training tiles tagged**" in tables and "**4 tagged training tiles**" in tables
+    assert "**4 tagged training tiles, chosen with suggest**" in tables
+    assert tables.count(MEAN_ROW) == 3 and "| One | 6 |" in tables and "| Two | 4 |" in tables
+    first_round = tmp_path / "suite" / "one" / "4_suggest" / "seed0" / "first_round" / "model.pt"
+    assert first_round.is_file()
     assert [Path(p).name for p in payload["curves"]] == ["one.png", "two.png"]
     assert all(Path(p).stat().st_size > 1000 for p in payload["curves"])
+
+
+def test_suggest_tags_the_tiles_the_first_model_is_least_sure_about(suite, tmp_path):
+    import torch
+
+    from core.eval.benchmark_data import load_benchmark_data
+    from core.eval.strategies import choose_tagged_tiles
+    from core.train.trainer import TrainParams
+
+    _, data_root = suite
+    logs = []
+    callbacks = Callbacks(log=lambda level, m: logs.append(m))
+    data = load_benchmark_data([data_root / "one"], 32, None, 0.5, 0, callbacks)
+    params = TrainParams(backbone="resnet18", pretrained=False, epochs=1, batch_size=2)
+    cpu = torch.device("cpu")
+    chosen = choose_tagged_tiles(data, 4, "suggest", params, (1, 2, 3), tmp_path, cpu, callbacks)
+    assert len(chosen.train) == 4 and set(chosen.train) <= set(data.train)
+    assert np.array_equal(chosen.test, data.test)
+    first = budget_subset(data, 2, 0).train
+    assert set(first) <= set(chosen.train)  # the random half stays tagged
+    assert any("least sure" in m for m in logs)
+    assert (tmp_path / "first_round" / "model.pt").is_file()
+    random = choose_tagged_tiles(data, 4, "random", params, (1, 2, 3), tmp_path, cpu, callbacks)
+    assert np.array_equal(random.train, budget_subset(data, 4, 0).train)

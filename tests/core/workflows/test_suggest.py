@@ -9,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from osgeo import ogr, osr
@@ -28,7 +26,7 @@ from core.io.windows import Window
 from core.models.model_file import load_model
 from core.train.pipeline import train_model
 from core.train.trainer import TrainParams
-from core.workflows.suggest import DISAGREES, UNCERTAIN, TileScore, choose, tile_scores
+from core.workflows.suggest import DISAGREES, UNCERTAIN, TileScore, choose
 
 TILE = 32
 PARAMS = TrainParams(backbone="resnet18", pretrained=False, epochs=1, batch_size=8, seed=0)
@@ -36,14 +34,6 @@ PARAMS = TrainParams(backbone="resnet18", pretrained=False, epochs=1, batch_size
 
 def tagged(tile_id: int, label: int | None) -> TaggedTile:
     return TaggedTile(Tile(tile_id, 0, tile_id, Window(tile_id * 8, 0, 8, 8)), label)
-
-
-def test_tile_scores_average_only_valid_pixels():
-    prob = np.array([[[0.2, 0.8], [1.0, 1.0]], [[0.5, 0.5], [0.5, 0.5]]], dtype=np.float32)
-    valid = np.array([[[True, True], [False, False]], [[False] * 2] * 2])
-    scores = tile_scores(prob, valid)
-    assert scores[0] == pytest.approx(0.5)
-    assert math.isnan(scores[1])
 
 
 def test_choose_picks_closest_untagged_and_contradicted_tags():

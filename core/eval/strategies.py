@@ -1,0 +1,61 @@
+"""How the simulated user chooses which training tiles to tag within a budget.
+
+``random``: the budget drawn per class at random (:func:`core.eval.benchmark_data.budget_subset`).
+``suggest``: what a user of ``kdmsi suggest`` does: tag half of the budget at random, train, then
+tag the untagged training tiles the model is least sure about (its score closest to its own
+threshold, as ``kdmsi suggest`` ranks them) until the budget is spent; the benchmark then trains
+again on all of them. Tags come from the masks, as everywhere in the benchmark; the test tiles are
+never among the candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from core.callbacks import Callbacks
+from core.detect.predictors import make_predictor, predict_tiles
+from core.detect.tile_ranking import most_uncertain, tile_scores
+from core.eval.benchmark_data import BenchmarkData, budget_subset
+from core.models.model_file import load_model
+from core.runtime.precision import autocast_dtype
+from core.train.pipeline import train_model
+from core.train.trainer import TrainParams
+
+Strategy = Literal["random", "suggest"]
+STRATEGIES: tuple[str, ...] = ("random", "suggest")
+
+
+def choose_tagged_tiles(
+    data: BenchmarkData,
+    budget: int,
+    strategy: Strategy,
+    train: TrainParams,
+    bands: tuple[int, ...],
+    run_dir: Path,
+    device: torch.device,
+    callbacks: Callbacks,
+) -> BenchmarkData:
+    """``data`` with only the training tiles the simulated user tags (all when ``budget <= 0``)."""
+    if budget <= 0 or strategy == "random":
+        return budget_subset(data, budget, train.seed)
+    first = budget_subset(data, budget // 2, train.seed)
+    callbacks.info(f"suggest: first round on {len(first.train)} random tags")
+    result = train_model(
+        data.tiles.subset(first.train), train, bands, run_dir / "first_round", device, callbacks
+    )
+    info, states = load_model(result.model_path)
+    dtype = autocast_dtype(train.precision, device)
+    predictor = make_predictor(
+        "kdmsi", info, states, result.model_path, device, (1.0,), False, dtype=dtype
+    )
+    pool = np.setdiff1d(data.train, first.train)
+    tiles = data.tiles.subset(pool)
+    scores = tile_scores(predict_tiles(predictor, tiles, device), tiles.valid)
+    extra = pool[most_uncertain(scores, info.threshold_single, budget - len(first.train))]
+    callbacks.info(f"suggest: {len(extra)} more tags on the tiles the model is least sure about")
+    return replace(data, train=np.sort(np.concatenate([first.train, extra])))
