@@ -3,17 +3,23 @@
 Pixels at or above the threshold are change; polygons under ``--min-area`` (map units squared)
 are dropped; ``--simplify`` (map units) simplifies without breaking topology. The output format
 follows the suffix: ``.shp`` (Shapefile with .prj) or ``.gpkg``. Attributes: ``area``,
-``mean_prob``, ``max_prob``.
+``mean_prob``, ``max_prob``. With ``--tags`` (the pair's tag layer) tiles tagged unchanged get no
+polygon, and tiles tagged changed that end with none are named.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from core.callbacks import Callbacks
 from core.cli.events import Reporter
 from core.cli.options import add_overwrite
 from core.io.probability import stored_threshold
+
+if TYPE_CHECKING:
+    from core.vector.vectorize import VectorizeResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--connectivity", type=int, choices=(4, 8), default=4, help="pixel connectivity"
     )
+    parser.add_argument(
+        "--tags", type=Path,
+        help="the pair's tag layer: no polygon in tiles tagged unchanged, and a note on tiles "
+        "tagged changed that get none",
+    )  # fmt: skip
     add_overwrite(parser)
 
 
@@ -42,11 +53,34 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from core.vector.vectorize import VectorizeParams, vectorize
 
     threshold = args.threshold if args.threshold is not None else stored_threshold(args.prob)
-    params = VectorizeParams(threshold, args.min_area, args.simplify, args.connectivity)
-    result = vectorize(args.prob, args.out, params, reporter.callbacks("vectorize"), args.overwrite)
+    params = VectorizeParams(threshold, args.min_area, args.simplify, args.connectivity, args.tags)
+    callbacks = reporter.callbacks("vectorize")
+    result = vectorize(args.prob, args.out, params, callbacks, args.overwrite)
+    metrics = {"count": result.count, "total_area": result.total_area, "threshold": threshold}
+    if args.tags is not None:
+        report_tag_rules(result, callbacks)
+        metrics["cleared_unchanged_tiles"] = len(result.cleared_tiles)
+        metrics["changed_tiles_without_change"] = len(result.changed_without_change)
     reporter.result(
         {"polygons": str(result.path)},
-        {"count": result.count, "total_area": result.total_area, "threshold": threshold},
+        metrics,
         f"{result.path}: {result.count} change polygons, total area {result.total_area:.6g} "
         f"(threshold {threshold:g})",
     )
+
+
+def report_tag_rules(result: VectorizeResult, callbacks: Callbacks) -> None:
+    """Say, in sentences, what the tags changed and which tagged tiles to look at."""
+    if result.cleared_tiles:
+        callbacks.info(
+            f"Change found in {len(result.cleared_tiles)} tile(s) you tagged unchanged was left "
+            "out of the polygons, as your tags say."
+        )
+    if result.changed_without_change:
+        shown = ", ".join(map(str, result.changed_without_change[:20]))
+        more = "..." if len(result.changed_without_change) > 20 else ""
+        callbacks.warning(
+            f"{len(result.changed_without_change)} tile(s) you tagged changed got no change "
+            f"polygon at this threshold (tile ids {shown}{more}): check their tags, lower the "
+            "threshold, or tag more tiles like them and train again (kdmsi suggest lists them)."
+        )

@@ -18,6 +18,7 @@ from osgeo import gdal, ogr, osr
 from core.callbacks import Callbacks
 from core.errors import Canceled, KdmsiError
 from core.io.rasters import grid_of
+from core.vector.tag_rules import TagRules
 
 _TARGET_CHUNK_PIXELS = 1 << 22
 _TEMP_TIFF = ("COMPRESS=DEFLATE", "ZLEVEL=1")
@@ -105,16 +106,27 @@ def temp_raster(source: Source, path: Path, data_type: int) -> gdal.Dataset:
 
 
 def threshold_mask(
-    source: Source, threshold: float, path: Path, callbacks: Callbacks
+    source: Source,
+    threshold: float,
+    path: Path,
+    callbacks: Callbacks,
+    rules: TagRules | None = None,
 ) -> gdal.Dataset:
-    """Write the 0/1 change mask of ``source`` to a temporary GeoTIFF, chunk by chunk."""
+    """Write the 0/1 change mask of ``source`` to a temporary GeoTIFF, chunk by chunk.
+
+    ``rules`` (the user's tags) clear the tiles tagged unchanged and count what is left in the
+    tiles tagged changed.
+    """
     mask = temp_raster(source, path, gdal.GDT_Byte)
     band = mask.GetRasterBand(1)
     chunks = row_chunks(source)
     for index, (row, rows) in enumerate(chunks):
         callbacks.check_canceled()
         values, valid = source.read(row, rows)
-        band.WriteArray((valid & (values >= threshold)).astype(np.uint8), 0, row)
+        change = (valid & (values >= threshold)).astype(np.uint8)
+        if rules is not None:
+            rules.apply(change, row)
+        band.WriteArray(change, 0, row)
         callbacks.progress(0.2 * (index + 1) / len(chunks), "thresholding")
     band.FlushCache()
     return mask

@@ -46,6 +46,7 @@ from core.vector.polygonize import (
     polygonize,
     threshold_mask,
 )
+from core.vector.tag_rules import TagRules
 from core.vector.writers import copy_constant, write_polygons
 
 _SHAPEFILE_PARTS = (
@@ -62,12 +63,16 @@ class VectorizeParams:
         min_area: polygons with an area below this (map units squared) are dropped.
         simplify: shapely topology-preserving simplification tolerance in map units; 0 = none.
         connectivity: 4 (edge neighbours) or 8 (corner neighbours join too).
+        tags: the tag layer of the pair (None: none): tiles tagged unchanged get no polygon,
+            and tiles tagged changed that end with no change pixel are reported
+            (:mod:`core.vector.tag_rules`).
     """
 
     threshold: float = 0.5
     min_area: float = 0.0
     simplify: float = 0.0
     connectivity: int = 4
+    tags: Path | None = None
 
     def __post_init__(self) -> None:
         """Raise KdmsiError on a connectivity not 4 or 8 or a bad threshold, area or tolerance."""
@@ -87,11 +92,15 @@ class VectorizeResult:
         path: the output file (``.shp`` or ``.gpkg``).
         count: number of polygons written.
         total_area: sum of the written polygons' areas, map units squared.
+        cleared_tiles: ids of tiles tagged unchanged whose change pixels were cleared.
+        changed_without_change: ids of tiles tagged changed with no change pixel.
     """
 
     path: Path
     count: int
     total_area: float
+    cleared_tiles: tuple[int, ...] = ()
+    changed_without_change: tuple[int, ...] = ()
 
 
 def _output_parts(path: Path) -> list[Path]:
@@ -128,21 +137,26 @@ def _move_into_place(temp: Path, out_path: Path) -> None:
 
 
 def _run_steps(
-    source: Source, params: VectorizeParams, target: tuple[Path, str, str], callbacks: Callbacks
+    source: Source,
+    params: VectorizeParams,
+    target: tuple[Path, str, str],
+    callbacks: Callbacks,
+    rules: TagRules | None = None,
 ) -> tuple[int, float]:
     """Threshold, polygonize, measure and write ``target`` (path, driver, layer name).
 
     A 0/1 mask (see :meth:`Source.is_binary_mask`) is polygonized as it is, its statistics are
     1 everywhere, and without simplification its polygons are copied by GDAL in one call.
     """
-    binary = source.is_binary_mask(params.threshold)
+    binary = source.is_binary_mask(params.threshold) and rules is None
     with tempfile.TemporaryDirectory(prefix="kdmsi-vectorize-") as work:
         if binary:
             memory, polygons = polygonize(source.dataset, source, params.connectivity, callbacks)
             if params.simplify == 0:
                 return copy_constant(memory, params.min_area, 1.0, target, source, callbacks)
         else:
-            mask = threshold_mask(source, params.threshold, Path(work) / "mask.tif", callbacks)
+            temp_mask = Path(work) / "mask.tif"
+            mask = threshold_mask(source, params.threshold, temp_mask, callbacks, rules)
             memory, polygons = polygonize(mask, source, params.connectivity, callbacks)
             del mask
         size = polygons.GetFeatureCount()  # before the SQL view filters the layer
@@ -189,9 +203,13 @@ def vectorize(
     source = open_source(prob_path)
     if source.dataset.RasterCount > 1:
         callbacks.warning(f"{prob_path} has {source.dataset.RasterCount} bands; using band 1.")
+    rules = None
+    if params.tags is not None:
+        rules = TagRules.from_layer(params.tags, source.width, source.height, prob_path)
     temp = out_path.with_name(f".{out_path.stem}.partial-{uuid.uuid4().hex[:8]}{out_path.suffix}")
     try:
-        count, total = _run_steps(source, params, (temp, driver, out_path.stem), callbacks)
+        target = (temp, driver, out_path.stem)
+        count, total = _run_steps(source, params, target, callbacks, rules)
         _move_into_place(temp, out_path)
     except (RuntimeError, OSError) as exc:
         raise KdmsiError(
@@ -203,4 +221,8 @@ def vectorize(
         for part in _output_parts(temp):
             part.unlink(missing_ok=True)
     callbacks.progress(1.0, f"{count} polygons")
-    return VectorizeResult(out_path, count, total)
+    if rules is None:
+        return VectorizeResult(out_path, count, total)
+    return VectorizeResult(
+        out_path, count, total, tuple(sorted(rules.cleared)), tuple(rules.changed_without_change)
+    )
