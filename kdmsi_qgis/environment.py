@@ -7,14 +7,18 @@ created only when the user asks, never at import time.
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
+import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
 from qgis.core import Qgis, QgsApplication, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
-from kdmsi_qgis.paths import resource, venv_python
+from kdmsi_qgis.install_plan import Host, InstallPlan, plan_install
+from kdmsi_qgis.paths import venv_python
 from kdmsi_qgis.worker import (
     WorkerNotFound,
     find_python,
@@ -42,24 +46,73 @@ PROBE = (
 )
 
 
-def requirement_files() -> tuple[Path, Path]:
-    """``(constraints, requirements)`` for the worker (worker-only list when present)."""
-    worker_list = resource("worker-requirements.txt")
-    return resource("constraints.txt"), (
-        worker_list if worker_list.exists() else resource("requirements.txt")
-    )
+def nvidia_driver(timeout: float = 10.0) -> Optional[str]:
+    """The NVIDIA driver version ``nvidia-smi`` reports, None without one."""
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = done.stdout.strip().splitlines()
+    return lines[0].strip() if done.returncode == 0 and lines else None
 
 
-def install_commands(venv: Optional[Path] = None, base: Optional[str] = None) -> list[list[str]]:
-    """The commands that create the managed environment and install the pinned packages."""
+def detect_host(wheel_dir: Optional[Path] = None) -> Host:
+    """This machine's facts for :func:`kdmsi_qgis.install_plan.plan_install`.
+
+    numpy is QGIS's own (the one its GDAL was built against), read in this process.
+    """
+    try:
+        import numpy
+
+        numpy_version: Optional[str] = numpy.__version__
+    except ImportError:
+        numpy_version = None
+    return Host(platform.system(), platform.machine(), nvidia_driver(), numpy_version, wheel_dir)
+
+
+def reachable(url: str, timeout: float = 5.0) -> bool:
+    """Whether ``url`` answers (pip's proxy settings come from the environment, as here)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def usable_plan(host: Host, log: Callable[[str], None]) -> InstallPlan:
+    """The plan for ``host``; without its extra package index (unreachable), the default one."""
+    plan = plan_install(host)
+    extra = dict(zip(plan.index_args[::2], plan.index_args[1::2])).get("--extra-index-url")
+    if extra and not reachable(extra):
+        log(
+            f"The PyTorch package index {extra} cannot be reached from this machine; torch comes "
+            "from pip's default index instead (on Windows that build runs on the CPU only)."
+        )
+        plan = replace(plan, index_args=())
+    log(f"Installing {plan.reason}")
+    return plan
+
+
+def install_commands(
+    plan: InstallPlan, venv: Optional[Path] = None, base: Optional[str] = None
+) -> list[list[str]]:
+    """The commands that create the managed environment and install ``plan``.
+
+    The plan's constraints are written beside the environment (in the QGIS profile folder).
+    """
     venv = venv or managed_venv_dir()
     python = str(venv_python(venv))
-    constraints, requirements = requirement_files()
-    return [
-        [base or system_python(), "-m", "venv", "--system-site-packages", str(venv)],
-        [python, "-m", "pip", "install", "--upgrade", "pip"],
-        [python, "-m", "pip", "install", "-c", str(constraints), "-r", str(requirements)],
-    ]
+    constraints = venv.parent / "constraints.txt"
+    constraints.parent.mkdir(parents=True, exist_ok=True)
+    constraints.write_text("\n".join(plan.constraints) + "\n", encoding="utf-8")
+    commands = [[base or system_python(), "-m", "venv", "--system-site-packages", str(venv)]]
+    if "--no-index" not in plan.index_args:
+        commands.append([python, "-m", "pip", "install", "--upgrade", "pip"])
+    commands.append(plan.pip_command(python, constraints))
+    return commands
 
 
 def describe_worker(timeout: float = 120.0) -> str:
@@ -103,15 +156,19 @@ class InstallTask(QgsTask):
 
     line = pyqtSignal(str)
 
-    def __init__(self, venv: Optional[Path] = None) -> None:
+    def __init__(self, venv: Optional[Path] = None, wheel_dir: Optional[Path] = None) -> None:
         super().__init__("KD-MSI: install dependencies", QgsTask.CanCancel)
         self.venv = venv or managed_venv_dir()
-        self.commands = install_commands(self.venv)
+        self.wheel_dir = wheel_dir
+        self.commands: list[list[str]] = []
+        self.plan: Optional[InstallPlan] = None
         self.error = ""
 
     def run(self) -> bool:
-        """Run each command, counting pip's lines for a rough progress."""
+        """Choose the build for this machine, then run each command (rough progress)."""
         self.venv.parent.mkdir(parents=True, exist_ok=True)
+        self.plan = usable_plan(detect_host(self.wheel_dir), self.line.emit)
+        self.commands = install_commands(self.plan, self.venv)
         for index, argv in enumerate(self.commands):
             if not self._run_one(argv, index):
                 return False
@@ -142,8 +199,9 @@ class InstallTask(QgsTask):
 
         from kdmsi_qgis.tasks import log_message
 
+        build = f" ({self.plan.build} build of torch)" if self.plan is not None else ""
         message = (
-            f"KD-MSI dependencies installed in {self.venv}."
+            f"KD-MSI dependencies installed in {self.venv}{build}."
             if result
             else self.error or "Installation canceled."
         )

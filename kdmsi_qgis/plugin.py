@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Optional
 
-from qgis.core import QgsApplication, QgsProject
+from qgis.core import QgsApplication, QgsProject, QgsSettings
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QToolBar
@@ -15,6 +16,7 @@ from kdmsi_qgis.paths import icon_path
 from kdmsi_qgis.provider import KdmsiProvider
 
 MENU = "&KD-MSI"
+SETTING_WHEELS = "kdmsi/wheels"  # a folder of wheels: "Install dependencies" runs offline
 TOOLBAR = "KD-MSI"
 
 
@@ -95,8 +97,12 @@ class KdmsiPlugin:
             self.tag_action.setChecked(self.dock.ui.tag_button.isChecked())
 
     def install(self) -> None:
-        """Create the managed worker environment in the profile folder (in a task)."""
-        self.install_task = InstallTask()
+        """Create the managed worker environment in the profile folder (in a task).
+
+        The setting ``kdmsi/wheels`` (a folder of wheel files) makes the install offline.
+        """
+        wheels = QgsSettings().value(SETTING_WHEELS, "", type=str)
+        self.install_task = InstallTask(wheel_dir=Path(wheels) if wheels else None)
         if self.dock is not None:
             self.install_task.line.connect(self.dock.ui.log_view.appendPlainText)
             self.dock.show()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import queue
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from typing import Any, Callable, Optional
 
 from qgis.core import QgsApplication, QgsSettings
 
+from kdmsi_qgis.install_plan import base_python_candidates
 from kdmsi_qgis.paths import core_root, source_tree_venv, venv_python
 from kdmsi_qgis.protocol import EXIT_STATUSES
 
@@ -294,11 +296,13 @@ def run_command(
 
 
 def system_python() -> str:
-    """A base Python (QGIS's own where possible) to create the managed environment with."""
-    for candidate in (
-        Path(sys.prefix) / "bin" / "python3",
-        Path(sys.prefix) / "python.exe",
-        Path(sys.base_prefix) / "bin" / "python3",
+    """A base Python (QGIS's own where possible) to create the managed environment with.
+
+    Inside QGIS ``sys.executable`` is QGIS itself; the interpreter is looked for under
+    ``sys.prefix`` (:func:`kdmsi_qgis.install_plan.base_python_candidates`).
+    """
+    for candidate in base_python_candidates(
+        platform.system(), Path(sys.prefix), Path(sys.base_prefix)
     ):
         if candidate.is_file():
             return str(candidate)
