@@ -14,12 +14,11 @@ from qgis.core import (
     QgsVectorLayer,
 )
 from qgis.gui import QgsDockWidget
-from qgis.PyQt.QtWidgets import QFileDialog
 
 from kdmsi_qgis import layers
 from kdmsi_qgis.dock_ui import PanelWidgets, scrolling
 from kdmsi_qgis.environment import probe_worker
-from kdmsi_qgis.export import FILE_FILTER, ExportError, export_polygons
+from kdmsi_qgis.export import ExportError, ask_export_path, check_exportable, export_polygons
 from kdmsi_qgis.inputs import (
     file_of,
     rasters_to_preselect,
@@ -57,17 +56,12 @@ class KdmsiDock(QgsDockWidget):
         self.store: Optional[TagStore] = None
         self.tool: Optional[TagMapTool] = None
         self.state = ProjectState()
-        self._load_options(Options.load())
+        self.ui.show_options(Options.load())
         self._connect()
         self.restore_project()
         QgsProject.instance().layersAdded.connect(self.preselect_pair)
 
     # ---- settings and project state -------------------------------------------------------
-    def _load_options(self, options: Options) -> None:
-        """Show saved parameters."""
-        self.ui.show_options(options)
-        self._show_threshold()
-
     def options(self) -> Options:
         """The parameters shown, saved to QgsSettings."""
         options = self.ui.shown_options()
@@ -130,7 +124,6 @@ class KdmsiDock(QgsDockWidget):
         ui.export_button.clicked.connect(lambda: self.export())
         ui.cancel_button.clicked.connect(self.cancel)
         ui.check_button.clicked.connect(self.check_worker)
-        ui.threshold_slider.valueChanged.connect(self._show_threshold)
         ui.tags_combo.layerChanged.connect(self.set_tag_layer)
         for combo in (ui.before_combo, ui.after_combo, ui.tags_combo):
             combo.layerChanged.connect(lambda _layer: self.save_project_state())
@@ -225,6 +218,7 @@ class KdmsiDock(QgsDockWidget):
         task.event_received.connect(self.on_event)
         task.done.connect(self.on_done)
         self.ui.progress.setValue(0)
+        self.ui.progress.setFormat("%p%")
         self.ui.cancel_button.setEnabled(True)
         self.ui.log_view.appendPlainText(f"— {task.description()}")
         self.widget().ensureWidgetVisible(self.ui.progress, 0, LOG_VISIBLE_PX)
@@ -237,6 +231,8 @@ class KdmsiDock(QgsDockWidget):
         if kind == "progress":
             self.ui.progress.setValue(round(100 * float(event.get("fraction", 0))))
             self.ui.progress.setFormat(f"{event.get('stage', '')} %p%  {event.get('message', '')}")
+        if kind == "error" and self.task is not None and self.task.isCanceled():
+            return  # the canceled run is reported in a sentence when it ends (on_done)
         line = log_line(event)
         if line is not None:
             self.ui.log_view.appendPlainText(line)
@@ -247,6 +243,10 @@ class KdmsiDock(QgsDockWidget):
         self.ui.cancel_button.setEnabled(False)
         if task.outcome.ok:
             task.apply_to(self)
+        elif task.was_canceled:
+            self.ui.progress.setValue(0)
+            self.ui.progress.setFormat("canceled")
+            self.ui.log_view.appendPlainText(task.canceled_message())
         self.save_project_state()
 
     def cancel(self) -> None:
@@ -330,8 +330,13 @@ class KdmsiDock(QgsDockWidget):
             "out": folder / f"{name}.tif",
             "device": self.options().device,
         }
-        vectorize = {"prob": detect["out"], "out": folder / f"{name}.gpkg"}
+        vectorize = {"prob": detect["out"], "out": folder / f"{name}.gpkg", **self.tag_rules()}
         return self.start(DetectTask(detect, vectorize, self.iface))
+
+    def tag_rules(self) -> dict[str, Any]:
+        """``{"tags": file}``: polygons respect the tags (none in tiles tagged unchanged)."""
+        tags = file_of(self.ui.tags_combo.currentLayer())
+        return {"tags": tags} if tags else {}
 
     def revectorize(self) -> Optional[WorkerTask]:
         """``kdmsi vectorize`` of the last probability map at the slider's threshold."""
@@ -340,9 +345,9 @@ class KdmsiDock(QgsDockWidget):
             self.message("Detect changes first.", Qgis.Warning)
             return None
         threshold = self.options().threshold
-        out = Path(prob).with_name(f"{Path(prob).stem}_t{threshold:.2f}_{stamp()}.gpkg")
+        out = Path(prob).with_name(f"{Path(prob).stem}_t{threshold:.3f}_{stamp()}.gpkg")
         task = VectorizeTask(
-            {"prob": prob, "out": out, "threshold": threshold},
+            {"prob": prob, "out": out, "threshold": threshold, **self.tag_rules()},
             self.iface,
             replace=layers.remover(self.state.polygons),
         )
@@ -358,11 +363,14 @@ class KdmsiDock(QgsDockWidget):
         if layer is None:
             self.message("Detect changes first: there are no change polygons.", Qgis.Warning)
             return None
+        try:
+            check_exportable(layer)
+        except ExportError as exc:
+            self.message(str(exc), Qgis.Warning)
+            return None
+        path = path or ask_export_path(self)
         if path is None:
-            name, _ = QFileDialog.getSaveFileName(self, "Export changes", "", FILE_FILTER)
-            if not name:
-                return None
-            path = Path(name)
+            return None
         try:
             written = export_polygons(layer, path)
         except ExportError as exc:
@@ -375,9 +383,6 @@ class KdmsiDock(QgsDockWidget):
         """Ask the worker for its Python, torch and GPU (in a task)."""
         self.ui.device_label.setText("checking…")
         self._probe = probe_worker(self.ui.device_label.setText)
-
-    def _show_threshold(self) -> None:
-        self.ui.threshold_label.setText(f"{self.ui.threshold_slider.value() / 100:.2f}")
 
     def unload(self) -> None:
         """Stop tagging and cancel a running task (the plugin is being unloaded)."""

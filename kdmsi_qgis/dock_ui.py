@@ -18,7 +18,6 @@ from qgis.PyQt.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
-    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -26,6 +25,7 @@ from qgis.PyQt.QtWidgets import (
 
 from kdmsi_qgis.paths import icon_path
 from kdmsi_qgis.settings import BACKBONES, DEVICES, Options
+from kdmsi_qgis.threshold import ThresholdControl
 
 COMBO_CHARS = 6  # long layer names do not widen the panel (about 330 px on a 1366 px screen)
 
@@ -75,7 +75,7 @@ class PanelWidgets(QWidget):
         self.epochs_spin.setValue(options.epochs)
         self.device_combo.setCurrentText(options.device)
         self.out_dir.setFilePath(options.out_dir)
-        self.threshold_slider.setValue(round(options.threshold * 100))
+        self.threshold.set_value(options.threshold)
 
     def shown_options(self) -> Options:
         """The parameters the widgets show."""
@@ -86,7 +86,7 @@ class PanelWidgets(QWidget):
             epochs=self.epochs_spin.value(),
             device=self.device_combo.currentText(),
             out_dir=self.out_dir.filePath(),
-            threshold=self.threshold_slider.value() / 100.0,
+            threshold=self.threshold.value(),
         )
 
     def _data_box(self) -> QGroupBox:
@@ -169,12 +169,12 @@ class PanelWidgets(QWidget):
         """Threshold slider, re-vectorize, export."""
         box = QGroupBox("Changes")
         form = QFormLayout(box)
-        self.threshold_slider = QSlider(Qt.Horizontal)
-        self.threshold_slider.setRange(1, 99)
-        self.threshold_label = QLabel("0.50")
+        self.threshold = ThresholdControl()
+        self.threshold_slider = self.threshold.slider
+        self.threshold_label = self.threshold.label
         self.vectorize_button = _button("Re-vectorize", tip="Polygons at this threshold")
         self.export_button = _button("Export…", "export", "Shapefile or GeoPackage")
-        form.addRow("Threshold", _row(self.threshold_slider, self.threshold_label))
+        form.addRow("Threshold", self.threshold)
         form.addRow(_row(self.vectorize_button, self.export_button))
         return box
 

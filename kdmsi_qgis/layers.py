@@ -7,7 +7,6 @@ from typing import Callable, Optional
 
 from qgis.core import (
     QgsColorRampShader,
-    QgsGradientColorRamp,
     QgsLayerTreeGroup,
     QgsMapLayer,
     QgsProject,
@@ -19,9 +18,13 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 
 from kdmsi_qgis.paths import resource
+from kdmsi_qgis.probability import stored_threshold, value_range
 
 RESULTS_GROUP = "KD-MSI results"
 TAG_LAYER_NAME = "tiles"
+RAMP_STEP = 1e-3  # the width of the colour step that marks the threshold
+BELOW_COLORS = (QColor(160, 160, 160, 0), QColor(160, 160, 160, 90))
+ABOVE_COLORS = (QColor(255, 237, 160, 255), QColor(189, 0, 38, 255))
 
 
 def results_group(project: Optional[QgsProject] = None) -> QgsLayerTreeGroup:
@@ -92,23 +95,51 @@ def suggestions_layer(path: Path, name: str = "KD-MSI suggested tiles") -> QgsVe
 
 
 def probability_layer(path: Path, name: str = "KD-MSI change probability") -> QgsRasterLayer:
-    """The probability GeoTIFF, styled with a transparent-to-red colour ramp over [0, 1]."""
+    """The probability GeoTIFF, styled over its own values with its threshold marked."""
     layer = QgsRasterLayer(str(path), name)
     if layer.isValid():
         style_probability(layer)
     return layer
 
 
-def style_probability(layer: QgsRasterLayer) -> None:
-    """Pseudocolour renderer on band 1, 0 see-through to 1 dark red."""
-    ramp = QgsGradientColorRamp(QColor(255, 255, 178, 0), QColor(189, 0, 38, 255))
-    shader_fn = QgsColorRampShader(0.0, 1.0, ramp, QgsColorRampShader.Interpolated)
-    shader_fn.classifyColorRamp(5, 1)
-    shader = QgsRasterShader()
+def probability_ramp(low: float, threshold: float, high: float) -> list:
+    """Colour ramp items: see-through grey below the threshold, yellow to dark red from it up.
+
+    The step at the threshold marks it on the map; the ramp ends at the raster's own maximum, so
+    a map whose values stop at 0.26 still shows its strongest changes in dark red.
+    """
+    item = QgsColorRampShader.ColorRampItem
+    items = []
+    below = threshold - RAMP_STEP
+    if below > low:
+        items += [item(low, BELOW_COLORS[0], f"{low:.3f}"), item(below, BELOW_COLORS[1], "")]
+    elif threshold > low:
+        items.append(item(low, BELOW_COLORS[1], f"{low:.3f}"))
+    items.append(item(threshold, ABOVE_COLORS[0], f"threshold {threshold:.3f}"))
+    top = max(high, threshold + RAMP_STEP)
+    items.append(item(top, ABOVE_COLORS[1], f"{top:.3f}"))
+    return items
+
+
+def style_probability(layer: QgsRasterLayer, threshold: Optional[float] = None) -> None:
+    """Pseudocolour renderer on band 1 stretched to the raster's minimum..maximum.
+
+    Args:
+        layer: a valid probability raster layer.
+        threshold: the change threshold to mark (default: the one stored in the raster).
+    """
+    low, high = value_range(layer)
+    threshold = stored_threshold(layer) if threshold is None else threshold
+    items = probability_ramp(low, threshold, high)
+    shader_fn = QgsColorRampShader(items[0].value, items[-1].value)
+    shader_fn.setColorRampType(QgsColorRampShader.Interpolated)
+    shader_fn.setColorRampItemList(items)
+    shader_fn.setClip(False)  # values outside the range take the end colours
+    shader = QgsRasterShader(items[0].value, items[-1].value)
     shader.setRasterShaderFunction(shader_fn)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
-    renderer.setClassificationMin(0.0)
-    renderer.setClassificationMax(1.0)
+    renderer.setClassificationMin(low)
+    renderer.setClassificationMax(high)
     layer.setRenderer(renderer)
     layer.setOpacity(0.8)
     layer.triggerRepaint()

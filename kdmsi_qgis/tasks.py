@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
-from qgis.PyQt.QtCore import pyqtSignal
+from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsRasterLayer, QgsTask
+from qgis.PyQt.QtCore import QTimer, pyqtSignal
 
 from kdmsi_qgis import layers
 from kdmsi_qgis.worker import WorkerNotFound, WorkerOutcome, WorkerProcess, build_command
@@ -117,7 +117,7 @@ class WorkerTask(QgsTask):
         try:
             if result:
                 self.on_success()
-            elif self.outcome.canceled or self.isCanceled():
+            elif self.was_canceled:
                 self.on_canceled()
             else:
                 self.report_error(self.outcome.error or "The worker failed.")
@@ -139,8 +139,28 @@ class WorkerTask(QgsTask):
         """Add the layers of a successful run (overridden)."""
 
     def on_canceled(self) -> None:
-        """Tell the user the run was canceled."""
-        self.notify(f"{self.description()} canceled.", Qgis.Info)
+        """Tell the user the run was canceled, as information, not as a failure.
+
+        The message is pushed once QGIS's own task notification is shown, so it is the one on top.
+        """
+        message = self.canceled_message()
+        log_message(message, Qgis.Info)
+        if self.iface is not None:
+            bar = self.iface.messageBar()
+            QTimer.singleShot(0, lambda: bar.pushMessage("KD-MSI", message, Qgis.Info, 10))
+
+    def canceled_message(self) -> str:
+        """A sentence saying the run was canceled and what was kept (overridden)."""
+        name = self.description().replace("KD-MSI: ", "")
+        return (
+            f'The run "{name}" was canceled; files it had not finished were removed, and the '
+            "layers already in the project were kept."
+        )
+
+    @property
+    def was_canceled(self) -> bool:
+        """The run was canceled (by the user, or the worker exited with the canceled status)."""
+        return self.outcome.canceled or self.isCanceled()
 
     def report_error(self, message: str) -> None:
         """One clear message-bar error; details go to the log."""
@@ -208,11 +228,17 @@ class TrainTask(WorkerTask):
         self.model = Path(self.outputs["model"])
         self.notify(f"Model trained: {self.model}", Qgis.Success)
 
-    def on_canceled(self) -> None:
-        """Say where the checkpoint is."""
+    def canceled_message(self) -> str:
+        """Say whether the checkpoint was kept, and where."""
         checkpoint = self.run_dir / "checkpoint.pt"
-        kept = f"; the checkpoint {checkpoint} was kept" if checkpoint.exists() else ""
-        self.notify(f"Training canceled{kept}.", Qgis.Info)
+        if checkpoint.exists():
+            return (
+                f"Training was canceled; its checkpoint was kept in {checkpoint}, and the "
+                "panel's model was not changed."
+            )
+        return (
+            "Training was canceled before its first checkpoint; the panel's model was not changed."
+        )
 
     def apply_to(self, panel: Any) -> None:
         """Make the new model the panel's model."""
@@ -233,13 +259,23 @@ class DetectTask(WorkerTask):
     ) -> None:
         steps = [("detect", detect)] + ([("vectorize", vectorize)] if vectorize else [])
         super().__init__("KD-MSI: detect changes", steps, iface)
+        self.probability: Optional[QgsRasterLayer] = None
 
     def on_success(self) -> None:
         """Add the probability raster and the change polygons to the results group."""
         outputs = self.outputs
-        self.add(layers.probability_layer(Path(outputs["probability"])))
+        probability = layers.probability_layer(Path(outputs["probability"]))
+        self.add(probability)
+        if probability.isValid():
+            self.probability = probability
         if "polygons" in outputs:
             self.add(layers.polygons_layer(Path(outputs["polygons"])))
+
+    def apply_to(self, panel: Any) -> None:
+        """Remember the outputs; the threshold slider takes the new map's range and threshold."""
+        super().apply_to(panel)
+        if self.probability is not None:
+            panel.ui.threshold.follow_map(self.probability)
 
 
 class VectorizeTask(WorkerTask):
@@ -258,11 +294,38 @@ class VectorizeTask(WorkerTask):
         super().__init__("KD-MSI: vectorize", [("vectorize", options)], iface)
         self.replace = replace
 
+    @property
+    def empty(self) -> bool:
+        """The worker found no polygon at this threshold."""
+        return int(self.outcome.metrics.get("count", 1)) == 0
+
+    def empty_message(self) -> str:
+        """The sentence for a threshold that gives no polygon."""
+        threshold = float(self.outcome.metrics.get("threshold", 0.0))
+        return (
+            f"The threshold {threshold:.3f} gives no change polygons, so the previous change "
+            "polygons were kept; choose a lower threshold and press Re-vectorize again."
+        )
+
     def on_success(self) -> None:
-        """Drop the previous polygons (``replace``) and add the new ones."""
+        """Drop the previous polygons (``replace``) and add the new ones, unless there are none."""
+        if self.empty:
+            log_message(self.empty_message(), Qgis.Warning)
+            if self.iface is not None:
+                self.iface.messageBar().pushMessage(
+                    "KD-MSI", self.empty_message(), Qgis.Warning, 10
+                )
+            return
         if self.replace is not None:
             self.replace()
         self.add(layers.polygons_layer(Path(self.outputs["polygons"])))
+
+    def apply_to(self, panel: Any) -> None:
+        """Remember the new polygons; with none, keep the previous ones and say why in the log."""
+        if self.empty:
+            panel.ui.log_view.appendPlainText(self.empty_message())
+            return
+        super().apply_to(panel)
 
 
 class SuggestTask(WorkerTask):

@@ -270,8 +270,8 @@ class GuiCheck:
         band = dataset.GetRasterBand(1)
         sample = band.ReadAsArray(buf_xsize=256, buf_ysize=256)
         threshold = float(np.quantile(sample, 1.0 - CHANGED_AREA))
-        self.dock.ui.threshold_slider.setValue(min(max(round(threshold * 100), 1), 99))
-        self.result["threshold"] = self.dock.ui.threshold_slider.value() / 100
+        self.dock.ui.threshold_slider.setValue(round(threshold * 1000))  # thousandths
+        self.result["threshold"] = self.dock.ui.threshold.value()
         self.when_done(self.dock.revectorize(), self.show_polygons)
 
     def show_polygons(self, task: Any) -> None:

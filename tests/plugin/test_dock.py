@@ -81,7 +81,7 @@ def test_revectorize_and_export_shapefile_keep_the_crs(
     assert task.outcome.ok, task.outcome.error
     dock.state.probability = str(tmp_path / "cva.tif")
     dock.state.polygons = str(tmp_path / "cva.gpkg")
-    dock.ui.threshold_slider.setValue(60)
+    dock.ui.threshold_slider.setValue(600)  # thousandths
     revector = dock.revectorize()
     wait_for(revector, timeout=120)
     assert revector.outcome.ok, revector.outcome.error

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
 
-from kdmsi_qgis.layers import RESULTS_GROUP
+from kdmsi_qgis.dock import KdmsiDock
+from kdmsi_qgis.layers import RESULTS_GROUP, tag_layer
 from kdmsi_qgis.tasks import DetectTask, TrainTask
 
 
@@ -54,8 +57,6 @@ def test_detect_task_adds_probability_and_polygons(
 def test_failed_run_pushes_one_clear_error(
     tmp_path, qgis_iface, qgis_new_project, worker_python, wait_for
 ):
-    from qgis.core import Qgis
-
     qgis_iface.messageBar().clear_messages()
     detect = {
         "before": tmp_path / "missing_a.tif",
@@ -94,3 +95,52 @@ def test_cancel_training_keeps_a_checkpoint(
     assert task.outcome.canceled
     assert task.outcome.returncode is not None
     assert (run_dir / "checkpoint.pt").exists()
+
+
+def test_a_canceled_training_in_the_panel_is_information_not_failure(
+    levir_pair, levir_tags, tmp_path, qgis_iface, qgis_new_project
+):
+    project = QgsProject.instance()
+    rasters = [QgsRasterLayer(str(levir_pair[k]), k) for k in ("before", "after")]
+    project.addMapLayers(rasters)
+    tags = tag_layer(Path(shutil.copy(levir_tags, tmp_path / "tags.gpkg")))
+    project.addMapLayer(tags)
+    dock = KdmsiDock(qgis_iface)
+    dock.ui.before_combo.setLayer(rasters[0])
+    dock.ui.after_combo.setLayer(rasters[1])
+    dock.ui.tags_combo.setLayer(tags)
+    dock.ui.out_dir.setFilePath(str(tmp_path / "out"))
+    dock.ui.backbone_combo.setCurrentText("resnet18")
+    dock.ui.device_combo.setCurrentText("cpu")
+    dock.ui.epochs_spin.setValue(20)
+    qgis_iface.messageBar().clear_messages()
+    dock.ui.train_button.click()
+    task = dock.task
+    assert isinstance(task, TrainTask), dock.ui.log_view.toPlainText()
+    deadline = time.monotonic() + 240
+    while dock.ui.progress.value() < 5 and dock.task is not None:  # a first epoch finished
+        assert time.monotonic() < deadline, "training never finished its first epoch"
+        QgsApplication.processEvents()
+        time.sleep(0.05)
+    dock.ui.cancel_button.click()
+    deadline = time.monotonic() + 240
+    while dock.task is not None:
+        assert time.monotonic() < deadline, "the canceled training did not stop"
+        QgsApplication.processEvents()
+        time.sleep(0.05)
+    for _ in range(20):
+        QgsApplication.processEvents()
+    assert task.outcome.canceled and task.outcome.returncode == 130
+    assert dock.ui.progress.value() == 0
+    assert not qgis_iface.messageBar().get_messages(Qgis.Critical)
+    infos = qgis_iface.messageBar().get_messages(Qgis.Info)
+    checkpoint = task.run_dir / "checkpoint.pt"
+    assert checkpoint.exists()
+    sentence = f"Training was canceled; its checkpoint was kept in {checkpoint}"
+    assert any(sentence in m for m in infos), infos
+    log = dock.ui.log_view.toPlainText()
+    assert sentence in log
+    assert not [line for line in log.splitlines() if line.startswith("error:")], log
+    assert dock.state.model == ""  # a canceled run does not become the panel's model
+    dock.unload()
+    dock.deleteLater()
