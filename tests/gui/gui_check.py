@@ -50,6 +50,7 @@ CHANGED_TILES, UNCHANGED_TILES = 8, 10
 MIN_CHANGED_FRACTION = 0.02
 CHANGED_AREA = 0.04  # the threshold slider goes to the probability flagging this share
 SETTLE_MS = 1500
+EXIT_HUNG = 3  # QGIS did not close within 30 s of the exit action (run_gui_check.sh fails on it)
 
 
 def log(text: str) -> None:
@@ -311,7 +312,8 @@ class GuiCheck:
         self.finished = True
         (WORK / "result.json").write_text(json.dumps(self.result, indent=2, default=str))
         log(f"result ok={self.result['ok']}")
-        threading.Timer(30, lambda: os._exit(0 if self.result["ok"] else 1)).start()
+        # QGIS should close by itself; one that hangs on exit is killed with a status of its own
+        threading.Timer(30, lambda: os._exit(EXIT_HUNG)).start()
         QgsProject.instance().setDirty(False)
         QTimer.singleShot(200, iface.actionExit().trigger)
 

@@ -86,5 +86,15 @@ for shot in "$SHOTS"/[0-9]_*.png; do
     done
     echo "gui-check: $shot ($(stat -c %s "$shot") bytes)"
 done
+if [ "$status" -eq 3 ]; then
+    # gui_check.py's own status: QGIS did not close within 30 s of File > Exit and was stopped.
+    # QGIS 3.22 under Xvfb hangs there without the plugin too (seen with a bare profile).
+    echo "gui-check: WARNING, QGIS did not close within 30 s of File > Exit and was stopped"
+elif [ "$status" -ne 0 ]; then
+    # every step passed, but QGIS itself did not end cleanly (a crash on exit is a bug too)
+    echo "gui-check: FAILED, every step passed but QGIS exited with status $status; see $WORK/qgis.log"
+    tail -20 "$WORK/qgis.log" || true
+    exit 1
+fi
 "$PY" -c "import json, sys; r = json.load(open(sys.argv[1])); print('gui-check: OK', {k: r.get(k) for k in ('preselected', 'tags', 'train', 'suggest', 'polygons')})" "$WORK/result.json"
 [ -n "${KEEP:-}" ] || rm -rf "$WORK"
