@@ -128,3 +128,22 @@ def wait_for_fixture():
 def train_options_fixture():
     """Small, fast training options (ResNet-18, CPU, batch 4)."""
     return _train_options
+
+
+def _finish_panel_task(dock, task, timeout: float = 300.0):
+    """Process events until a task the panel started is done (its ``on_done`` ran)."""
+    assert task is not None, dock.ui.log_view.toPlainText()
+    deadline = time.monotonic() + timeout
+    while dock.task is not None:
+        assert time.monotonic() < deadline, f"{task.description()} did not finish"
+        QgsApplication.processEvents()
+        time.sleep(0.05)
+    for _ in range(20):
+        QgsApplication.processEvents()
+    return task
+
+
+@pytest.fixture(name="finish_panel_task", scope="session")
+def finish_panel_task_fixture():
+    """``finish_panel_task(dock, task)``: wait, processing events, until the panel's task ends."""
+    return _finish_panel_task

@@ -4,10 +4,9 @@ project state, preselected pair, suggested tiles."""
 from __future__ import annotations
 
 import shutil
-import time
 
 from osgeo import ogr
-from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.core import Qgis, QgsProject, QgsRasterLayer, QgsVectorLayer
 
 from kdmsi_qgis.dock import KdmsiDock
 from kdmsi_qgis.inputs import file_of
@@ -138,23 +137,14 @@ def test_the_same_raster_twice_is_refused(qgis_iface, qgis_new_project, mumbai_p
     dock.deleteLater()
 
 
-def run_from_button(dock, button, timeout: float = 300.0):
+def run_from_button(dock, button, finish, timeout: float = 300.0):
     """Click a panel button and process events until the task it started is done."""
     button.click()
-    task = dock.task
-    assert task is not None, dock.ui.log_view.toPlainText()
-    deadline = time.monotonic() + timeout
-    while dock.task is not None:
-        assert time.monotonic() < deadline, f"{task.description()} did not finish"
-        QgsApplication.processEvents()
-        time.sleep(0.05)
-    for _ in range(20):
-        QgsApplication.processEvents()
-    return task
+    return finish(dock, dock.task, timeout)
 
 
 def test_suggest_button_adds_a_styled_suggestions_layer(
-    qgis_iface, qgis_new_project, levir_pair, levir_tags, levir_model, tmp_path
+    qgis_iface, qgis_new_project, levir_pair, levir_tags, levir_model, tmp_path, finish_panel_task
 ):
     project = QgsProject.instance()
     rasters = [QgsRasterLayer(str(levir_pair[k]), k) for k in ("before", "after")]
@@ -176,7 +166,7 @@ def test_suggest_button_adds_a_styled_suggestions_layer(
     assert dock.suggest() is None  # no model yet
     dock.state.model = str(levir_model)
     for _ in range(2):  # a second run replaces the first layer
-        task = run_from_button(dock, dock.ui.suggest_button)
+        task = run_from_button(dock, dock.ui.suggest_button, finish_panel_task)
         assert task.outcome.ok, task.outcome.error + "\n".join(task.outcome.logs[-20:])
     group = project.layerTreeRoot().findGroup(RESULTS_GROUP)
     found = [n.layer() for n in group.findLayers() if n.layer().name() == "KD-MSI suggested tiles"]

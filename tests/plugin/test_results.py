@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import pytest
 from osgeo import gdal
-from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsSettings
+from qgis.core import Qgis, QgsProject, QgsRasterLayer, QgsSettings
 from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import QApplication, QFileDialog, QLineEdit
@@ -35,19 +34,6 @@ def low_map(tmp_path, write_raster) -> Path:
     dataset.SetMetadataItem("kdmsi_threshold", str(LOW_THRESHOLD))
     dataset = None
     return path
-
-
-def run_task(dock: KdmsiDock, task, timeout: float = 300.0):
-    """Process events until a task the panel started is done (its ``on_done`` ran)."""
-    assert task is not None, dock.ui.log_view.toPlainText()
-    deadline = time.monotonic() + timeout
-    while dock.task is not None:
-        assert time.monotonic() < deadline, f"{task.description()} did not finish"
-        QgsApplication.processEvents()
-        time.sleep(0.05)
-    for _ in range(20):
-        QgsApplication.processEvents()
-    return task
 
 
 def test_the_probability_style_is_stretched_to_the_map_and_marks_the_threshold(
@@ -101,7 +87,13 @@ def remembered_threshold():
 
 
 def test_detect_sets_the_slider_from_the_map_not_from_an_earlier_session(
-    qgis_iface, qgis_new_project, levir_pair, levir_model, tmp_path, remembered_threshold
+    qgis_iface,
+    qgis_new_project,
+    levir_pair,
+    levir_model,
+    tmp_path,
+    remembered_threshold,
+    finish_panel_task,
 ):
     rasters = [QgsRasterLayer(str(levir_pair[k]), k) for k in ("before", "after")]
     QgsProject.instance().addMapLayers(rasters)
@@ -113,7 +105,7 @@ def test_detect_sets_the_slider_from_the_map_not_from_an_earlier_session(
     dock.ui.device_combo.setCurrentText("cpu")
     dock.state.model = str(levir_model)
     dock.ui.detect_button.click()
-    task = run_task(dock, dock.task)
+    task = finish_panel_task(dock, dock.task)
     assert task.outcome.ok, task.outcome.error
     stored = float(gdal.Open(dock.state.probability).GetMetadataItem("kdmsi_threshold"))
     values = gdal.Open(dock.state.probability).ReadAsArray()
@@ -133,19 +125,19 @@ def test_detect_sets_the_slider_from_the_map_not_from_an_earlier_session(
 
 
 def test_a_revectorize_without_polygons_keeps_the_previous_layer(
-    qgis_iface, qgis_new_project, low_map
+    qgis_iface, qgis_new_project, low_map, finish_panel_task
 ):
     dock = KdmsiDock(qgis_iface)
     dock.state.probability = str(low_map)
     dock.ui.threshold.set_value(LOW_THRESHOLD)
-    first = run_task(dock, dock.revectorize())
+    first = finish_panel_task(dock, dock.revectorize())
     assert first.outcome.ok and first.outcome.metrics["count"] > 0, first.outcome.error
     kept = dock.state.polygons
     count = dock.polygons_layer().featureCount()
     assert kept and count > 0
     qgis_iface.messageBar().clear_messages()
     dock.ui.threshold_slider.setValue(500)  # 0.5: above every value of the map
-    second = run_task(dock, dock.revectorize())
+    second = finish_panel_task(dock, dock.revectorize())
     assert second.outcome.ok and second.outcome.metrics["count"] == 0
     assert dock.state.polygons == kept
     assert dock.polygons_layer() is not None and dock.polygons_layer().featureCount() == count
@@ -217,12 +209,12 @@ def close_file_dialog() -> None:
     ("name_filter", "suffix"), [("GeoPackage (*.gpkg)", ".gpkg"), ("Shapefile (*.shp)", ".shp")]
 )
 def test_an_export_name_without_extension_takes_the_chosen_type(
-    qgis_iface, qgis_new_project, low_map, name_filter, suffix
+    qgis_iface, qgis_new_project, low_map, name_filter, suffix, finish_panel_task
 ):
     dock = KdmsiDock(qgis_iface)
     dock.state.probability = str(low_map)
     dock.ui.threshold.set_value(LOW_THRESHOLD)
-    run_task(dock, dock.revectorize())
+    finish_panel_task(dock, dock.revectorize())
     assert dock.polygons_layer() is not None
     seen: list = []
     QTimer.singleShot(100, lambda: fill_export_dialog(low_map.parent, "changes", name_filter, seen))

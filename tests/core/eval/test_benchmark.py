@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from osgeo import gdal
@@ -33,22 +32,9 @@ SCORES = ("precision", "recall", "f1", "iou", "oa", "kappa")
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, write_raster, scene):
+def dataset(tmp_path_factory, write_family):
     """Two 64 px GeoTIFF pairs: 4 of their 8 tiles hold a new bright square."""
-    root = tmp_path_factory.mktemp("bench") / "tiny"
-    for sub in ("A", "B", "label"):
-        (root / sub).mkdir(parents=True)
-    for k, changed in enumerate([(0, 3), (1, 2)]):
-        before = scene(64, 64, seed=10 + k)
-        after, label = before.copy(), np.zeros((64, 64), dtype=np.uint8)
-        for tile in changed:
-            r, c = 32 * (tile // 2) + 6, 32 * (tile % 2) + 8
-            after[:, r : r + 12, c : c + 14] = 250
-            label[r : r + 12, c : c + 14] = 1
-        write_raster(root / "A" / f"p{k}.tif", before)
-        write_raster(root / "B" / f"p{k}.tif", after)
-        write_raster(root / "label" / f"p{k}.tif", label)
-    return root
+    return write_family(tmp_path_factory.mktemp("bench") / "tiny", seed=10)
 
 
 @pytest.fixture(scope="module")

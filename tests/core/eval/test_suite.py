@@ -58,27 +58,12 @@ def test_no_budget_or_a_large_one_keeps_every_training_tile(budget):
     assert budget_subset(data, budget, seed=0) is data
 
 
-def write_family(root: Path, write_raster, scene, seed: int) -> Path:
-    for sub in ("A", "B", "label"):
-        (root / sub).mkdir(parents=True)
-    for k, changed in enumerate([(0, 3), (1, 2), (0, 1)]):
-        before = scene(64, 64, seed=seed + k)
-        after, label = before.copy(), np.zeros((64, 64), dtype=np.uint8)
-        for tile in changed:
-            r, c = 32 * (tile // 2) + 6, 32 * (tile % 2) + 8
-            after[:, r : r + 12, c : c + 14] = 250
-            label[r : r + 12, c : c + 14] = 1
-        write_raster(root / "A" / f"p{k}.tif", before)
-        write_raster(root / "B" / f"p{k}.tif", after)
-        write_raster(root / "label" / f"p{k}.tif", label)
-    return root
-
-
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory, write_raster, scene):
+def suite(tmp_path_factory, write_family):
     data = tmp_path_factory.mktemp("suite_data")
-    write_family(data / "one", write_raster, scene, 10)
-    write_family(data / "two", write_raster, scene, 20)
+    three_pairs = ((0, 3), (1, 2), (0, 1))
+    write_family(data / "one", 10, three_pairs)
+    write_family(data / "two", 20, three_pairs)
     path = data / "suite.json"
     families = [
         {"name": "One", "folders": ["one"], "tile": 32},
