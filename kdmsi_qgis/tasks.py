@@ -50,7 +50,7 @@ class WorkerTask(QgsTask):
         iface: the QGIS interface for message-bar errors (None: log only).
 
     Class attributes, checked against the worker protocol (core/cli/protocol.json) by
-    tests/plugin/test_protocol.py:
+    tests/plugin/test_worker_protocol.py:
         COMMANDS: the subcommands a task of this class may run.
         READS: the ``result`` outputs it reads.
         REMEMBERS: the outputs stored in the panel's project state (:meth:`apply_to`).
