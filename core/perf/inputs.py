@@ -208,8 +208,8 @@ def make_model(folder: Path, tile: int = 128) -> Path:
     """
     import torch
 
-    from core.models.cam import CamConfig, TeacherStudent
     from core.models.model_file import ModelInfo, save_model
+    from core.models.teacher_student import CamConfig, TeacherStudent
 
     path = folder / f"model-efficientnet-lite0-tile{tile}.pt"
     if path.is_file():

@@ -25,9 +25,10 @@ from core.callbacks import Callbacks
 from core.choices import DEFAULTS, Backbone, Fusion, Precision, TeacherFusion
 from core.data.tilesets import TileSet
 from core.errors import Canceled, KdmsiError
-from core.models.cam import CamConfig, TeacherStudent, saturation_fraction
+from core.models.cam import saturation_fraction
 from core.models.inputs import to_tensor
 from core.models.model_file import ModelInfo, save_model
+from core.models.teacher_student import CamConfig, TeacherStudent
 from core.runtime import distributed
 from core.runtime.distributed import SINGLE, DistEnv
 from core.runtime.precision import autocast_dtype, autocasting
@@ -52,8 +53,9 @@ class TrainParams:
     ``epochs=20`` for a quick run. See BENCHMARKS.md ("Sixty epochs").
 
     ``frozen_stages`` freezes the stem and the first stages of both backbones and computes them
-    once per batch for teacher and student (:class:`core.models.cam.TeacherStudent`); the default
-    was chosen by measurement (``python -m core.perf.train_speed``, see docs/distributed.md).
+    once per batch for teacher and student
+    (:class:`core.models.teacher_student.TeacherStudent`); the default was chosen by measurement
+    (``python -m core.perf.train_speed``, see docs/distributed.md).
     ``freeze_bn`` keeps every batch norm on its running statistics.
     """
 

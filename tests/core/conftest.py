@@ -7,8 +7,8 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from core.models.cam import CamConfig, TeacherStudent
 from core.models.model_file import ModelInfo, save_model
+from core.models.teacher_student import CamConfig, TeacherStudent
 
 
 def make_info(**kw: Any) -> ModelInfo:

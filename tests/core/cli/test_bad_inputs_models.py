@@ -21,8 +21,8 @@ from core.cli.main import main
 from core.data.tilesets import TileSet
 from core.errors import Canceled, KdmsiError
 from core.io.windows import Window
-from core.models.cam import CamConfig, TeacherStudent
 from core.models.model_file import ModelInfo, load_model, save_model
+from core.models.teacher_student import CamConfig, TeacherStudent
 from core.train.pipeline import train_model
 from core.train.trainer import TrainParams
 

@@ -24,9 +24,9 @@ from core.errors import KdmsiError
 from core.io.rasters import RasterPair
 from core.io.stretch import compute_stretch
 from core.io.windows import Window
-from core.models.cam import CamConfig, TeacherStudent
 from core.models.model_file import ModelInfo, load_model, save_model
 from core.models.rebuild import build_network
+from core.models.teacher_student import CamConfig, TeacherStudent
 
 pytest.importorskip("onnx", reason="the ONNX export needs `pip install onnx`")
 pytest.importorskip("onnxruntime", reason="the ONNX engine needs `pip install onnxruntime`")

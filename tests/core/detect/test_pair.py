@@ -16,8 +16,8 @@ from core.errors import KdmsiError
 from core.io.rasters import RasterPair
 from core.io.stretch import compute_stretch
 from core.io.windows import Window
-from core.models.cam import CamConfig, TeacherStudent
 from core.models.model_file import ModelInfo, save_model
+from core.models.teacher_student import CamConfig, TeacherStudent
 
 gdal.UseExceptions()
 # exact, and one 128 px window holds the whole 90 x 70 pair (the model's tile is 32 px)

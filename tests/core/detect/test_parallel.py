@@ -13,8 +13,8 @@ from core.detect.parallel import row_bands
 from core.detect.params import DetectParams
 from core.detect.tiled import TilingParams, axis_plan
 from core.errors import Canceled
-from core.models.cam import CamConfig, TeacherStudent
 from core.models.model_file import ModelInfo, save_model
+from core.models.teacher_student import CamConfig, TeacherStudent
 
 gdal.UseExceptions()
 

@@ -8,14 +8,8 @@ from torch import nn
 
 from core.errors import KdmsiError
 from core.models.backbones.registry import build_backbone
-from core.models.cam import (
-    CamConfig,
-    SiameseCAM,
-    TeacherStudent,
-    image_logit,
-    normalize_input,
-    saturation_fraction,
-)
+from core.models.cam import SiameseCAM, image_logit, normalize_input, saturation_fraction
+from core.models.teacher_student import CamConfig, TeacherStudent
 
 CONFIG = CamConfig(backbone="resnet18", pretrained=False)
 

@@ -8,7 +8,8 @@ from torch import nn
 
 from core.errors import KdmsiError
 from core.models.backbones.registry import build_backbone
-from core.models.cam import CamConfig, SiameseCAM, TeacherStudent
+from core.models.cam import SiameseCAM
+from core.models.teacher_student import CamConfig, TeacherStudent
 
 CASES = [("efficientnet-lite0", 3), ("resnet18", 2)]
 

@@ -18,8 +18,8 @@ import torch
 
 from core.detect.pair import detect_with_model
 from core.detect.params import DetectParams
-from core.models.cam import CamConfig, TeacherStudent
 from core.models.model_file import load_model
+from core.models.teacher_student import CamConfig, TeacherStudent
 
 # (backbone, network) -> (number of tensors, SHA-256 of their names and shapes), from 872e4c3
 OLD_LAYOUT = {

@@ -13,8 +13,8 @@ from core.detect.msi import msi
 from core.detect.pair import detect_with_model
 from core.detect.params import DetectParams
 from core.errors import KdmsiError
-from core.models.cam import CamConfig, TeacherStudent
 from core.models.model_file import ModelInfo, save_model
+from core.models.teacher_student import CamConfig, TeacherStudent
 from core.runtime.precision import autocast_dtype, autocast_predictor, cpu_has_bf16, describe
 
 CPU = torch.device("cpu")
