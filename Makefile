@@ -28,11 +28,16 @@ $(STAMP): pyproject.toml resources/requirements.txt resources/constraints.txt
 demo: setup
 	$(VENV)/bin/kdmsi demo
 
+# The core's tests and the plugin's (QGIS in the process) run in separate processes: with both in
+# one process the plugin's tests segfaulted in QGIS's event loop in 2 runs of 2 (November 2026);
+# alone they did once in 9 runs, under heavy load. The cause is not found yet.
 test: setup
-	$(PYTEST) -m "not slow" -q
+	$(PYTEST) -m "not slow" -q tests/core
+	$(PYTEST) -m "not slow" -q tests/plugin
 
 test-all: setup
-	$(PYTEST) -q
+	$(PYTEST) -q tests/core
+	$(PYTEST) -q tests/plugin
 
 lint: setup
 	$(VENV)/bin/ruff check core kdmsi_qgis tests
