@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from qgis.core import QgsApplication, QgsTask
@@ -147,3 +149,21 @@ def _finish_panel_task(dock, task, timeout: float = 300.0):
 def finish_panel_task_fixture():
     """``finish_panel_task(dock, task)``: wait, processing events, until the panel's task ends."""
     return _finish_panel_task
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_on_the_main_thread() -> Iterator[None]:
+    """No cyclic garbage collection while a test runs; collect before and after, here.
+
+    Python's cycle collector runs in whichever thread happens to allocate: inside a QgsTask's
+    thread it can free Qt and QGIS objects (a dock, a layer, a lambda holding them) that belong
+    to the main thread, which crashes QGIS's event loop at random. The plugin's tests wait for
+    tasks while processing events, so garbage is collected only between tests, on this thread.
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
