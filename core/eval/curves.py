@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from core.eval.suite import slug
+
 # The product's default path: what a user gets from kdmsi train, then kdmsi detect.
 PRODUCT_ROW = "KD-MSI + MSI, detect on whole pairs"
 
@@ -59,7 +61,7 @@ def write_learning_curves(results: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
-        path = out_dir / f"{''.join(c if c.isalnum() else '_' for c in family).lower()}.png"
+        path = out_dir / f"{slug(family)}.png"
         fig.savefig(path, dpi=90)
         plt.close(fig)
         written.append(path)

@@ -116,14 +116,15 @@ def run_suite(
                     budget=setting["budget"], strategy=setting["strategy"],
                     train=replace(base.train, seed=seed), refine=replace(base.refine, seed=seed),
                 )  # fmt: skip
-                folder = run_dir / _slug(family.name) / _slug(setting["key"]) / f"seed{seed}"
+                folder = run_dir / slug(family.name) / slug(setting["key"]) / f"seed{seed}"
                 runs.append(run_benchmark(list(family.roots), params, folder, device, callbacks))
             per_setting[setting["key"]] = runs
         results["families"][family.name] = per_setting
     return results
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
+    """A file name for a family or setting: letters and digits, the rest ``_``."""
     return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
 
 

@@ -112,22 +112,10 @@ def test_a_last_batch_smaller_than_the_ranks_is_dropped() -> None:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, write_raster, scene) -> Path:
+def dataset(tmp_path_factory, write_family) -> Path:
     """Three 64 px pairs, 12 tiles of 32 px, half of them with a new bright rectangle."""
     root = tmp_path_factory.mktemp("dist") / "data"
-    for sub in ("A", "B", "label"):
-        (root / sub).mkdir(parents=True)
-    for k, changed in enumerate([(0, 3), (1, 2), (0, 1)]):
-        before = scene(64, 64, seed=10 + k)
-        after, label = before.copy(), np.zeros((64, 64), dtype=np.uint8)
-        for tile in changed:
-            r, c = 32 * (tile // 2) + 6, 32 * (tile % 2) + 8
-            after[:, r : r + 12, c : c + 14] = 250
-            label[r : r + 12, c : c + 14] = 1
-        write_raster(root / "A" / f"p{k}.tif", before)
-        write_raster(root / "B" / f"p{k}.tif", after)
-        write_raster(root / "label" / f"p{k}.tif", label)
-    return root
+    return write_family(root, 10, ((0, 3), (1, 2), (0, 1)))
 
 
 def _train(prefix: list[str], data: Path, out: Path, epochs: int, resume: bool) -> str:
