@@ -212,6 +212,12 @@ class GridTask(WorkerTask):
             panel.ui.tags_combo.setLayer(self.tag_layer)
 
 
+METHOD_NAMES = {
+    "cam": "the teacher network's activation map",
+    "cva": "change vector analysis (the plain colour difference)",
+}
+
+
 class TrainTask(WorkerTask):
     """``kdmsi train`` from the pair and the tag layer; the model path ends up in ``model``."""
 
@@ -224,9 +230,25 @@ class TrainTask(WorkerTask):
         self.model: Optional[Path] = None
 
     def on_success(self) -> None:
-        """Remember the model and say where it is."""
+        """Remember the model and say where it is, and which map detect will draw."""
         self.model = Path(self.outputs["model"])
-        self.notify(f"Model trained: {self.model}", Qgis.Success)
+        metrics = self.outcome.metrics
+        if not metrics.get("reliable", True):
+            self.notify(
+                f"Model trained ({self.model}), but no map it offers tells the held-out changed "
+                "tiles from the unchanged ones better than chance: tag more tiles (Suggest "
+                "shows which) and train again. The log says how many.",
+                Qgis.Warning,
+            )
+        elif metrics.get("method", "kdmsi") != "kdmsi":
+            name = METHOD_NAMES.get(str(metrics["method"]), str(metrics["method"]))
+            self.notify(
+                f"Model trained: {self.model}. On your held-out tags {name} ranked the tiles "
+                "better than the trained network, so Detect will draw that map.",
+                Qgis.Info,
+            )
+        else:
+            self.notify(f"Model trained: {self.model}", Qgis.Success)
 
     def canceled_message(self) -> str:
         """Say whether the checkpoint was kept, and where."""

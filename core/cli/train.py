@@ -207,7 +207,12 @@ def _train(args: argparse.Namespace, reporter: Reporter, env: DistEnv) -> None:
     }
     reporter.result(
         outputs,
-        {"selected_epoch": result.best_epoch, "val_auc": result.best_auc},
+        {
+            "selected_epoch": result.best_epoch,
+            "val_auc": result.best_auc,
+            "method": result.method,
+            "reliable": result.reliable,
+        },
         f"model: {result.model_path} (epoch {result.best_epoch} of {result.epochs}, "
         + (
             "no held-out tags)"

@@ -44,6 +44,15 @@ def magnitude(
     return np.sqrt(np.sum((b - a) ** 2, axis=0))
 
 
+def tile_magnitude(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """CVA magnitude of uint8-quantised stretched tiles ``[..., bands, T, T]`` -> ``[..., T, T]``.
+
+    The per-tile twin of :func:`magnitude`, for tile sets (training's method choice, the benchmark).
+    """
+    diff = after.astype(np.float32) / 255.0 - before.astype(np.float32) / 255.0
+    return np.sqrt((diff**2).sum(axis=-3))
+
+
 def run_cva(
     pair: RasterPair,
     out: Path,

@@ -12,12 +12,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.callbacks import Callbacks
+from core.detect.cva import run_cva
 from core.detect.loading import check_bands, detect_metadata, load_predictor
 from core.detect.parallel import detect_in_parallel
 from core.detect.params import DetectParams, resolve_method
 from core.detect.tiled import predict_pair
 from core.io.rasters import RasterPair
 from core.io.stretch import compute_stretch
+from core.models.model_file import load_model
 from core.runtime.devices import pick_device
 
 
@@ -36,13 +38,18 @@ def detect_with_model(
     The pair is read with the model's bands unless ``bands`` is given, and is stretched with its
     own percentiles, as the training pairs were.
 
+    With ``method`` ``auto`` the map chosen after training runs; when that is change vector
+    analysis, its 0/1 mask is written beside ``out`` as ``OUT_mask.tif``.
+
     Raises:
         KdmsiError: when the bands do not match the model's.
     """
     callbacks = callbacks or Callbacks()
     if params.method == "auto":
         params = replace(params, method=resolve_method(params.method, model_path))
-        callbacks.info(f"Method auto: {params.method} (what the model file {model_path} offers).")
+        _explain_auto(params.method, model_path, callbacks)
+    if params.method == "cva":
+        return _cva(before, after, out, bands or _model_bands(model_path), callbacks, overwrite)
     if params.workers > 1:
         return detect_in_parallel(
             before, after, model_path, out, params, bands, callbacks, overwrite
@@ -60,3 +67,39 @@ def detect_with_model(
                 pair, predictor, stretch, out, tiling, device, metadata, callbacks, overwrite
             )
     return info.threshold_for(params.method, params.scales)
+
+
+def _explain_auto(method: str, model_path: Path, callbacks: Callbacks) -> None:
+    """Say which map ``auto`` runs and why, and warn when the model is unreliable."""
+    if Path(model_path).suffix.lower() == ".onnx":
+        callbacks.info(f"Method auto: {method} (an ONNX file holds the trained network only).")
+        return
+    info, _states = load_model(model_path)
+    reason = info.method_choice.get("reason")
+    callbacks.info(f"Method auto: {method}" + (f", because {reason}." if reason else "."))
+    if not info.reliable:
+        callbacks.warning(
+            f"The model {model_path} did not tell its held-out changed tiles from the unchanged "
+            "ones better than chance, so this map is unreliable; tag more tiles (kdmsi suggest "
+            "proposes which) and train again."
+        )
+
+
+def _model_bands(model_path: Path) -> tuple[int, ...]:
+    info, _states = load_model(model_path)
+    return tuple(info.bands)
+
+
+def _cva(
+    before: Path,
+    after: Path,
+    out: Path,
+    bands: tuple[int, ...],
+    callbacks: Callbacks,
+    overwrite: bool,
+) -> float:
+    """Change vector analysis of the pair (``auto`` chose it); its threshold is 0.5."""
+    mask_out = out.with_name(f"{out.stem}_mask.tif")
+    with RasterPair.open(before, after, bands, callbacks) as pair:
+        run_cva(pair, out, mask_out, callbacks, overwrite)
+    return 0.5

@@ -28,9 +28,8 @@ class DetectParams:
     """What to run: the method, MSI scales, flips, device and tiling.
 
     Attributes:
-        method: ``auto``, ``kdmsi``, ``cam`` or ``kdmsi-refined``; ``auto`` runs the refined
-            network when the model file holds one (trained only on request, ``kdmsi train
-            --refine-epochs``), else ``kdmsi``.
+        method: ``auto``, ``kdmsi``, ``cam``, ``kdmsi-refined`` or ``cva``; ``auto`` runs the
+            map chosen on the held-out tags after training (:func:`resolve_method`).
         scales: MSI scales (``(1.0,)`` for single scale).
         flip: also average horizontal flips (the published MSI does).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
@@ -79,15 +78,20 @@ class DetectParams:
 
 
 def resolve_method(method: str, model_path: Path) -> str:
-    """The method ``auto`` stands for: ``kdmsi-refined`` when the model holds that network.
+    """The method ``auto`` stands for with this model file.
 
-    An ONNX export holds the student alone, so ``auto`` means ``kdmsi`` there.
+    It is the map chosen on the held-out tags after training (:mod:`core.train.method_choice`):
+    ``cva`` or ``cam`` when one of them ranked those tags clearly better than the trained
+    network; otherwise the trained network, as ``kdmsi-refined`` when the model holds that
+    network. An ONNX export holds the student alone, so ``auto`` means ``kdmsi`` there.
     """
     if method != "auto":
         return method
     if Path(model_path).suffix.lower() == ".onnx":
         return "kdmsi"
     info, _states = load_model(model_path)
+    if info.auto_method != "kdmsi":
+        return info.auto_method
     return "kdmsi-refined" if info.refined_output_stride else "kdmsi"
 
 

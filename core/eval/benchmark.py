@@ -22,12 +22,12 @@ import torch
 from core.callbacks import Callbacks
 from core.choices import DEFAULTS, LearnedMethod
 from core.data.tilesets import TileSet
+from core.detect.cva import tile_magnitude
 from core.detect.params import DetectParams
 from core.detect.predictors import make_predictor, predict_tiles
 from core.detect.tiled import Predictor
 from core.eval.benchmark_data import (
     BenchmarkData,
-    cva_magnitude,
     load_benchmark_data,
 )
 from core.eval.metrics import ConfusionMatrix, ThresholdSweep
@@ -119,7 +119,7 @@ def run_benchmark(
     rows = []
     cva, seconds = _timed(
         lambda: np.clip(
-            cva_magnitude(test.before, test.after)
+            tile_magnitude(test.before, test.after)
             / (2 * data.cva_threshold[data.test, None, None]),
             0,
             1,
@@ -153,6 +153,7 @@ def run_benchmark(
             "seconds": train_seconds,
             "selected_epoch": result.best_epoch,
             "val_auc": result.best_auc,
+            "method_choice": load_model(result.model_path)[0].method_choice,
         },
         "rows": [asdict(r) for r in rows],
         "wall_seconds": time.perf_counter() - start,

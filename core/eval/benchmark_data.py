@@ -16,7 +16,7 @@ from core.data.datasets import find_pairs, read_split_lists
 from core.data.tags import tags_from_mask
 from core.data.tiles import pair_tiles
 from core.data.tilesets import TileSet, load_tiles
-from core.detect.cva import BINS
+from core.detect.cva import BINS, tile_magnitude
 from core.detect.otsu import otsu
 from core.errors import KdmsiError
 from core.io.rasters import RasterPair, open_raster
@@ -56,19 +56,10 @@ class BenchmarkData:
         }
 
 
-def cva_magnitude(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """CVA magnitude of uint8-quantised stretched tiles ``[..., bands, T, T]`` -> ``[..., T, T]``.
-
-    Used per tile by the benchmark; ``core.detect.cva`` computes the same over whole rasters.
-    """
-    diff = after.astype(np.float32) / 255.0 - before.astype(np.float32) / 255.0
-    return np.sqrt((diff**2).sum(axis=-3))
-
-
 def _pair_cva_threshold(tiles: TileSet) -> float:
     """Otsu threshold of the CVA magnitude over all valid pixels of one pair's tiles."""
     top = float(np.sqrt(tiles.before.shape[1]))
-    mag = cva_magnitude(tiles.before, tiles.after)[tiles.valid]
+    mag = tile_magnitude(tiles.before, tiles.after)[tiles.valid]
     hist = np.histogram(mag, bins=BINS, range=(0.0, top))[0]
     return max(otsu(hist, np.linspace(0.0, top, BINS + 1)), 1e-6)
 

@@ -29,6 +29,10 @@ from core.errors import KdmsiError
 from core.eval.benchmark import BenchmarkParams, run_benchmark
 
 MEAN_ROW = "mean over families"
+CHOSEN_NOTE = (
+    "*auto chose*: the map `detect --method auto` ran in each seed's run, chosen on held-out tags "
+    "(core/train/method_choice.py); `?` marks a model whose chosen map did not beat chance on them."
+)
 
 
 @dataclass(frozen=True)
@@ -161,16 +165,28 @@ def markdown_tables(results: dict[str, Any]) -> str:
         lines = [
             f"**{title}** (changed-class F1, mean over {seeds} seed(s))",
             "",
-            "| family | tags | " + " | ".join(methods) + " |",
-            "|---|---|" + "---|" * len(methods),
+            "| family | tags | auto chose | " + " | ".join(methods) + " |",
+            "|---|---|---|" + "---|" * len(methods),
         ]
         for family, values in table.items():
-            tags = _tags(results["families"][family][key])
-            lines.append(f"| {family} | {tags} | " + " | ".join(_cell(v) for v in values) + " |")
+            runs = results["families"][family][key]
+            cells = [family, _tags(runs), _chosen(runs)] + [_cell(v) for v in values]
+            lines.append("| " + " | ".join(cells) + " |")
         mean = np.nanmean(np.array(list(table.values())), axis=0) if table else []
-        lines.append(f"| **{MEAN_ROW}** | | " + " | ".join(_cell(v) for v in mean) + " |")
+        lines.append(f"| **{MEAN_ROW}** | | | " + " | ".join(_cell(v) for v in mean) + " |")
+        lines += ["", CHOSEN_NOTE]
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
+
+
+def _chosen(runs: list[dict]) -> str:
+    """The map ``detect --method auto`` ran in each seed's run, ``?`` marking unreliable ones."""
+    names = []
+    for run in runs:
+        choice = run.get("training", {}).get("method_choice") or {}
+        mark = "" if choice.get("reliable", True) else "?"
+        names.append(str(choice.get("method", "kdmsi")) + mark)
+    return ", ".join(names)
 
 
 def _tags(runs: list[dict]) -> str:

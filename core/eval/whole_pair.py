@@ -29,6 +29,8 @@ WHOLE_PAIR_METHODS: dict[str, tuple[str, tuple[float, ...] | None]] = {
     "KD-MSI refined, detect on whole pairs": ("kdmsi-refined", (1.0,)),
 }
 
+PRODUCT_ROW = "Product: detect --method auto (the map chosen on held-out tags)"
+
 
 def tiles_from_maps(data: BenchmarkData, maps: dict[str, np.ndarray]) -> np.ndarray:
     """Cut every tile of ``data`` out of whole-pair maps keyed by pair key (``dataset/name``).
@@ -101,4 +103,30 @@ def whole_pair_predictions(
         )
         seconds = time.perf_counter() - start
         rows.append((name, tiles_from_maps(data, maps)[data.test], threshold, seconds))
+    rows.append(_product_row(rows, roots, model_path, data, base, bands, out_dir, callbacks))
     return rows
+
+
+def _product_row(
+    rows: list[tuple[str, np.ndarray, float, float]],
+    roots: list[Path],
+    model_path: Path,
+    data: BenchmarkData,
+    base: DetectParams,
+    bands: tuple[int, ...] | None,
+    out_dir: Path,
+    callbacks: Callbacks,
+) -> tuple[str, np.ndarray, float, float]:
+    """The product's row: ``detect --method auto``, reusing a row above when it ran the same."""
+    method = resolve_method("auto", model_path)
+    same = {"kdmsi": 0, "kdmsi-refined": 1}
+    if method in same and len(rows) > same[method]:
+        _name, prob, threshold, seconds = rows[same[method]]
+        return PRODUCT_ROW, prob, threshold, seconds
+    start = time.perf_counter()
+    params = replace(base, method="auto")
+    maps, threshold = detect_whole_pairs(
+        roots, model_path, params, bands, out_dir / method, callbacks
+    )
+    seconds = time.perf_counter() - start
+    return PRODUCT_ROW, tiles_from_maps(data, maps)[data.test], threshold, seconds

@@ -36,8 +36,11 @@ class ModelInfo:
         threshold: change threshold of the student with MSI, chosen without pixel labels.
         threshold_single: the same for single-scale inference (``--scales 1``).
         threshold_rule: how the thresholds were chosen.
+        threshold_cam: the same rule's threshold for the teacher's CAM (``--method cam``).
         refined_output_stride: stride of the refinement network, 0 when absent.
         train_summary: tags, epochs, selected epoch, validation AUC...
+        method_choice: which map ``detect --method auto`` runs and why
+            (:mod:`core.train.method_choice`); empty in files written before that choice existed.
         code_version: kdmsi version that wrote the file.
     """
 
@@ -50,15 +53,29 @@ class ModelInfo:
     threshold: float = 0.5
     threshold_single: float = 0.5
     threshold_rule: str = "fixed 0.5"
+    threshold_cam: float = 0.5
     refined_output_stride: int = 0
     train_summary: dict[str, Any] = field(default_factory=dict)
+    method_choice: dict[str, Any] = field(default_factory=dict)
     code_version: str = __version__
 
     def threshold_for(self, method: str, scales: tuple[float, ...]) -> float:
         """The threshold that goes with a detection method and its scales."""
         if method == "kdmsi":
             return self.threshold_single if tuple(scales) == (1.0,) else self.threshold
+        if method == "cam":
+            return self.threshold_cam
         return 0.5
+
+    @property
+    def auto_method(self) -> str:
+        """The map chosen on held-out tags: ``kdmsi``, ``cam`` or ``cva`` (``kdmsi`` if none)."""
+        return str(self.method_choice.get("method", "kdmsi"))
+
+    @property
+    def reliable(self) -> bool:
+        """False when the chosen map did not rank the held-out tags better than chance."""
+        return bool(self.method_choice.get("reliable", True))
 
     @property
     def in_channels(self) -> int:

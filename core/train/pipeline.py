@@ -16,6 +16,7 @@ from core.detect.predictors import make_predictor, predict_tiles
 from core.detect.tiled import Predictor
 from core.models.model_file import ModelInfo, load_model, save_model
 from core.runtime.distributed import SINGLE, DistEnv
+from core.train.method_choice import choose_method
 from core.train.refinement import RefineParams, train_refiner
 from core.train.selection import stratified_split
 from core.train.threshold_choice import otsu_on_changed_tiles
@@ -113,9 +114,10 @@ def train_model(
     """Train KD-MSI on tagged tiles and write ``run_dir/model.pt``.
 
     After training, the thresholds are chosen on the held-out tiles' tags (all tiles when none
-    are held out) and, when ``refine_params.epochs > 0``, the refinement network is trained on
-    pseudo labels of all tagged tiles. With several ranks (``env``) all of them train; rank 0
-    alone then chooses the thresholds and refines.
+    are held out), the map ``detect --method auto`` runs is chosen on them
+    (:mod:`core.train.method_choice`) and, when ``refine_params.epochs > 0``, the refinement
+    network is trained on pseudo labels of all tagged tiles. With several ranks (``env``) all of
+    them train; rank 0 alone then chooses the thresholds and the map and refines.
     """
     train_set, val_set = split_tags(tiles, val_fraction, params.seed, callbacks)
     info = ModelInfo(
@@ -143,6 +145,11 @@ def train_model(
     choose_thresholds(
         result.model_path, val_set if val_set is not None else tiles, device, callbacks, dtype
     )
+    choice = choose_method(
+        result.model_path, val_set, device, callbacks, dtype, len(tiles), val_fraction
+    )
+    if choice is not None:
+        result = replace(result, method=choice.method, reliable=choice.reliable)
     if refine_params is not None and refine_params.epochs > 0:
         backbone = {"pretrained": params.pretrained, "weights": params.weights}
         refine_params = replace(refine_params, **backbone)  # the backbone weights training used

@@ -113,6 +113,8 @@ class TrainResult:
     best_epoch: int
     best_auc: float
     epochs: int
+    method: str = "kdmsi"
+    reliable: bool = True
 
 
 class Trainer:

@@ -8,7 +8,7 @@ from osgeo import gdal, osr
 
 import core.detect.cva
 from core.callbacks import Callbacks
-from core.detect.cva import MASK_NODATA, NODATA, magnitude, run_cva
+from core.detect.cva import MASK_NODATA, NODATA, magnitude, run_cva, tile_magnitude
 from core.errors import Canceled, KdmsiError
 from core.io.rasters import RasterPair
 from core.io.stretch import compute_stretch
@@ -155,3 +155,15 @@ def test_histogram_counts_every_valid_pixel_once(tmp_path, write_raster, scene, 
         result = run_cva(pair, tmp_path / "prob.tif", tmp_path / "mask.tif")
     assert totals == [1100 * 4]
     assert gdal.Open(str(result.probability)).RasterXSize == 1100
+
+
+def test_tile_magnitude():
+    before = np.zeros((2, 3, 4, 4), dtype=np.uint8)
+    after = before.copy()
+    after[0, :, 1, 2] = 255
+    after[1, 0] = 51
+    mag = tile_magnitude(before, after)
+    assert mag.shape == (2, 4, 4)
+    assert mag[0, 1, 2] == pytest.approx(np.sqrt(3))
+    assert mag[0].sum() == pytest.approx(np.sqrt(3))
+    assert np.allclose(mag[1], 0.2)

@@ -9,6 +9,8 @@ import pytest
 import torch
 from osgeo import gdal
 
+from core.callbacks import Callbacks
+from core.detect.cva import run_cva
 from core.detect.msi import cam_probability, msi
 from core.detect.pair import detect_with_model
 from core.detect.params import DetectParams
@@ -183,3 +185,27 @@ def test_auto_method_runs_the_refined_network_when_the_model_has_one(networks, p
         explicit = tmp_path / f"{model.stem}-explicit.tif"
         detect_with_model(*pair, model, explicit, replace(auto, method=method))
         np.testing.assert_array_equal(read(out), read(explicit))
+
+
+@pytest.mark.parametrize("chosen", ["cam", "cva"])
+def test_auto_method_runs_the_map_chosen_on_held_out_tags(networks, pair, tmp_path, chosen):
+    states = {"student": networks.student.state_dict(), "teacher": networks.teacher.state_dict()}
+    info = ModelInfo("resnet18", "minus", "cat", 16, [4, 3, 2], 32, 0.41, 0.37, threshold_cam=0.3)
+    choice = {"method": chosen, "reliable": False, "reason": f"{chosen} ranks them best"}
+    model = tmp_path / "chosen.pt"
+    save_model(model, replace(info, method_choice=choice), states)
+    messages = []
+    callbacks = Callbacks(log=lambda level, message: messages.append((level, message)))
+    auto = replace(SINGLE, method="auto")
+    out, explicit = tmp_path / "auto.tif", tmp_path / "explicit.tif"
+    threshold = detect_with_model(*pair, model, out, auto, callbacks=callbacks)
+    assert threshold == pytest.approx({"cam": 0.3, "cva": 0.5}[chosen])
+    if chosen == "cva":
+        with RasterPair.open(*pair, (4, 3, 2)) as opened:
+            run_cva(opened, explicit, tmp_path / "explicit_mask.tif")
+        assert (tmp_path / "auto_mask.tif").exists()
+    else:
+        detect_with_model(*pair, model, explicit, replace(auto, method="cam"))
+    np.testing.assert_array_equal(read(out), read(explicit))
+    assert ("info", f"Method auto: {chosen}, because {chosen} ranks them best.") in messages
+    assert any(level == "warning" and "unreliable" in m for level, m in messages)

@@ -14,6 +14,7 @@ from osgeo import gdal
 
 from core.callbacks import Callbacks
 from core.eval.benchmark import BenchmarkParams, markdown_table, run_benchmark
+from core.eval.whole_pair import PRODUCT_ROW
 from core.train.refinement import RefineParams
 from core.train.trainer import TrainParams
 
@@ -27,6 +28,7 @@ METHODS = [
     "KD-MSI refined",
     "KD-MSI + MSI, detect on whole pairs",
     "KD-MSI refined, detect on whole pairs",
+    PRODUCT_ROW,
 ]
 SCORES = ("precision", "recall", "f1", "iou", "oa", "kappa")
 
@@ -84,6 +86,16 @@ def test_whole_pair_rows_score_the_maps_detect_wrote(results):
     msi_threshold = rows["KD-MSI + MSI"]["threshold"]
     assert rows["KD-MSI + MSI, detect on whole pairs"]["threshold"] == msi_threshold
     assert rows["KD-MSI refined, detect on whole pairs"]["threshold"] == 0.5
+
+
+def test_the_product_row_is_the_map_auto_chose(results):
+    result, _, logs = results
+    rows = {row["method"]: row for row in result["rows"]}
+    # 2 + 2 training tags leave none to hold out: auto keeps the trained (here refined) network
+    assert result["training"]["method_choice"] == {}
+    assert any("could not be checked" in m for _, m in logs)
+    product, refined = rows[PRODUCT_ROW], rows["KD-MSI refined, detect on whole pairs"]
+    assert product["metrics"] == refined["metrics"] and product["threshold"] == 0.5
 
 
 def test_test_tiles_are_stratified_and_counted(results):

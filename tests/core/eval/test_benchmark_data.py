@@ -10,7 +10,7 @@ from osgeo import gdal
 
 from core.callbacks import Callbacks
 from core.errors import KdmsiError
-from core.eval.benchmark_data import cva_magnitude, load_benchmark_data
+from core.eval.benchmark_data import load_benchmark_data
 
 gdal.UseExceptions()
 
@@ -167,15 +167,3 @@ def test_a_pair_without_mask_is_a_user_error(folder, tmp_path):
         (root / sub / "p1.png").write_bytes((folder / sub / "p1.png").read_bytes())
     with pytest.raises(KdmsiError, match="p1"):
         load([root], 32)
-
-
-def test_cva_magnitude():
-    before = np.zeros((2, 3, 4, 4), dtype=np.uint8)
-    after = before.copy()
-    after[0, :, 1, 2] = 255
-    after[1, 0] = 51
-    mag = cva_magnitude(before, after)
-    assert mag.shape == (2, 4, 4)
-    assert mag[0, 1, 2] == pytest.approx(np.sqrt(3))
-    assert mag[0].sum() == pytest.approx(np.sqrt(3))
-    assert np.allclose(mag[1], 0.2)

@@ -1,0 +1,161 @@
+"""Which map ``detect --method auto`` runs: the candidate that ranks the held-out tags best.
+
+After training, three candidate maps are computed on the tiles held out from training: ``kdmsi``
+(the student with Multiscale Sigmoid Inference, as ``detect`` runs it), ``cam`` (the teacher's
+class activation map) and ``cva`` (change vector analysis, nothing learned). A tile's score is its
+mean value (:func:`core.detect.tile_ranking.tile_scores`), and each candidate is measured by the
+AUC of those scores against the held-out tags: how well it tells changed tiles from unchanged ones.
+
+The rule, fixed before any benchmark run:
+
+- The student is kept unless another candidate's AUC is higher by at least ``MARGIN``; then the
+  candidate with the highest AUC is used (ties go to the earlier of ``CANDIDATES``). The student's
+  AUC is optimistic, since its epoch was chosen on the same tags, so a candidate that beats it by
+  the margin is better.
+- A map *beats chance* when its AUC exceeds 0.5 by at least ``Z_ONE_SIDED`` standard deviations
+  of the AUC a random ranking of as many tags would get (one-sided 5 %, the Mann-Whitney normal
+  approximation). When the chosen map does not, the model is marked unreliable: the log says that
+  the tags are too few or too inconsistent to learn from and how many more to tag.
+- Without held-out tags nothing can be measured: the student is kept and the log says so.
+
+Only tile tags are used here, never pixel labels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.callbacks import Callbacks
+from core.data.tilesets import TileSet
+from core.detect.cva import tile_magnitude
+from core.detect.predictors import make_predictor, predict_tiles
+from core.detect.tile_ranking import tile_scores
+from core.models.model_file import load_model, save_model
+from core.train.selection import roc_auc
+from core.train.threshold_choice import otsu_on_changed_tiles
+
+MARGIN = 0.05
+Z_ONE_SIDED = 1.645
+CANDIDATES = ("kdmsi", "cam", "cva")
+NAMES = {
+    "kdmsi": "the trained network (student with multiscale inference)",
+    "cam": "the teacher network's activation map",
+    "cva": "change vector analysis (the colour difference, nothing learned)",
+}
+
+
+@dataclass(frozen=True)
+class MethodChoice:
+    """The chosen map, every candidate's AUC on the held-out tags and the verdict."""
+
+    method: str
+    auc: dict[str, float]
+    changed: int
+    unchanged: int
+    reliable: bool
+    reason: str
+
+    @property
+    def chance_bound(self) -> float:
+        """The AUC a map needs to beat chance on this many held-out tags."""
+        return chance_bound(self.changed, self.unchanged)
+
+
+def chance_bound(changed: int, unchanged: int) -> float:
+    """0.5 plus ``Z_ONE_SIDED`` std of a random ranking's AUC (1.0 when a class is empty)."""
+    if changed == 0 or unchanged == 0:
+        return 1.0
+    std = math.sqrt((changed + unchanged + 1) / (12.0 * changed * unchanged))
+    return min(0.5 + Z_ONE_SIDED * std, 1.0)
+
+
+def decide(auc: dict[str, float], changed: int, unchanged: int) -> MethodChoice:
+    """Apply the module's rule to the candidates' AUCs (NaN counts as chance)."""
+    scores = {name: (value if math.isfinite(value) else 0.5) for name, value in auc.items()}
+    best = max(CANDIDATES, key=lambda name: scores[name])  # ties: the first in CANDIDATES
+    method = best if scores[best] >= scores["kdmsi"] + MARGIN else "kdmsi"
+    bound = chance_bound(changed, unchanged)
+    reliable = scores[method] >= bound
+    reason = (
+        f"{NAMES[method]} ranks the {changed + unchanged} held-out tags best "
+        f"(AUC {scores[method]:.2f}; "
+        + ", ".join(f"{name} {scores[name]:.2f}" for name in CANDIDATES if name != method)
+        + ")"
+    )
+    if method != "kdmsi":
+        reason += f"; the trained network is behind by at least {MARGIN:.2f}, so it is not used"
+    return MethodChoice(method, dict(auc), changed, unchanged, reliable, reason)
+
+
+def tags_needed(choice: MethodChoice, tagged: int, held_out_fraction: float) -> int:
+    """About how many more tags would let an AUC like the best one here beat chance.
+
+    Solves the chance bound for the number of held-out tags per class that the best AUC would
+    pass, scales it up by the held-out fraction, and never asks for fewer than ``tagged`` (double
+    the tags) or more than ten times that.
+    """
+    best = max((v for v in choice.auc.values() if math.isfinite(v)), default=0.5)
+    margin = max(best - 0.5, 0.05)
+    per_class = Z_ONE_SIDED**2 * 2.0 / (12.0 * margin**2)
+    total = 2.0 * per_class / max(held_out_fraction, 0.05)
+    return int(min(max(total - tagged, tagged), 10 * tagged))
+
+
+def candidate_maps(
+    model_path: Path, tiles: TileSet, device: torch.device, dtype: torch.dtype | None
+) -> dict[str, np.ndarray]:
+    """The candidates' maps ``[N, T, T]`` of ``tiles`` (CVA as its raw magnitude)."""
+    info, states = load_model(model_path)
+    maps = {}
+    for method in ("kdmsi", "cam"):
+        predictor = make_predictor(method, info, states, model_path, device, dtype=dtype)
+        maps[method] = predict_tiles(predictor, tiles, device)
+    maps["cva"] = tile_magnitude(tiles.before, tiles.after)
+    return maps
+
+
+def choose_method(
+    model_path: Path,
+    held_out: TileSet | None,
+    device: torch.device,
+    callbacks: Callbacks,
+    dtype: torch.dtype | None = None,
+    tagged: int = 0,
+    held_out_fraction: float = 0.2,
+) -> MethodChoice | None:
+    """Measure the candidates on ``held_out``, store the choice in the model file and report it.
+
+    Also stores the teacher CAM's threshold (Otsu on the held-out changed-tagged tiles, the
+    student's rule). Returns None, keeping the student, when no tags were held out.
+    """
+    if held_out is None or len(held_out) == 0:
+        callbacks.warning(
+            "No tags were held out, so whether the trained network beats change vector analysis "
+            "could not be checked; detect will use the trained network."
+        )
+        return None
+    maps = candidate_maps(model_path, held_out, device, dtype)
+    labels = held_out.labels
+    auc = {name: roc_auc(tile_scores(prob, held_out.valid), labels) for name, prob in maps.items()}
+    choice = decide(auc, int(labels.sum()), int(len(labels) - labels.sum()))
+    info, states = load_model(model_path)
+    cam_threshold = otsu_on_changed_tiles(held_out, maps["cam"]).value
+    summary = {**asdict(choice), "chance_bound": round(choice.chance_bound, 4)}
+    save_model(
+        model_path, replace(info, threshold_cam=cam_threshold, method_choice=summary), states
+    )
+    callbacks.info(f"Map used by detect: {choice.reason}.")
+    if not choice.reliable:
+        callbacks.warning(
+            f"No map tells the {choice.changed} changed from the {choice.unchanged} unchanged "
+            f"held-out tiles clearly better than chance (best AUC {auc[choice.method]:.2f}, "
+            f"{choice.chance_bound:.2f} needed): the tags are too few or too inconsistent to "
+            f"learn from. Tag about {tags_needed(choice, tagged, held_out_fraction)} more tiles "
+            "(kdmsi suggest proposes which) and train again."
+        )
+    return choice

@@ -1,0 +1,122 @@
+"""Tests of the choice of the map ``detect --method auto`` runs (held-out tags only)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core.callbacks import Callbacks
+from core.data.tilesets import TileSet
+from core.io.windows import Window
+from core.models.model_file import load_model
+from core.train.method_choice import (
+    MARGIN,
+    chance_bound,
+    choose_method,
+    decide,
+    tags_needed,
+)
+
+CPU = torch.device("cpu")
+
+
+def test_chance_bound_follows_the_number_of_tags():
+    # 0.5 + 1.645 * sqrt((5 + 5 + 1) / (12 * 5 * 5)) for five tags of each class
+    assert chance_bound(5, 5) == pytest.approx(0.5 + 1.645 * math.sqrt(11 / 300))
+    assert chance_bound(5, 5) == pytest.approx(0.815, abs=1e-3)
+    assert chance_bound(50, 50) < chance_bound(10, 10) < chance_bound(5, 5)
+    assert chance_bound(0, 7) == 1.0
+    assert chance_bound(1, 1) == 1.0  # capped: two tags can never show anything
+
+
+def test_the_student_is_kept_within_the_margin():
+    choice = decide({"kdmsi": 0.80, "cam": 0.80 + MARGIN / 2, "cva": 0.70}, 10, 10)
+    assert choice.method == "kdmsi"
+    assert choice.reliable  # 0.80 > chance bound 0.72 of 10 + 10 tags
+    assert "held-out tags" in choice.reason and "AUC 0.80" in choice.reason
+
+
+def test_a_candidate_ahead_by_the_margin_replaces_the_student():
+    choice = decide({"kdmsi": 0.50, "cam": 0.60, "cva": 0.90}, 10, 10)
+    assert choice.method == "cva"
+    assert choice.reliable
+    assert "not used" in choice.reason
+    assert decide({"kdmsi": 0.50, "cam": 0.60, "cva": 0.52}, 10, 10).method == "cam"
+
+
+def test_nan_counts_as_chance_and_weak_maps_are_unreliable():
+    choice = decide({"kdmsi": float("nan"), "cam": 0.31, "cva": 0.62}, 6, 6)
+    assert choice.method == "cva"
+    assert not choice.reliable  # 0.62 < 0.5 + 1.645 * sqrt(13 / 432) = 0.785
+    assert math.isnan(choice.auc["kdmsi"])  # the measured values are kept as they were
+
+
+def test_tags_needed_grows_as_the_best_map_nears_chance():
+    weak = decide({"kdmsi": 0.55, "cam": 0.5, "cva": 0.5}, 5, 5)
+    fair = decide({"kdmsi": 0.75, "cam": 0.5, "cva": 0.5}, 5, 5)
+    assert tags_needed(weak, 48, 0.2) > tags_needed(fair, 48, 0.2) >= 48
+    assert tags_needed(weak, 48, 0.2) <= 480
+
+
+def _held_out(n: int = 8, size: int = 32) -> TileSet:
+    """Changed tiles whose second date differs strongly, unchanged tiles identical on both."""
+    rng = np.random.default_rng(0)
+    labels = np.array([1, 0] * (n // 2), dtype=np.int8)
+    before = rng.integers(0, 256, size=(n, 3, size, size)).astype(np.uint8)
+    after = before.copy()
+    after[labels == 1, :, 8:24, 8:24] = 255 - after[labels == 1, :, 8:24, 8:24]
+    valid = np.ones((n, size, size), dtype=bool)
+    names = [f"t#{i}" for i in range(n)]
+    return TileSet(before, after, valid, labels, names, [Window(0, 0, size, size)] * n)
+
+
+def test_choose_method_measures_every_candidate_and_stores_the_choice(saved, tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(saved[0].read_bytes())
+    held = _held_out()
+    messages = []
+    choice = choose_method(path, held, CPU, Callbacks(log=lambda lvl, m: messages.append(m)))
+    assert set(choice.auc) == {"kdmsi", "cam", "cva"}
+    assert choice.auc["cva"] == 1.0  # the colour difference alone tells these tiles apart
+    assert choice.changed == choice.unchanged == 4
+    info, states = load_model(path)
+    assert info.method_choice["method"] == choice.method == info.auto_method
+    assert info.method_choice["auc"] == choice.auc
+    assert info.method_choice["chance_bound"] == pytest.approx(chance_bound(4, 4), abs=1e-4)
+    assert 0.0 <= info.threshold_cam <= 1.0
+    assert set(states) == {"student", "teacher"}  # the networks are kept as they were
+    assert any("Map used by detect" in m for m in messages)
+    if choice.auc["kdmsi"] <= 1.0 - MARGIN:  # a perfect candidate is ahead by the margin
+        assert choice.method in ("cam", "cva") and choice.auc[choice.method] == 1.0
+    else:
+        assert choice.method == "kdmsi"
+
+
+def test_inconsistent_tags_are_reported_with_how_many_more_to_tag(saved, tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(saved[0].read_bytes())
+    held = _held_out()
+    flipped = TileSet(held.before, held.after, held.valid, 1 - held.labels, held.names,
+                      held.windows)  # fmt: skip
+    messages = []
+    choice = choose_method(
+        path, flipped, CPU, Callbacks(log=lambda lvl, m: messages.append((lvl, m))), tagged=40
+    )
+    assert choice.auc["cva"] == 0.0
+    assert max(choice.auc.values()) < chance_bound(4, 4)  # the random networks do no better
+    assert not choice.reliable
+    assert not load_model(path)[0].reliable
+    warnings = [m for lvl, m in messages if lvl == "warning"]
+    assert any("too few or too inconsistent" in m and "more tiles" in m for m in warnings)
+
+
+def test_no_held_out_tags_keep_the_student(saved, tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_bytes(saved[0].read_bytes())
+    messages = []
+    assert choose_method(path, None, CPU, Callbacks(log=lambda lvl, m: messages.append(m))) is None
+    assert load_model(path)[0].auto_method == "kdmsi"
+    assert any("could not be checked" in m for m in messages)
