@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from core.cli.options import add_overwrite, add_pair
 from core.errors import KdmsiError
 from core.io.geotiff import check_output, geotiff_bytes
 from core.io.rasters import RasterPair, grid_of, open_raster
+
+if TYPE_CHECKING:
+    from core.runtime.distributed import DistEnv
 
 METHODS = CHOICES["method"]
 
@@ -91,8 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
     """Run the chosen detector over the whole pair."""
-    callbacks = reporter.callbacks("detect")
     if args.method == "cva":
+        callbacks = reporter.callbacks("detect")
         from core.detect.cva import run_cva
 
         mask_out = args.mask_out or args.out.with_name(f"{args.out.stem}_mask.tif")
@@ -108,18 +112,36 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
             f"--method {args.method} needs --model FILE from `kdmsi train`; "
             "--method cva needs no model."
         )
-    grid = grid_of(open_raster(args.before, "before raster"))
-    check_output(args.out, args.overwrite, geotiff_bytes(grid))
+    if args.workers < 1 or args.batch_size < 1 or args.window < 0:
+        raise KdmsiError("--workers and --batch-size must be at least 1 and --window positive.")
+    from core.runtime import distributed
+
+    env = distributed.detect()
+    try:
+        _detect_with_model(args, reporter, env)
+    finally:
+        distributed.stop()
+
+
+def _detect_with_model(args: argparse.Namespace, reporter: Reporter, env: DistEnv) -> None:
+    """Run a learned method in this process (one rank of ``env`` under ``torchrun``)."""
+    from core.callbacks import Callbacks
     from core.detect.pair import detect_with_model
     from core.detect.params import DetectParams
 
-    if args.workers < 1 or args.batch_size < 1 or args.window < 0:
-        raise KdmsiError("--workers and --batch-size must be at least 1 and --window positive.")
+    callbacks = reporter.callbacks("detect")
+    if not env.is_main:  # other ranks only listen for cancel
+        callbacks = Callbacks(is_canceled=callbacks.is_canceled)
+    if env.is_main:
+        grid = grid_of(open_raster(args.before, "before raster"))
+        check_output(args.out, args.overwrite, geotiff_bytes(grid))
     params = DetectParams(
         args.method, args.scales, not args.no_flip, args.device, args.batch_size, args.window,
         engine=args.engine, workers=args.workers, precision=args.precision,
     )  # fmt: skip
     threshold = detect_with_model(
-        args.before, args.after, args.model, args.out, params, args.bands, callbacks, args.overwrite
-    )
-    reporter.result({"probability": str(args.out)}, {"threshold": threshold})
+        args.before, args.after, args.model, args.out, params, args.bands, callbacks,
+        args.overwrite, env,
+    )  # fmt: skip
+    if env.is_main:
+        reporter.result({"probability": str(args.out)}, {"threshold": threshold})

@@ -16,11 +16,14 @@ from core.detect.cva import run_cva
 from core.detect.loading import check_bands, detect_metadata, load_predictor
 from core.detect.parallel import detect_in_parallel
 from core.detect.params import DetectParams, resolve_method
+from core.detect.ranks import detect_on_ranks
 from core.detect.tiled import predict_pair
+from core.errors import KdmsiError
 from core.io.rasters import RasterPair
 from core.io.stretch import compute_stretch
 from core.models.model_file import load_model
 from core.runtime.devices import pick_device
+from core.runtime.distributed import SINGLE, DistEnv
 
 
 def detect_with_model(
@@ -32,6 +35,7 @@ def detect_with_model(
     bands: tuple[int, ...] | None = None,
     callbacks: Callbacks | None = None,
     overwrite: bool = False,
+    env: DistEnv = SINGLE,
 ) -> float:
     """Write the change probability of a pair with a trained model; return the threshold to use.
 
@@ -39,7 +43,9 @@ def detect_with_model(
     own percentiles, as the training pairs were.
 
     With ``method`` ``auto`` the map chosen after training runs; when that is change vector
-    analysis, its 0/1 mask is written beside ``out`` as ``OUT_mask.tif``.
+    analysis, its 0/1 mask is written beside ``out`` as ``OUT_mask.tif``. Under ``torchrun``
+    (``env`` with several ranks) every rank calls this and computes its share of the windows
+    (:mod:`core.detect.ranks`); rank 0 writes ``out``.
 
     Raises:
         KdmsiError: when the bands do not match the model's.
@@ -49,7 +55,18 @@ def detect_with_model(
         params = replace(params, method=resolve_method(params.method, model_path))
         _explain_auto(params.method, model_path, callbacks)
     if params.method == "cva":
+        if not env.is_main:  # CVA is fast: rank 0 alone computes it
+            return 0.5
         return _cva(before, after, out, bands or _model_bands(model_path), callbacks, overwrite)
+    if env.is_distributed:
+        if params.workers > 1:
+            raise KdmsiError(
+                "--workers splits a raster among the processes of one machine; under torchrun "
+                "the ranks already share it: leave --workers at 1."
+            )
+        return detect_on_ranks(
+            before, after, model_path, out, params, env, bands, callbacks, overwrite
+        )
     if params.workers > 1:
         return detect_in_parallel(
             before, after, model_path, out, params, bands, callbacks, overwrite

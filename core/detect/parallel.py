@@ -67,15 +67,17 @@ class BandJob:
     threads: int
 
 
-class _BlockSink:
+class BlockSink:
     """Writes rows of a band into a ``.npy`` memory map (row 0 of the file = the band's start)."""
 
     def __init__(self, path: Path, band: RowBand, width: int) -> None:
         shape = (band.stop - band.start, width)
         self.rows = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+        self.band = band
         self.start = band.start
 
     def write(self, window: Window, array: np.ndarray) -> None:
+        """Store the finished rows of ``window`` (its rows lie inside the band)."""
         top = window.row - self.start
         self.rows[top : top + window.height, window.col : window.col_end] = array
 
@@ -108,7 +110,7 @@ def _run_band(job: BandJob, messages: mp.Queue) -> None:
                 messages.put(("progress", job.index, fraction))
 
             with RasterPair.open(job.before, job.after, job.bands) as pair:
-                sink = _BlockSink(job.block, job.band, pair.grid.width)
+                sink = BlockSink(job.block, job.band, pair.grid.width)
                 callbacks = Callbacks(progress=progress)
                 predict_rows(pair, predictor, stretch, sink, tiling, device, callbacks, job.band)
                 sink.rows.flush()
@@ -147,18 +149,26 @@ def _wait(workers: list, messages: mp.Queue, callbacks: Callbacks) -> None:
             worker.join()
 
 
-def _assemble(
-    pair: RasterPair, jobs: list[BandJob], out: Path, metadata: dict, overwrite: bool
+def assemble_blocks(
+    pair: RasterPair, parts: list[tuple[RowBand, Path]], out: Path, metadata: dict, overwrite: bool
 ) -> None:
-    """Copy the blocks, in order, into one GeoTIFF (temporary name, renamed when complete)."""
+    """Copy the bands' blocks, in order, into one GeoTIFF (temporary name, renamed when complete).
+
+    Args:
+        pair: the open pair (its grid is the output's).
+        parts: each band of rows and the ``.npy`` block holding it.
+        out: the probability GeoTIFF.
+        metadata: its metadata items.
+        overwrite: replace an existing ``out``.
+    """
     with GeoTiffWriter(out, pair.grid, np.float32, nodata=NODATA, overwrite=overwrite) as writer:
         writer.set_description(1, "change probability")
         writer.set_metadata(metadata)
-        for job in jobs:
-            rows = np.load(job.block, mmap_mode="r")
+        for band, block in parts:
+            rows = np.load(block, mmap_mode="r")
             for top in range(0, rows.shape[0], COPY_ROWS):
                 part = np.asarray(rows[top : top + COPY_ROWS])
-                writer.write(Window(0, job.band.start + top, part.shape[1], part.shape[0]), part)
+                writer.write(Window(0, band.start + top, part.shape[1], part.shape[0]), part)
             del rows
 
 
@@ -207,5 +217,6 @@ def detect_in_parallel(
             _wait(workers, messages, callbacks)
             device = pick_device(params.device)
             metadata = detect_metadata(info, params, model_path, engine, device)
-            _assemble(pair, jobs, out, metadata, overwrite)
+            parts = [(job.band, job.block) for job in jobs]
+            assemble_blocks(pair, parts, out, metadata, overwrite)
     return info.threshold_for(params.method, params.scales)
