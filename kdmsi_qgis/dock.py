@@ -15,7 +15,7 @@ from qgis.core import (
 )
 from qgis.gui import QgsDockWidget
 
-from kdmsi_qgis import layers
+from kdmsi_qgis import layers, panel_state
 from kdmsi_qgis.dock_ui import PanelWidgets, scrolling
 from kdmsi_qgis.environment import probe_worker
 from kdmsi_qgis.export import ExportError, ask_export_path, check_exportable, export_polygons
@@ -28,6 +28,7 @@ from kdmsi_qgis.inputs import (
     vector_layer_of,
 )
 from kdmsi_qgis.maptool import TagMapTool, TagStore
+from kdmsi_qgis.panel_state import ProjectReading
 from kdmsi_qgis.settings import Options, ProjectState
 from kdmsi_qgis.tasks import (
     DetectTask,
@@ -56,6 +57,8 @@ class KdmsiDock(QgsDockWidget):
         self.store: Optional[TagStore] = None
         self.tool: Optional[TagMapTool] = None
         self.state = ProjectState()
+        self.reading = ProjectReading(QgsProject.instance())
+        self._restoring = False
         self.ui.show_options(Options.load())
         self._connect()
         self.restore_project()
@@ -69,16 +72,12 @@ class KdmsiDock(QgsDockWidget):
         return options
 
     def restore_project(self) -> None:
-        """Show the layers and model stored in the current project."""
-        project = QgsProject.instance()
-        self.state = ProjectState.load(project)
-        for combo, layer_id in (
-            (self.ui.before_combo, self.state.before),
-            (self.ui.after_combo, self.state.after),
-            (self.ui.tags_combo, self.state.tags),
-        ):
-            layer = project.mapLayer(layer_id) if layer_id else None
-            combo.setLayer(layer)
+        """Show the layers, parameters, model and threshold stored in the current project."""
+        self._restoring = True
+        try:
+            self.state = panel_state.restore(self.ui, QgsProject.instance())
+        finally:
+            self._restoring = False
         self.set_tag_layer(self.ui.tags_combo.currentLayer())
         self.show_model()
         self.preselect_pair()
@@ -101,15 +100,30 @@ class KdmsiDock(QgsDockWidget):
                 combo.setLayer(rasters.pop(0))
 
     def save_project_state(self) -> None:
-        """Store the panel's layers and files in the project."""
-        self.state.before = self._layer_id(self.ui.before_combo.currentLayer())
-        self.state.after = self._layer_id(self.ui.after_combo.currentLayer())
-        self.state.tags = self._layer_id(self.ui.tags_combo.currentLayer())
-        self.state.save(QgsProject.instance())
+        """Store the panel's layers, parameters and files in the project.
 
-    @staticmethod
-    def _layer_id(layer: Optional[QgsMapLayer]) -> str:
-        return layer.id() if layer is not None else ""
+        Nothing is stored while QGIS reads a project or the panel shows a read one: the pickers
+        change then, and what the file holds must not be overwritten.
+        """
+        if self.reading.active or self._restoring:
+            return
+        panel_state.record(self.ui, self.state, QgsProject.instance())
+
+    def open_model(self, path: Optional[str] = None) -> Optional[str]:
+        """Use a model trained before (asks for the file when ``path`` is None)."""
+        start = str(Path(self.state.model).parent) if self.state.model else self.options().out_dir
+        path = path or panel_state.ask_model_path(self, start)
+        if path is None:
+            return None
+        problem = panel_state.model_problem(path)
+        if problem is not None:
+            self.message(problem, Qgis.Warning)
+            return None
+        self.state.model = str(Path(path))
+        self.show_model()
+        self.save_project_state()
+        self.message(f"Model opened: {path}. Detect and Suggest use it now.", Qgis.Info)
+        return self.state.model
 
     def _connect(self) -> None:
         """Wire the widgets."""
@@ -124,9 +138,11 @@ class KdmsiDock(QgsDockWidget):
         ui.export_button.clicked.connect(lambda: self.export())
         ui.cancel_button.clicked.connect(self.cancel)
         ui.check_button.clicked.connect(self.check_worker)
+        ui.open_model_button.clicked.connect(lambda: self.open_model())
         ui.tags_combo.layerChanged.connect(self.set_tag_layer)
         for combo in (ui.before_combo, ui.after_combo, ui.tags_combo):
             combo.layerChanged.connect(lambda _layer: self.save_project_state())
+        ui.threshold.slider.sliderReleased.connect(self.save_project_state)
 
     # ---- tagging --------------------------------------------------------------------------
     def set_tag_layer(self, layer: Optional[QgsMapLayer]) -> None:
@@ -387,6 +403,7 @@ class KdmsiDock(QgsDockWidget):
     def unload(self) -> None:
         """Stop tagging and cancel a running task (the plugin is being unloaded)."""
         self.set_tagging(False)
+        self.reading.disconnect()
         try:
             QgsProject.instance().layersAdded.disconnect(self.preselect_pair)
         except TypeError:

@@ -52,7 +52,11 @@ class Options:
 
 @dataclass
 class ProjectState:
-    """What the panel works on in this project: layer ids and files."""
+    """What the panel works on in this project: layer ids, files and the pair's parameters.
+
+    Every value is a string, empty when the project holds none; ``bands``, ``tile``,
+    ``out_dir`` and ``threshold`` override the user's settings (:class:`Options`) in this project.
+    """
 
     before: str = ""
     after: str = ""
@@ -61,6 +65,10 @@ class ProjectState:
     probability: str = ""
     polygons: str = ""
     suggestions: str = ""
+    bands: str = ""
+    tile: str = ""
+    out_dir: str = ""
+    threshold: str = ""
 
     @classmethod
     def load(cls, project: Optional[QgsProject] = None) -> ProjectState:

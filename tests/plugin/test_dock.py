@@ -69,6 +69,61 @@ def test_project_state_restores_the_panel(qgis_iface, qgis_new_project, mumbai_p
         d.deleteLater()
 
 
+def test_a_reopened_project_shows_the_whole_panel_again(
+    qgis_iface, qgis_new_project, mumbai_pair, mumbai_tags, levir_model, tmp_path
+):
+    """Save, clear, and read the project while a fresh panel is open, as QGIS does at start-up
+    with File > Open: its layers arrive one by one and must not overwrite what the file holds."""
+    project = QgsProject.instance()
+    dock = make_dock(qgis_iface, mumbai_pair, tmp_path / "out")
+    tags = QgsVectorLayer(str(mumbai_tags), "KD-MSI tags")
+    project.addMapLayer(tags)
+    dock.ui.tags_combo.setLayer(tags)
+    assert dock.open_model(str(levir_model)) == str(levir_model)
+    dock.ui.threshold.set_value(0.123)
+    dock.save_project_state()
+    expected = ProjectState.load(project)
+    assert expected.model == str(levir_model) and expected.tags == tags.id()
+    assert (expected.bands, expected.tile, expected.threshold) == ("3,2,1", "128", "0.123")
+    path = tmp_path / "project.qgz"
+    assert project.write(str(path))
+    dock.deleteLater()
+    project.clear()
+
+    fresh = KdmsiDock(qgis_iface)  # a new QGIS session: the panel starts empty
+    fresh.ui.bands_edit.setText("1,2,3")
+    fresh.ui.tile_spin.setValue(256)
+    project.readProject.connect(fresh.restore_project)  # as the plugin connects it
+    try:
+        assert project.read(str(path))
+    finally:
+        project.readProject.disconnect(fresh.restore_project)
+    assert ProjectState.load(project) == expected  # the half-loaded panel wrote nothing
+    ui = fresh.ui
+    assert ui.tags_combo.currentLayer().id() == expected.tags
+    assert ui.before_combo.currentLayer().id() == expected.before
+    assert ui.after_combo.currentLayer().id() == expected.after
+    assert (ui.bands_edit.text(), ui.tile_spin.value()) == ("3,2,1", 128)
+    assert ui.out_dir.filePath() == str(tmp_path / "out")
+    assert ui.model_label.toolTip() == str(levir_model)
+    assert ui.threshold.value() == 0.123
+    assert fresh.store is not None and fresh.ui.counts_label.text().endswith("untagged")
+    fresh.deleteLater()
+
+
+def test_open_model_refuses_a_file_that_is_not_a_model(qgis_iface, qgis_new_project, tmp_path):
+    dock = KdmsiDock(qgis_iface)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a model")
+    assert dock.open_model(str(text)) is None
+    assert dock.open_model(str(tmp_path / "missing.pt")) is None
+    log = dock.ui.log_view.toPlainText()
+    assert "notes.txt is not a model file; choose a model.pt written by Train" in log
+    assert "missing.pt does not exist" in log
+    assert dock.ui.model_label.text() == "no model"
+    dock.deleteLater()
+
+
 def test_revectorize_and_export_shapefile_keep_the_crs(
     qgis_iface, qgis_new_project, mumbai_pair, tmp_path, wait_for
 ):
