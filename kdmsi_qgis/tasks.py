@@ -33,7 +33,8 @@ def log_line(event: dict) -> Optional[str]:
     if kind == "error":
         return f"error: {event.get('message', '')}"
     if kind == "result":
-        return f"result: {event.get('outputs', {})}"
+        outputs = event.get("outputs", {})
+        return event.get("summary") or "\n".join(f"{k}: {v}" for k, v in outputs.items())
     return None
 
 

@@ -105,7 +105,13 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
             check_output(mask_out, args.overwrite, geotiff_bytes(pair.grid, dtype=np.uint8))
             result = run_cva(pair, args.out, mask_out, callbacks, args.overwrite)
         outputs = {"probability": str(result.probability), "mask": str(result.mask)}
-        reporter.result(outputs, {"threshold": 0.5, "cva_magnitude_threshold": result.threshold})
+        reporter.result(
+            outputs,
+            {"threshold": 0.5, "cva_magnitude_threshold": result.threshold},
+            f"Change probability written to {result.probability} and its mask to {result.mask} "
+            f"(change vector analysis; change where the magnitude is at least "
+            f"{result.threshold:.3f}).",
+        )
         return
     if args.model is None:
         raise KdmsiError(
@@ -144,4 +150,9 @@ def _detect_with_model(args: argparse.Namespace, reporter: Reporter, env: DistEn
         args.overwrite, env,
     )  # fmt: skip
     if env.is_main:
-        reporter.result({"probability": str(args.out)}, {"threshold": threshold})
+        reporter.result(
+            {"probability": str(args.out)},
+            {"threshold": threshold},
+            f"Change probability written to {args.out}; pixels at or above {threshold:.3f} "
+            "are change.",
+        )

@@ -101,12 +101,16 @@ class Reporter:
     def result(
         self, outputs: dict[str, Any], metrics: dict[str, Any] | None = None, text: str = ""
     ) -> None:
-        """The final result: a ``result`` event, or ``text`` (default: the outputs) for people."""
-        if self.jsonl:
-            self.emit({"event": "result", "outputs": outputs, "metrics": metrics or {}})
-            return
+        """The final result: a ``result`` event, or ``text`` (default: the outputs) for people.
+
+        The event carries ``text`` as its ``summary``, the sentence a panel shows.
+        """
         if not text:
             text = "\n".join(f"{key}: {value}" for key, value in outputs.items())
+        if self.jsonl:
+            event = {"event": "result", "outputs": outputs, "metrics": metrics or {}}
+            self.emit({**event, "summary": text.rstrip("\n")})
+            return
         self.out.write(text.rstrip("\n") + "\n")
         self.out.flush()
 

@@ -213,10 +213,11 @@ def _train(args: argparse.Namespace, reporter: Reporter, env: DistEnv) -> None:
             "method": result.method,
             "reliable": result.reliable,
         },
-        f"model: {result.model_path} (epoch {result.best_epoch} of {result.epochs}, "
+        f"Model written to {result.model_path}: "
         + (
-            "no held-out tags)"
+            f"the last of {result.epochs} epochs (no tags were held out to choose one)."
             if result.best_auc != result.best_auc
-            else f"held-out AUC {result.best_auc:.3f})"
+            else f"epoch {result.best_epoch} of {result.epochs}, the one that ranked the "
+            f"held-out tags best (AUC {result.best_auc:.3f})."
         ),
     )

@@ -335,11 +335,21 @@ class Trainer:
         for key, value in row.items():
             if key != "epoch":
                 self.cb.metric(key, value, epoch)
-        self.cb.info(
-            f"epoch {epoch}: teacher BCE {losses['teacher_bce']:.4f}, "
-            f"distillation {losses['distill']:.4f}, "
-            f"saturated {losses['saturated']:.2f}, held-out AUC student {auc_student:.3f} "
-            f"teacher {auc_teacher:.3f}"
+        self.cb.info(self._epoch_sentence(epoch, losses, auc_student, auc_teacher))
+
+    def _epoch_sentence(
+        self, epoch: int, losses: dict[str, float], auc_student: float, auc_teacher: float
+    ) -> str:
+        """One epoch in words; the raw values (BCE, distillation, saturation) go to log.csv."""
+        text = (
+            f"Epoch {epoch} of {self.params.epochs}: loss {losses['teacher_bce']:.4f} (teacher) "
+            f"and {losses['distill']:.4f} (student)"
+        )
+        if math.isnan(auc_student):
+            return text + "."
+        return (
+            text + f"; a held-out changed tile outscores an unchanged one {auc_student:.0%} of "
+            f"the time with the student, {auc_teacher:.0%} with the teacher."
         )
 
     @torch.inference_mode()

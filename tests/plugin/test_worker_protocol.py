@@ -74,3 +74,13 @@ def test_the_canceled_status_is_the_documented_one(qgis_app):
     from kdmsi_qgis.protocol import EXIT_STATUSES
 
     assert EXIT_STATUSES["canceled"] == 130 and EXIT_STATUSES["user_error"] == 2
+
+
+def test_the_log_shows_a_result_in_words_not_as_a_dict(qgis_app):
+    from kdmsi_qgis.tasks import log_line
+
+    sentence = "Model written to run/model.pt: epoch 3 of 5, the one that ranked the tags best."
+    event = {"event": "result", "outputs": {"model": "run/model.pt"}, "metrics": {}}
+    assert log_line({**event, "summary": sentence}) == sentence
+    older = log_line({**event, "outputs": {"model": "m.pt", "log": "log.csv"}})  # no summary
+    assert older == "model: m.pt\nlog: log.csv"

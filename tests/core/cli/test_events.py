@@ -28,7 +28,12 @@ def test_jsonl_events_follow_the_protocol():
         {"event": "progress", "fraction": 1.0, "stage": "train", "message": "epoch 3/20"},
         {"event": "log", "level": "info", "message": "hello"},
         {"event": "metric", "name": "loss", "value": 0.12, "step": 300},
-        {"event": "result", "outputs": {"probability": "p.tif"}, "metrics": {"f1": 0.5}},
+        {
+            "event": "result",
+            "outputs": {"probability": "p.tif"},
+            "metrics": {"f1": 0.5},
+            "summary": "probability: p.tif",
+        },
         {"event": "error", "message": "The before raster x.tif does not exist; check the path."},
     ]
     assert err.getvalue() == ""

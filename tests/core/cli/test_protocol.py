@@ -79,8 +79,15 @@ def test_the_exit_statuses_of_the_command_line_are_the_documented_ones():
         ({"event": "progress", "fraction": "half", "stage": "s", "message": ""}, "not a number"),
         ({"event": "log", "level": "info"}, "fields"),
         ({"event": "log", "level": "shout", "message": "x"}, "level"),
-        ({"event": "result", "outputs": {"tags": "t"}, "metrics": {}}, "lacks metrics"),
-        ({"event": "result", "outputs": {"tags": "t", "x": 1}, "metrics": {}}, "undocumented"),
+        (
+            {"event": "result", "outputs": {"tags": "t"}, "metrics": {}, "summary": ""},
+            "lacks metrics",
+        ),
+        (
+            {"event": "result", "outputs": {"tags": "t", "x": 1}, "metrics": {}, "summary": ""},
+            "undocumented",
+        ),
+        ({"event": "result", "outputs": {"tags": "t"}, "metrics": {}}, "fields"),
     ],
 )
 def test_the_checker_reports_departures(event, problem):
@@ -88,7 +95,7 @@ def test_the_checker_reports_departures(event, problem):
 
 
 def test_the_checker_reports_a_run_that_ends_badly():
-    ok = {"event": "result", "outputs": {"onnx": "s.onnx"}, "metrics": {}}
+    ok = {"event": "result", "outputs": {"onnx": "s.onnx"}, "metrics": {}, "summary": "s.onnx"}
     assert run_problems([ok], "export", 0) == []
     assert run_problems([], "export", 0) != []
     assert run_problems([ok], "export", 3) != []

@@ -142,7 +142,7 @@ def test_callbacks_receive_progress_metrics_and_logs(trained):
     assert all(b >= a for a, b in zip(recorder.progress, recorder.progress[1:]))
     messages = " ".join(m for _, m in recorder.logs)
     assert "12 tiles" in messages and "4 held out" in messages
-    assert "epoch 2:" in messages
+    assert "Epoch 2 of 2: loss" in messages and "outscores an unchanged one" in messages
 
 
 def test_resume_continues_to_more_epochs(trained, tmp_path):
