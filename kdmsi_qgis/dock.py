@@ -18,7 +18,7 @@ from qgis.gui import QgsDockWidget
 from kdmsi_qgis import layers, panel_state
 from kdmsi_qgis.dock_ui import PanelWidgets, scrolling
 from kdmsi_qgis.environment import probe_worker
-from kdmsi_qgis.export import ExportError, ask_export_path, check_exportable, export_polygons
+from kdmsi_qgis.export import export_with_messages
 from kdmsi_qgis.inputs import (
     file_of,
     rasters_to_preselect,
@@ -83,9 +83,15 @@ class KdmsiDock(QgsDockWidget):
         self.preselect_pair()
 
     def show_model(self) -> None:
-        """The model's run folder and file name (the full path in the tooltip)."""
+        """The model's run folder and file name (full path in the tooltip), and Resume's state.
+
+        Resume is enabled while a canceled training's checkpoint is there to continue.
+        """
         self.ui.model_label.setText(short_path(self.state.model) or "no model")
         self.ui.model_label.setToolTip(self.state.model)
+        run = self.state.resumable
+        self.ui.resume_button.setEnabled(bool(run) and (Path(run) / "checkpoint.pt").exists())
+        self.ui.resume_button.setToolTip(f"Continue the canceled training in {run}" if run else "")
 
     def preselect_pair(self, *_args: Any) -> None:
         """Fill empty before/after pickers with the project's rasters, the earliest added first.
@@ -132,7 +138,8 @@ class KdmsiDock(QgsDockWidget):
         ui.tag_button.toggled.connect(self.set_tagging)
         ui.undo_button.clicked.connect(self.undo)
         ui.suggest_button.clicked.connect(self.suggest)
-        ui.train_button.clicked.connect(self.train)
+        ui.train_button.clicked.connect(lambda: self.train())
+        ui.resume_button.clicked.connect(lambda: self.train(resume=True))
         ui.detect_button.clicked.connect(self.detect)
         ui.vectorize_button.clicked.connect(self.revectorize)
         ui.export_button.clicked.connect(lambda: self.export())
@@ -260,6 +267,7 @@ class KdmsiDock(QgsDockWidget):
         if task.outcome.ok:
             task.apply_to(self)
         elif task.was_canceled:
+            task.apply_canceled(self)
             self.ui.progress.setValue(0)
             self.ui.progress.setFormat("canceled")
             self.ui.log_view.appendPlainText(task.canceled_message())
@@ -280,8 +288,8 @@ class KdmsiDock(QgsDockWidget):
         options = {**pair, "tile": self.options().tile, "out": out}
         return self.start(GridTask(options, self.iface))
 
-    def train(self) -> Optional[WorkerTask]:
-        """``kdmsi train`` from the tag layer into a new run folder."""
+    def train(self, resume: bool = False) -> Optional[WorkerTask]:
+        """``kdmsi train`` from the tag layer into a new run folder (or the canceled one's)."""
         pair, folder = self.pair(), self.out_dir()
         tags = file_of(self.ui.tags_combo.currentLayer())
         if pair is None or folder is None:
@@ -293,10 +301,11 @@ class KdmsiDock(QgsDockWidget):
         options = {
             **pair,
             "tags": tags,
-            "out": folder / f"run_{stamp()}",
+            "out": Path(self.state.resumable) if resume else folder / f"run_{stamp()}",
             "backbone": o.backbone,
             "epochs": o.epochs,
             "device": o.device,
+            "resume": resume,
         }
         return self.start(TrainTask(options, self.iface))
 
@@ -379,21 +388,7 @@ class KdmsiDock(QgsDockWidget):
         if layer is None:
             self.message("Detect changes first: there are no change polygons.", Qgis.Warning)
             return None
-        try:
-            check_exportable(layer)
-        except ExportError as exc:
-            self.message(str(exc), Qgis.Warning)
-            return None
-        path = path or ask_export_path(self)
-        if path is None:
-            return None
-        try:
-            written = export_polygons(layer, path)
-        except ExportError as exc:
-            self.message(str(exc), Qgis.Critical)
-            return None
-        self.message(f"Changes exported to {written}.", Qgis.Success)
-        return written
+        return export_with_messages(layer, path, self, self.message)
 
     def check_worker(self) -> None:
         """Ask the worker for its Python, torch and GPU (in a task)."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
-from qgis.core import QgsCoordinateTransformContext, QgsVectorFileWriter, QgsVectorLayer
+from qgis.core import Qgis, QgsCoordinateTransformContext, QgsVectorFileWriter, QgsVectorLayer
 from qgis.PyQt.QtWidgets import QFileDialog, QWidget
 
 DRIVERS = {".shp": "ESRI Shapefile", ".gpkg": "GPKG"}
@@ -98,3 +98,32 @@ def export_polygons(layer: QgsVectorLayer, path: Path) -> Path:
     if error != QgsVectorFileWriter.NoError:
         raise ExportError(f"Cannot write {path}: {message or error}.")
     return path
+
+
+def export_with_messages(
+    layer: QgsVectorLayer,
+    path: Optional[Path],
+    parent: QWidget,
+    message: Callable[[str, int], None],
+) -> Optional[Path]:
+    """Export ``layer`` (asking for a file name when ``path`` is None), saying how it went.
+
+    Returns:
+        The file written, or None when the layer cannot be exported, the user cancels, or
+        writing fails (each said in ``message``).
+    """
+    try:
+        check_exportable(layer)
+    except ExportError as exc:
+        message(str(exc), Qgis.Warning)
+        return None
+    path = path or ask_export_path(parent)
+    if path is None:
+        return None
+    try:
+        written = export_polygons(layer, path)
+    except ExportError as exc:
+        message(str(exc), Qgis.Critical)
+        return None
+    message(f"Changes exported to {written}.", Qgis.Success)
+    return written

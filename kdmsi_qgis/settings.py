@@ -55,7 +55,8 @@ class ProjectState:
     """What the panel works on in this project: layer ids, files and the pair's parameters.
 
     Every value is a string, empty when the project holds none; ``bands``, ``tile``,
-    ``out_dir`` and ``threshold`` override the user's settings (:class:`Options`) in this project.
+    ``out_dir`` and ``threshold`` override the user's settings (:class:`Options`) in this project;
+    ``resumable`` is the run folder of a canceled training that kept its checkpoint.
     """
 
     before: str = ""
@@ -69,6 +70,7 @@ class ProjectState:
     tile: str = ""
     out_dir: str = ""
     threshold: str = ""
+    resumable: str = ""
 
     @classmethod
     def load(cls, project: Optional[QgsProject] = None) -> ProjectState:

@@ -136,6 +136,9 @@ class WorkerTask(QgsTask):
             if key in self.outputs:
                 setattr(panel.state, key, self.outputs[key])
 
+    def apply_canceled(self, panel: Any) -> None:
+        """Main thread, after a canceled run: what the panel should remember (overridden)."""
+
     def on_success(self) -> None:
         """Add the layers of a successful run (overridden)."""
 
@@ -257,16 +260,31 @@ class TrainTask(WorkerTask):
         if checkpoint.exists():
             return (
                 f"Training was canceled; its checkpoint was kept in {checkpoint}, and the "
-                "panel's model was not changed."
+                "panel's model was not changed. Resume continues it."
             )
         return (
             "Training was canceled before its first checkpoint; the panel's model was not changed."
         )
 
     def apply_to(self, panel: Any) -> None:
-        """Make the new model the panel's model."""
+        """Make the new model the panel's model; drop the finished run's checkpoint."""
         if self.model is not None:
             panel.state.model = str(self.model)
+            panel.state.resumable = ""
+            panel.show_model()
+        checkpoint = self.run_dir / "checkpoint.pt"
+        if checkpoint.exists():
+            size = checkpoint.stat().st_size / 2**20
+            checkpoint.unlink()
+            panel.ui.log_view.appendPlainText(
+                f"The finished run's checkpoint ({size:.0f} MB) was deleted; its model.pt holds "
+                "the result."
+            )
+
+    def apply_canceled(self, panel: Any) -> None:
+        """A checkpoint kept: the panel offers to resume this run."""
+        if (self.run_dir / "checkpoint.pt").exists():
+            panel.state.resumable = str(self.run_dir)
             panel.show_model()
 
 

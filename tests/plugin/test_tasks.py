@@ -10,6 +10,7 @@ from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsVecto
 
 from kdmsi_qgis.dock import KdmsiDock
 from kdmsi_qgis.layers import RESULTS_GROUP, tag_layer
+from kdmsi_qgis.settings import ProjectState
 from kdmsi_qgis.tasks import DetectTask, TrainTask
 
 
@@ -97,8 +98,8 @@ def test_cancel_training_keeps_a_checkpoint(
     assert (run_dir / "checkpoint.pt").exists()
 
 
-def test_a_canceled_training_in_the_panel_is_information_not_failure(
-    levir_pair, levir_tags, tmp_path, qgis_iface, qgis_new_project
+def test_a_canceled_training_in_the_panel_is_information_and_can_be_resumed(
+    levir_pair, levir_tags, tmp_path, qgis_iface, qgis_new_project, finish_panel_task
 ):
     project = QgsProject.instance()
     rasters = [QgsRasterLayer(str(levir_pair[k]), k) for k in ("before", "after")]
@@ -142,5 +143,19 @@ def test_a_canceled_training_in_the_panel_is_information_not_failure(
     assert sentence in log
     assert not [line for line in log.splitlines() if line.startswith("error:")], log
     assert dock.state.model == ""  # a canceled run does not become the panel's model
+    # Resume continues the canceled run in its folder; when it ends, the checkpoint goes
+    assert dock.ui.resume_button.isEnabled()
+    assert dock.state.resumable == str(task.run_dir)
+    assert ProjectState.load(project).resumable == str(task.run_dir)  # survives a reopen
+    dock.ui.epochs_spin.setValue(2)
+    dock.ui.resume_button.click()
+    resumed = finish_panel_task(dock, dock.task)
+    assert isinstance(resumed, TrainTask) and resumed.outcome.ok, resumed.outcome.error
+    assert resumed.run_dir == task.run_dir
+    assert any("Resumed from" in line for line in resumed.outcome.logs)
+    assert dock.state.model == str(task.run_dir / "model.pt")
+    assert not checkpoint.exists()  # the finished run keeps its model only
+    assert not dock.ui.resume_button.isEnabled() and dock.state.resumable == ""
+    assert "checkpoint (" in dock.ui.log_view.toPlainText()
     dock.unload()
     dock.deleteLater()
