@@ -286,7 +286,26 @@ class GuiCheck:
         for layer in QgsProject.instance().mapLayers().values():
             visible = layer is polygons or layer.name().startswith("after")
             root.findLayer(layer.id()).setItemVisibilityChecked(visible)
-        self.shoot_when_drawn("4_change_polygons.png", self.succeed)
+        self.shoot_when_drawn("4_change_polygons.png", self.save_and_reopen)
+
+    def save_and_reopen(self) -> None:
+        """Save the project, open it again as File > Open does, and find the panel as it was."""
+        project = QgsProject.instance()
+        path = WORK / "project.qgz"
+        self.dock.save_project_state()
+        if not project.write(str(path)):
+            raise RuntimeError(f"the project could not be saved to {path}")
+        ui = self.dock.ui
+        before = (ui.model_label.toolTip(), ui.tags_combo.currentLayer().name(),
+                  ui.bands_edit.text(), round(ui.threshold.value(), 3))  # fmt: skip
+        project.setDirty(False)
+        iface.addProject(str(path))
+        after = (ui.model_label.toolTip(), ui.tags_combo.currentLayer().name(),
+                 ui.bands_edit.text(), round(ui.threshold.value(), 3))  # fmt: skip
+        self.result["reopened"] = {"before": before, "after": after}
+        if after != before:
+            raise RuntimeError(f"the reopened project shows {after}, not {before}")
+        self.shoot_when_drawn("5_reopened_project.png", self.succeed)
 
     # ---- the end -----------------------------------------------------------------------------
     def succeed(self) -> None:
