@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from qgis.core import (
@@ -25,6 +26,20 @@ from qgis.core import (
 
 from kdmsi_qgis.settings import BACKBONES, DEFAULTS, DEVICES, METHODS
 from kdmsi_qgis.worker import WorkerOutcome, run_command
+
+# The Processing titles of the worker's commands, for its messages.
+COMMAND_TITLES = {
+    "grid": "Create tile grid",
+    "train": "Train from tags",
+    "detect": "Detect changes",
+    "vectorize": "Vectorize change map",
+    "suggest": "Suggest tiles to tag",
+}
+# Worker options whose dialog parameter has another name, per algorithm.
+OPTION_ALIASES = {
+    "vectorizechangemap": {"--prob": "'Change probability'", "--out": "'Change polygons'"},
+    "detectchanges": {"--out": "'Change probability'"},
+}
 
 
 class KdmsiAlgorithm(QgsProcessingAlgorithm):
@@ -88,10 +103,31 @@ class KdmsiAlgorithm(QgsProcessingAlgorithm):
 
         outcome = run_command(command, options, on_event, feedback.isCanceled)
         if outcome.canceled or feedback.isCanceled():
-            raise QgsProcessingException(f"kdmsi {command} canceled.")
+            raise QgsProcessingException(f"{self.TITLE} was canceled.")
         if not outcome.ok:
-            raise QgsProcessingException(outcome.error or f"kdmsi {command} failed.")
+            message = outcome.error or f"{self.TITLE} failed; the log above says why."
+            raise QgsProcessingException(self.in_dialog_terms(message))
         return outcome
+
+    def in_dialog_terms(self, message: str) -> str:
+        """The worker's sentence with its command-line names replaced by this dialog's.
+
+        ``--model FILE`` becomes 'Model file' (the parameter's label), ``kdmsi train`` becomes
+        'Train from tags' (the algorithm's title); flags the dialog lacks stay as they are.
+        """
+        labels = {
+            f"--{d.name().lower().replace('_', '-')}": f"'{d.description()}'"
+            for d in self.parameterDefinitions()
+        }
+        labels.update(OPTION_ALIASES.get(self.NAME, {}))
+
+        def flag(match: re.Match) -> str:
+            return labels.get(match.group(1), match.group(0))
+
+        message = re.sub(r"(--[a-z][a-z-]*)(?: [A-Z]{2,})?", flag, message)
+        for command, title in COMMAND_TITLES.items():
+            message = message.replace(f"`kdmsi {command}`", f"'{title}'")
+        return message
 
 
 class CreateTileGrid(KdmsiAlgorithm):
@@ -268,3 +304,55 @@ class VectorizeChangeMap(KdmsiAlgorithm):
         }
         self.run_worker("vectorize", options, feedback)
         return {"OUTPUT": options["out"]}
+
+
+class SuggestTiles(KdmsiAlgorithm):
+    """``kdmsi suggest``."""
+
+    NAME, TITLE = "suggesttiles", "Suggest tiles to tag"
+    HELP = (
+        "Outlines the untagged tiles a trained model is least sure about (tag these next: they "
+        "teach the model most) and the tagged tiles whose tag the model contradicts (look at "
+        "them again: the tag may be wrong, or the model has not learned that kind of change)."
+    )
+
+    def initAlgorithm(self, config: Any = None) -> None:
+        """Parameters."""
+        self.add_pair()
+        self.addParameter(
+            QgsProcessingParameterVectorLayer(
+                "TAGS", "Tag layer", [QgsProcessing.TypeVectorPolygon]
+            )
+        )
+        self.addParameter(QgsProcessingParameterFile("MODEL", "Model file", extension="pt"))
+        self.addParameter(
+            QgsProcessingParameterNumber("COUNT", "Tiles to suggest", defaultValue=20, minValue=1)
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum("DEVICE", "Device", list(DEVICES), defaultValue=0)
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination("OUTPUT", "Suggestions", "GeoPackage (*.gpkg)")
+        )
+
+    def processAlgorithm(self, parameters: dict, context: Any, feedback: Any) -> dict:
+        """Run the worker and load the suggestions."""
+        options = self.pair(parameters, context)
+        tags = self.parameterAsVectorLayer(parameters, "TAGS", context)
+        if tags is None:
+            raise QgsProcessingException("Choose the tag layer ('Tag layer').")
+        out = self.parameterAsFileOutput(parameters, "OUTPUT", context)
+        options.update(
+            tags=tags.source().split("|")[0],
+            model=self.parameterAsFile(parameters, "MODEL", context),
+            count=self.parameterAsInt(parameters, "COUNT", context),
+            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+            out=out,
+            overwrite=True,
+        )
+        self.run_worker("suggest", options, feedback)
+        details = QgsProcessingContext.LayerDetails(
+            "KD-MSI suggestions", context.project(), "OUTPUT"
+        )
+        context.addLayerToLoadOnCompletion(out, details)
+        return {"OUTPUT": out}

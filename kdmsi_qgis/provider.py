@@ -8,6 +8,7 @@ from qgis.PyQt.QtGui import QIcon
 from kdmsi_qgis.algorithms import (
     CreateTileGrid,
     DetectChanges,
+    SuggestTiles,
     TrainFromTags,
     VectorizeChangeMap,
 )
@@ -30,8 +31,10 @@ class KdmsiProvider(QgsProcessingProvider):
         return QIcon(icon_path("icon"))
 
     def loadAlgorithms(self) -> None:
-        """Register the four algorithms."""
-        for algorithm in (CreateTileGrid, TrainFromTags, DetectChanges, VectorizeChangeMap):
+        """Register the algorithms."""
+        for algorithm in (
+            CreateTileGrid, TrainFromTags, SuggestTiles, DetectChanges, VectorizeChangeMap
+        ):  # fmt: skip
             self.addAlgorithm(algorithm())
 
     def supportedOutputRasterLayerExtensions(self) -> list[str]:

@@ -126,6 +126,40 @@ def test_cancel_stops_the_worker(processing, levir_pair, levir_tags, tmp_path):
         )
 
 
+def test_suggest_tiles(processing, levir_pair, levir_tags, levir_model, tmp_path):
+    out = tmp_path / "suggestions.gpkg"
+    result = processing.run(
+        "kdmsi:suggesttiles",
+        {
+            "BEFORE": str(levir_pair["before"]),
+            "AFTER": str(levir_pair["after"]),
+            "TAGS": str(levir_tags),
+            "MODEL": str(levir_model),
+            "COUNT": 5,
+            "DEVICE": 0,
+            "OUTPUT": str(out),
+        },
+    )
+    assert result["OUTPUT"] == str(out)
+    assert 0 < count_features(out) <= 5 + count_features(levir_tags, "tiles")
+
+
+def test_worker_errors_name_the_dialog_parameters(processing, levir_pair, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    parameters = {
+        "BEFORE": str(levir_pair["before"]),
+        "AFTER": str(levir_pair["after"]),
+        "METHOD": 0,  # auto, which needs a model
+        "OUTPUT": str(tmp_path / "p.tif"),
+    }
+    with pytest.raises(QgsProcessingException) as raised:
+        processing.run("kdmsi:detectchanges", parameters)
+    message = str(raised.value)
+    assert "'Method' auto needs 'Model file' from 'Train from tags'" in message, message
+    assert "--" not in message and "kdmsi " not in message
+
+
 def test_defaults_of_the_plugin_follow_the_core(qgis_app):
     from core.choices import CHOICES, DEFAULTS
     from core.cli.main import build_parser
