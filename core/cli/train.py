@@ -158,7 +158,7 @@ def _train(args: argparse.Namespace, reporter: Reporter, env: DistEnv) -> None:
         callbacks = Callbacks(is_canceled=callbacks.is_canceled)
     tiles, bands, source = _tiles(args, callbacks)
     check_tags(tiles, source)
-    callbacks.info(f"{len(tiles)} tagged tiles of {tiles.tile_size} px: {tiles.counts}")
+    callbacks.info(f"{len(tiles)} tagged tiles of {tiles.tile_size} px: {tiles.counts_text}.")
     params = TrainParams(
         backbone=args.backbone,
         teacher_fusion=args.teacher_fusion,

@@ -49,6 +49,12 @@ class TileSet:
         positives = int((self.labels == 1).sum())
         return {"changed": positives, "unchanged": len(self) - positives}
 
+    @property
+    def counts_text(self) -> str:
+        """The counts in words: ``8 changed, 10 unchanged``."""
+        counts = self.counts
+        return f"{counts['changed']} changed, {counts['unchanged']} unchanged"
+
     def subset(self, index: np.ndarray | list[int]) -> TileSet:
         """The tiles at ``index``."""
         index = np.asarray(index, dtype=np.int64)

@@ -111,7 +111,7 @@ def load_benchmark_data(
             side = "train" if files.name in lists.get("train", set()) else ""
             side = "test" if files.name in lists.get("test", set()) else side
             sides.extend([side] * len(tileset))
-            callbacks.info(f"{files.key}: {len(tileset)} tiles {tileset.counts}")
+            callbacks.info(f"{files.key}: {len(tileset)} tiles ({tileset.counts_text})")
     pooled = TileSet.concat(sets)
     sides_arr = np.asarray(sides)
     free = np.flatnonzero(sides_arr == "")

@@ -12,10 +12,12 @@ The rule, fixed before any benchmark run:
   candidate with the highest AUC is used (ties go to the earlier of ``CANDIDATES``). The student's
   AUC is optimistic, since its epoch was chosen on the same tags, so a candidate that beats it by
   the margin is better.
-- A map *beats chance* when its AUC exceeds 0.5 by at least ``Z_ONE_SIDED`` standard deviations
-  of the AUC a random ranking of as many tags would get (one-sided 5 %, the Mann-Whitney normal
-  approximation). When the chosen map does not, the model is marked unreliable: the log says that
-  the tags are too few or too inconsistent to learn from and how many more to tag.
+- A map *beats chance* when a random ranking of as many held-out tags would reach its AUC at
+  most 5 % of the time (one-sided; the exact Mann-Whitney distribution for up to ``EXACT_PAIRS``
+  changed x unchanged pairs, its normal approximation beyond). With 2 + 2 held-out tags no AUC
+  can (a perfect ranking happens by chance once in six), with 5 + 5 it takes 0.84. When the
+  chosen map does not beat chance, the model is marked unreliable: the log says that the tags
+  are too few or too inconsistent to learn from and how many more to tag.
 - Without held-out tags nothing can be measured: the student is kept and the log says so.
 
 Only tile tags are used here, never pixel labels.
@@ -40,7 +42,9 @@ from core.train.selection import roc_auc
 from core.train.threshold_choice import otsu_on_changed_tiles
 
 MARGIN = 0.05
-Z_ONE_SIDED = 1.645
+ALPHA = 0.05
+Z_ONE_SIDED = 1.645  # the normal quantile of 1 - ALPHA
+EXACT_PAIRS = 40_000
 CANDIDATES = ("kdmsi", "cam", "cva")
 NAMES = {
     "kdmsi": "the trained network (student with multiscale inference)",
@@ -61,17 +65,45 @@ class MethodChoice:
     reason: str
 
     @property
-    def chance_bound(self) -> float:
-        """The AUC a map needs to beat chance on this many held-out tags."""
+    def chance_bound(self) -> float | None:
+        """The AUC a map needs to beat chance on this many held-out tags (None: unreachable)."""
         return chance_bound(self.changed, self.unchanged)
 
 
-def chance_bound(changed: int, unchanged: int) -> float:
-    """0.5 plus ``Z_ONE_SIDED`` std of a random ranking's AUC (1.0 when a class is empty)."""
-    if changed == 0 or unchanged == 0:
-        return 1.0
-    std = math.sqrt((changed + unchanged + 1) / (12.0 * changed * unchanged))
-    return min(0.5 + Z_ONE_SIDED * std, 1.0)
+def chance_bound(changed: int, unchanged: int) -> float | None:
+    """The least AUC that beats chance with this many held-out tags (None: none can).
+
+    A random ranking reaches that AUC at most ``ALPHA`` of the time: exactly (Mann-Whitney U
+    distribution, no ties) up to ``EXACT_PAIRS`` pairs, by the normal approximation beyond.
+    """
+    pairs = changed * unchanged
+    if pairs == 0:
+        return None
+    if pairs > EXACT_PAIRS:
+        std = math.sqrt((changed + unchanged + 1) / (12.0 * pairs))
+        return min(0.5 + Z_ONE_SIDED * std, 1.0)
+    counts = u_distribution(changed, unchanged)
+    tail = np.cumsum(counts[::-1])[::-1] / counts.sum()  # P(U >= u) for u = 0 .. pairs
+    passing = np.flatnonzero(tail <= ALPHA)
+    return float(passing[0] / pairs) if passing.size else None
+
+
+def u_distribution(m: int, n: int) -> np.ndarray:
+    """How many of the C(m + n, m) orderings give each Mann-Whitney U from 0 to m * n.
+
+    The counts are the coefficients of the Gaussian binomial coefficient, the product over
+    i = 1..m of (1 - q^(n+i)) / (1 - q^i), built one factor at a time (float64: only ratios of
+    counts are used).
+    """
+    poly = np.zeros(m * n + 1, dtype=np.float64)
+    poly[0] = 1.0
+    for i in range(1, m + 1):
+        times = poly.copy()
+        times[n + i :] -= poly[: len(poly) - n - i]  # x (1 - q^(n+i))
+        for start in range(i):  # / (1 - q^i): a running sum along every i-th coefficient
+            times[start::i] = np.cumsum(times[start::i])
+        poly = times
+    return poly
 
 
 def decide(auc: dict[str, float], changed: int, unchanged: int) -> MethodChoice:
@@ -80,7 +112,7 @@ def decide(auc: dict[str, float], changed: int, unchanged: int) -> MethodChoice:
     best = max(CANDIDATES, key=lambda name: scores[name])  # ties: the first in CANDIDATES
     method = best if scores[best] >= scores["kdmsi"] + MARGIN else "kdmsi"
     bound = chance_bound(changed, unchanged)
-    reliable = scores[method] >= bound
+    reliable = bound is not None and scores[method] >= bound
     reason = (
         f"{NAMES[method]} ranks the {changed + unchanged} held-out tags best "
         f"(AUC {scores[method]:.2f}; "
@@ -145,17 +177,29 @@ def choose_method(
     choice = decide(auc, int(labels.sum()), int(len(labels) - labels.sum()))
     info, states = load_model(model_path)
     cam_threshold = otsu_on_changed_tiles(held_out, maps["cam"]).value
-    summary = {**asdict(choice), "chance_bound": round(choice.chance_bound, 4)}
+    bound = choice.chance_bound
+    summary = {**asdict(choice), "chance_bound": None if bound is None else round(bound, 4)}
     save_model(
         model_path, replace(info, threshold_cam=cam_threshold, method_choice=summary), states
     )
     callbacks.info(f"Map used by detect: {choice.reason}.")
     if not choice.reliable:
-        callbacks.warning(
-            f"No map tells the {choice.changed} changed from the {choice.unchanged} unchanged "
-            f"held-out tiles clearly better than chance (best AUC {auc[choice.method]:.2f}, "
-            f"{choice.chance_bound:.2f} needed): the tags are too few or too inconsistent to "
-            f"learn from. Tag about {tags_needed(choice, tagged, held_out_fraction)} more tiles "
-            "(kdmsi suggest proposes which) and train again."
-        )
+        callbacks.warning(too_few_sentence(choice, tagged, held_out_fraction))
     return choice
+
+
+def too_few_sentence(choice: MethodChoice, tagged: int, held_out_fraction: float) -> str:
+    """The warning for a model whose chosen map does not beat chance on the held-out tags."""
+    bound = choice.chance_bound
+    need = (
+        f"{bound:.2f} needed"
+        if bound is not None
+        else f"with {choice.changed} + {choice.unchanged} held-out tiles no ranking can show it"
+    )
+    return (
+        f"No map tells the {choice.changed} changed from the {choice.unchanged} unchanged "
+        f"held-out tiles clearly better than chance (best AUC {choice.auc[choice.method]:.2f}, "
+        f"{need}): the tags are too few or too inconsistent to learn from. Tag about "
+        f"{tags_needed(choice, tagged, held_out_fraction)} more tiles (kdmsi suggest proposes "
+        "which) and train again."
+    )

@@ -34,7 +34,7 @@ def split_tags(
     counts = held.counts
     if fraction <= 0 or min(counts.values()) < MIN_HELD_OUT_PER_CLASS:
         callbacks.warning(
-            f"Too few tags to hold some out ({tiles.counts}); training on all of them and "
+            f"Too few tags to hold some out ({tiles.counts_text}); training on all of them and "
             "keeping the last epoch instead of choosing one."
         )
         return tiles, None

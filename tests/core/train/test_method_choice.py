@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -18,24 +19,38 @@ from core.train.method_choice import (
     choose_method,
     decide,
     tags_needed,
+    too_few_sentence,
+    u_distribution,
 )
 
 CPU = torch.device("cpu")
 
 
-def test_chance_bound_follows_the_number_of_tags():
-    # 0.5 + 1.645 * sqrt((5 + 5 + 1) / (12 * 5 * 5)) for five tags of each class
-    assert chance_bound(5, 5) == pytest.approx(0.5 + 1.645 * math.sqrt(11 / 300))
-    assert chance_bound(5, 5) == pytest.approx(0.815, abs=1e-3)
+def test_chance_bound_is_the_exact_mann_whitney_bound_for_few_tags():
+    # one-sided 5 % critical values of the Mann-Whitney U (tables): 5 + 5 tags need U >= 21 of 25
+    assert chance_bound(5, 5) == pytest.approx(21 / 25)
+    assert chance_bound(3, 3) == 1.0  # a perfect ranking happens by chance 1 time in 20
+    assert chance_bound(2, 2) is None  # ... and 1 time in 6 with 2 + 2: no AUC can show it
+    assert chance_bound(0, 7) is None
     assert chance_bound(50, 50) < chance_bound(10, 10) < chance_bound(5, 5)
-    assert chance_bound(0, 7) == 1.0
-    assert chance_bound(1, 1) == 1.0  # capped: two tags can never show anything
+
+
+def test_large_counts_use_the_normal_approximation():
+    assert chance_bound(300, 300) == pytest.approx(0.5 + 1.645 * math.sqrt(601 / (12 * 300**2)))
+
+
+@pytest.mark.parametrize(("m", "n"), [(3, 4), (2, 5), (4, 4), (1, 6)])
+def test_u_distribution_counts_every_ordering(m, n):
+    counts = np.zeros(m * n + 1)
+    for changed in itertools.combinations(range(m + n), m):  # positions of the changed tiles
+        counts[sum(p - i for i, p in enumerate(changed))] += 1  # unchanged tiles ranked below
+    np.testing.assert_allclose(u_distribution(m, n), counts)
 
 
 def test_the_student_is_kept_within_the_margin():
     choice = decide({"kdmsi": 0.80, "cam": 0.80 + MARGIN / 2, "cva": 0.70}, 10, 10)
     assert choice.method == "kdmsi"
-    assert choice.reliable  # 0.80 > chance bound 0.72 of 10 + 10 tags
+    assert choice.reliable  # 0.80 > chance bound 0.73 of 10 + 10 tags
     assert "held-out tags" in choice.reason and "AUC 0.80" in choice.reason
 
 
@@ -50,7 +65,8 @@ def test_a_candidate_ahead_by_the_margin_replaces_the_student():
 def test_nan_counts_as_chance_and_weak_maps_are_unreliable():
     choice = decide({"kdmsi": float("nan"), "cam": 0.31, "cva": 0.62}, 6, 6)
     assert choice.method == "cva"
-    assert not choice.reliable  # 0.62 < 0.5 + 1.645 * sqrt(13 / 432) = 0.785
+    assert not choice.reliable  # 0.62 < chance_bound(6, 6)
+    assert chance_bound(6, 6) > 0.62
     assert math.isnan(choice.auc["kdmsi"])  # the measured values are kept as they were
 
 
@@ -85,7 +101,7 @@ def test_choose_method_measures_every_candidate_and_stores_the_choice(saved, tmp
     info, states = load_model(path)
     assert info.method_choice["method"] == choice.method == info.auto_method
     assert info.method_choice["auc"] == choice.auc
-    assert info.method_choice["chance_bound"] == pytest.approx(chance_bound(4, 4), abs=1e-4)
+    assert info.method_choice["chance_bound"] == pytest.approx(0.9375)  # U >= 15 of 16
     assert 0.0 <= info.threshold_cam <= 1.0
     assert set(states) == {"student", "teacher"}  # the networks are kept as they were
     assert any("Map used by detect" in m for m in messages)
@@ -120,3 +136,11 @@ def test_no_held_out_tags_keep_the_student(saved, tmp_path):
     assert choose_method(path, None, CPU, Callbacks(log=lambda lvl, m: messages.append(m))) is None
     assert load_model(path)[0].auto_method == "kdmsi"
     assert any("could not be checked" in m for m in messages)
+
+
+def test_the_warning_says_when_no_ranking_of_so_few_tags_can_show_anything():
+    choice = decide({"kdmsi": 1.0, "cam": 0.5, "cva": 0.5}, 2, 2)
+    assert not choice.reliable  # a perfect AUC on 2 + 2 tags proves nothing
+    sentence = too_few_sentence(choice, 12, 0.2)
+    assert "with 2 + 2 held-out tiles no ranking can show it" in sentence
+    assert "Tag about" in sentence and "more tiles" in sentence
