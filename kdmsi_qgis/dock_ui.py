@@ -158,14 +158,15 @@ class PanelWidgets(QWidget):
         self.open_model_button = _button("Open model…", tip="Use a model trained before (model.pt)")
         self.train_button = _button("Train", "train", "Train KD-MSI from the tags")
         self.detect_button = _button("Detect changes", "detect", "Change map and polygons")
-        self.resume_button = _button("Resume")
+        self.resume_button = _button("Resume training")
         self.resume_button.setEnabled(False)
         form.addRow("Backbone", self.backbone_combo)
         form.addRow("Epochs", self.epochs_spin)
         form.addRow("Device", self.device_combo)
         form.addRow(self.check_button, self.device_label)
-        form.addRow("Model", _row(self.model_label, self.open_model_button))
-        form.addRow(_row(self.train_button, self.resume_button, self.detect_button))
+        form.addRow("Model", self.model_label)
+        form.addRow(_row(self.open_model_button, self.resume_button))
+        form.addRow(_row(self.train_button, self.detect_button))
         return box
 
     def _result_box(self) -> QGroupBox:
