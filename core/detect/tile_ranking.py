@@ -1,8 +1,12 @@
-"""Ranking tiles by a model's score: which tiles a new tag would teach the model most.
+"""Scoring tiles with a change map: how changed a tile looks, and which tiles to tag next.
 
-A tile's score is the mean change probability over its valid pixels; the tiles whose score lies
-closest to the model's threshold are the ones it is least sure about. ``kdmsi suggest`` shows them
-to the user, and the transfer suite's ``suggest`` strategy simulates a user who tags them.
+Two scores: a tile's *mean* change probability over its valid pixels ranks tiles from unchanged to
+changed (training's epoch choice and the map choice measure their AUC with it); a tile's *peak*,
+its highest probability, says whether the map puts any change pixel in it, which is what a tag
+means (a tile is changed when any of its pixels is) and what the polygons show. ``kdmsi suggest``
+compares peaks with the pixel threshold: the untagged tiles whose peak lies closest to it are the
+ones the model is least sure about, and a tag the peak contradicts is worth a second look. The
+transfer suite's ``suggest`` strategy simulates a user who tags those tiles.
 """
 
 from __future__ import annotations
@@ -21,6 +25,17 @@ def tile_scores(probabilities: np.ndarray, valid: np.ndarray) -> np.ndarray:
     sums = np.where(valid, probabilities, 0.0).sum(axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def tile_peaks(probabilities: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Highest probability over the valid pixels of each tile (NaN where none is valid).
+
+    Args:
+        probabilities: ``[N, T, T]`` change probabilities.
+        valid: ``[N, T, T]`` booleans.
+    """
+    peaks = np.where(valid, probabilities, -np.inf).max(axis=(1, 2))
+    return np.where(np.isfinite(peaks), peaks, np.nan)
 
 
 def most_uncertain(scores: np.ndarray, threshold: float, count: int) -> np.ndarray:

@@ -2,10 +2,10 @@
 
 ``random``: the budget drawn per class at random (:func:`core.eval.benchmark_data.budget_subset`).
 ``suggest``: what a user of ``kdmsi suggest`` does: tag half of the budget at random, train, then
-tag the untagged training tiles the model is least sure about (its score closest to its own
-threshold, as ``kdmsi suggest`` ranks them) until the budget is spent; the benchmark then trains
-again on all of them. Tags come from the masks, as everywhere in the benchmark; the test tiles are
-never among the candidates.
+tag the untagged training tiles the model is least sure about (their peak probability closest
+to its own threshold, as ``kdmsi suggest`` ranks them) until the budget is spent; the benchmark
+then trains again on all of them. Tags come from the masks, as everywhere in the benchmark; the
+test tiles are never among the candidates.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 
 from core.callbacks import Callbacks
 from core.detect.predictors import make_predictor, predict_tiles
-from core.detect.tile_ranking import most_uncertain, tile_scores
+from core.detect.tile_ranking import most_uncertain, tile_peaks
 from core.eval.benchmark_data import BenchmarkData, budget_subset
 from core.models.model_file import load_model
 from core.runtime.precision import autocast_dtype
@@ -55,7 +55,7 @@ def choose_tagged_tiles(
     )
     pool = np.setdiff1d(data.train, first.train)
     tiles = data.tiles.subset(pool)
-    scores = tile_scores(predict_tiles(predictor, tiles, device), tiles.valid)
+    scores = tile_peaks(predict_tiles(predictor, tiles, device), tiles.valid)
     extra = pool[most_uncertain(scores, info.threshold_single, budget - len(first.train))]
     callbacks.info(f"suggest: {len(extra)} more tags on the tiles the model is least sure about")
     return replace(data, train=np.sort(np.concatenate([first.train, extra])))

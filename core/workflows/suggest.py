@@ -1,10 +1,15 @@
 """Where to tag next: score every tile of a tag layer with the student and pick tiles to look at.
 
-Each tile's score is the mean single-scale change probability of the student over the tile's valid
-pixels. Two kinds of tiles are suggested: the ``count`` untagged tiles whose score is closest to
-the model's single-scale threshold (``uncertain``: a tag there teaches the model most), and the
-tagged tiles whose thresholded score contradicts their tag (``disagrees``: a mistake in the tag or
-something the model has not learned yet). No pixel label is used.
+Each tile's score is its peak: the student's highest single-scale change probability over the
+tile's valid pixels (:func:`core.detect.tile_ranking.tile_peaks`), so a score at or above the
+model's single-scale threshold means the map puts change pixels in the tile, which is what a
+*changed* tag means. Two kinds of tiles are suggested: the ``count`` untagged tiles whose score is
+closest to that threshold (``uncertain``: a tag there teaches the model most), and the tagged tiles
+whose score contradicts their tag (``disagrees``: a changed tag where the map finds no change
+pixel, or an unchanged tag where it finds some; a mistake in the tag or something the model has
+not learned yet). No pixel label is used. (Until issue 19 the score was the tile's mean
+probability, compared with a pixel threshold: almost every changed tag, whose change covers a
+small part of its tile, was reported as contradicted.)
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from core.callbacks import Callbacks
 from core.data.tags import TaggedTile, TagLayer, check_layer_fits, read_tags
 from core.data.tilesets import load_tiles
 from core.detect.predictors import make_predictor, predict_tiles
-from core.detect.tile_ranking import most_uncertain, tile_scores
+from core.detect.tile_ranking import most_uncertain, tile_peaks
 from core.errors import KdmsiError
 from core.io.gpkg import polygon_layer, window_polygon
 from core.io.grid import Grid
@@ -41,7 +46,7 @@ class TileScore:
 
     Attributes:
         tagged: the tile and its tag (None when untagged).
-        score: mean change probability over the tile's valid pixels (NaN without valid pixels).
+        score: highest change probability over the tile's valid pixels (NaN without any).
         reason: ``uncertain``, ``disagrees`` or ``""`` (not suggested).
     """
 
@@ -137,7 +142,7 @@ def score_tiles(
             chunk = layer.tiles[start : start + CHUNK_TILES]
             tiles = load_tiles(pair, stretch, [t.tile for t in chunk], [0] * len(chunk), size, "")
             prob = predict_tiles(predictor, tiles, device, params.batch_size)
-            values = tile_scores(prob, tiles.valid)
+            values = tile_peaks(prob, tiles.valid)
             scores += [TileScore(t, float(v)) for t, v in zip(chunk, values)]
             callbacks.progress(len(scores) / len(layer.tiles), f"{len(scores)} tiles scored")
         grid = pair.grid
