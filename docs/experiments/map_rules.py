@@ -1,0 +1,161 @@
+"""Issue 18: post-training rules that may transfer better, scored on the models of a suite run.
+
+The product cuts the student's MSI map at Otsu's threshold over the held-out changed-tagged tiles
+(``core/train/threshold_choice.py``): rule ``otsu``, the baseline. Two candidates, each fixed
+before this script was run on any family:
+
+- ``bounded``: tiles tagged unchanged say where change must not appear, and the baseline ignores
+  them. threshold = max(Otsu as above, the 99th percentile of the map over the held-out
+  unchanged-tagged tiles), so at most 1 % of those pixels are called change.
+- ``with cva``: the learned map combined with the unsupervised cue, sqrt(student x CVA), where
+  CVA is the pair's change magnitude scaled so that its own Otsu threshold sits at 0.5 (as the
+  benchmark's CVA row, clipped to [0, 1]); thresholded by Otsu on the held-out changed-tagged
+  tiles of the combined map.
+
+Tags only; no pixel label chooses anything. Adoption rule (issue 18, fixed before the run), for
+each candidate separately: judged on the *training* tiles' pixel labels, the mean changed-class F1
+over families must rise and no family may fall by more than 0.02. The test tiles only report.
+
+It reuses the models of a transfer-suite run (``kdmsi benchmark --suite ... --budgets B --seeds
+S --out RUN.json``, whose models are ``RUN/<family>/<budget>/seed<S>/model.pt``), rebuilds the
+same tiles, splits and held-out tags (everything is seeded), and scores every rule on the same
+maps. Usage::
+
+    python docs/experiments/map_rules.py RUN resources/benchmark-suite.json DATA --budget 48
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from core.callbacks import Callbacks  # noqa: E402
+from core.data.tilesets import TileSet  # noqa: E402
+from core.detect.cva import tile_magnitude  # noqa: E402
+from core.detect.predictors import make_predictor, predict_tiles  # noqa: E402
+from core.detect.tiled import Predictor  # noqa: E402
+from core.eval.benchmark_data import (  # noqa: E402
+    BenchmarkData,
+    budget_subset,
+    load_benchmark_data,
+)
+from core.eval.metrics import ConfusionMatrix  # noqa: E402
+from core.eval.suite import Family, load_families, slug  # noqa: E402
+from core.models.model_file import load_model  # noqa: E402
+from core.train.pipeline import MIN_HELD_OUT_PER_CLASS  # noqa: E402
+from core.train.selection import stratified_split  # noqa: E402
+from core.train.threshold_choice import otsu_on_changed_tiles  # noqa: E402
+
+QUANTILE = 0.99
+CPU = torch.device("cpu")
+
+
+def unchanged_bound(tiles: TileSet, prob: np.ndarray) -> float:
+    """The ``QUANTILE`` of the map over the valid pixels of the unchanged-tagged tiles."""
+    unchanged = ~tiles.labels.astype(bool)
+    pixels = prob[unchanged][tiles.valid[unchanged]]
+    return float(np.quantile(pixels, QUANTILE)) if pixels.size else 0.0
+
+
+def f1(prob: np.ndarray, truth: np.ndarray, valid: np.ndarray, threshold: float) -> float:
+    """Changed-class F1 of ``prob >= threshold``."""
+    return ConfusionMatrix().update(prob >= threshold, truth, valid).as_dict()["f1"]
+
+
+def held_out_index(data: BenchmarkData, seed: int) -> np.ndarray:
+    """Indices (into the tile set) of the training tags held out, as ``train_model`` splits them."""
+    train_labels = data.tiles.labels[data.train]
+    _fit, held = stratified_split(train_labels, 0.2, seed)
+    counts = np.bincount(train_labels[held].astype(int), minlength=2)
+    return data.train[held] if counts.min() >= MIN_HELD_OUT_PER_CLASS else data.train
+
+
+def maps(data: BenchmarkData, index: np.ndarray, predictor: Predictor) -> dict[str, np.ndarray]:
+    """The student's map and its combination with CVA for the tiles at ``index``."""
+    tiles = data.tiles.subset(index)
+    student = predict_tiles(predictor, tiles, CPU)
+    scale = 2 * data.cva_threshold[index, None, None]
+    cva = np.clip(tile_magnitude(tiles.before, tiles.after) / scale, 0, 1)
+    return {"student": student, "with cva": np.sqrt(student * cva)}
+
+
+def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, float]:
+    """Every rule's threshold and F1 (training and test tiles) for one family's model."""
+    quiet = Callbacks()
+    data = load_benchmark_data(list(family.roots), family.tile, family.bands, 0.7, seed, quiet)
+    data = budget_subset(data, budget, seed)
+    model = run / slug(family.name) / slug(str(budget)) / f"seed{seed}" / "model.pt"
+    info, states = load_model(model)
+    predictor = make_predictor("kdmsi", info, states, model, CPU)
+    index = held_out_index(data, seed)
+    held, held_maps = data.tiles.subset(index), maps(data, index, predictor)
+    otsu = otsu_on_changed_tiles(held, held_maps["student"]).value
+    rules = {  # rule -> (map, threshold)
+        "otsu": ("student", otsu),
+        "bounded": ("student", max(otsu, unchanged_bound(held, held_maps["student"]))),
+        "with cva": ("with cva", otsu_on_changed_tiles(held, held_maps["with cva"]).value),
+    }
+    row = {f"{rule} threshold": threshold for rule, (_, threshold) in rules.items()}
+    for part, part_index in (("train", data.train), ("test", data.test)):
+        part_maps = maps(data, part_index, predictor)
+        truth, valid = data.truth[part_index], data.tiles.valid[part_index]
+        for rule, (name, threshold) in rules.items():
+            row[f"{part} {rule}"] = f1(part_maps[name], truth, valid, threshold)
+    return row
+
+
+def main() -> None:
+    """Score both rules on every family of the suite run and apply the adoption rule."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("suite", type=Path)
+    parser.add_argument("data_root", type=Path)
+    parser.add_argument("--budget", type=int, default=48)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="*", help="family names to score (default: all)")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    rows = {}
+    for family in load_families(args.suite, args.data_root, Callbacks()):
+        if not args.only or family.name in args.only:
+            rows[family.name] = family_row(family, args.run, args.budget, args.seed)
+            print(family.name, {k: round(v, 3) for k, v in rows[family.name].items()}, flush=True)
+    print(report(rows))
+
+
+def report(rows: dict[str, dict[str, float]]) -> str:
+    """A markdown table (F1 per family and rule, training and test tiles) and each verdict."""
+    rules = ("otsu", "bounded", "with cva")
+    lines = [
+        "| family | " + " | ".join(f"train {r}" for r in rules) + " | "
+        + " | ".join(f"test {r}" for r in rules) + " |",
+        "|---|" + "---|" * (2 * len(rules)),
+    ]  # fmt: skip
+    for name, row in {**rows, "mean": mean_row(rows)}.items():
+        cells = [f"{row[f'{part} {r}']:.3f}" for part in ("train", "test") for r in rules]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for rule in rules[1:]:
+        gain = [row[f"train {rule}"] - row["train otsu"] for row in rows.values()]
+        adopted = np.mean(gain) > 0 and min(gain) >= -0.02
+        lines.append(
+            f"\n{rule}: mean gain on training tiles {np.mean(gain):+.3f}, worst family "
+            f"{min(gain):+.3f}: {'adopt' if adopted else 'drop'}"
+        )
+    return "\n".join(lines)
+
+
+def mean_row(rows: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The mean over families of every value."""
+    keys = next(iter(rows.values()))
+    return {key: float(np.mean([row[key] for row in rows.values()])) for key in keys}
+
+
+if __name__ == "__main__":
+    main()
