@@ -39,6 +39,7 @@ from kdmsi_qgis.tasks import (
     WorkerTask,
     log_line,
 )
+from kdmsi_qgis.worker import choose_python, chosen_python
 
 SUGGEST_COUNT = 20
 LOG_VISIBLE_PX = 160  # a started task scrolls the panel to its progress bar and log
@@ -145,6 +146,8 @@ class KdmsiDock(QgsDockWidget):
         ui.export_button.clicked.connect(lambda: self.export())
         ui.cancel_button.clicked.connect(self.cancel)
         ui.check_button.clicked.connect(self.check_worker)
+        ui.python_file.setFilePath(chosen_python())
+        ui.python_file.fileChanged.connect(self.set_worker_python)
         ui.open_model_button.clicked.connect(lambda: self.open_model())
         ui.tags_combo.layerChanged.connect(self.set_tag_layer)
         for combo in (ui.before_combo, ui.after_combo, ui.tags_combo):
@@ -389,6 +392,14 @@ class KdmsiDock(QgsDockWidget):
             self.message("Detect changes first: there are no change polygons.", Qgis.Warning)
             return None
         return export_with_messages(layer, path, self, self.message)
+
+    def set_worker_python(self, path: str) -> None:
+        """Run the worker with this Python from now on (empty: found automatically)."""
+        problem = choose_python(path.strip())
+        if problem is not None:
+            self.message(problem, Qgis.Warning)
+            return
+        self.ui.device_label.setText("worker not checked")
 
     def check_worker(self) -> None:
         """Ask the worker for its Python, torch and GPU (in a task)."""

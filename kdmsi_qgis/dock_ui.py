@@ -150,6 +150,13 @@ class PanelWidgets(QWidget):
         self.epochs_spin.setRange(1, 500)
         self.device_combo = _narrow(QComboBox())
         self.device_combo.addItems(DEVICES)
+        self.python_file = QgsFileWidget()
+        self.python_file.setStorageMode(QgsFileWidget.GetFile)
+        self.python_file.lineEdit().setPlaceholderText("found automatically (Check says which)")
+        self.python_file.setToolTip(
+            "The Python that runs training and detection; it needs torch. Leave empty to use "
+            "the one Raster > KD-MSI > Install dependencies made."
+        )
         self.check_button = _button("Check", tip="Ask the worker which Python, torch and GPU")
         self.device_label = QLabel("worker not checked")
         self.device_label.setWordWrap(True)
@@ -163,6 +170,7 @@ class PanelWidgets(QWidget):
         form.addRow("Backbone", self.backbone_combo)
         form.addRow("Epochs", self.epochs_spin)
         form.addRow("Device", self.device_combo)
+        form.addRow("Worker Python", self.python_file)
         form.addRow(self.check_button, self.device_label)
         form.addRow("Model", self.model_label)
         form.addRow(_row(self.open_model_button, self.resume_button))

@@ -56,6 +56,29 @@ def python_candidates() -> list[tuple[str, Path]]:
     return found
 
 
+def chosen_python() -> str:
+    """The interpreter chosen in the panel (QgsSettings ``kdmsi/python``; empty: none)."""
+    return QgsSettings().value(SETTING_PYTHON, "", type=str)
+
+
+def choose_python(path: str) -> Optional[str]:
+    """Make ``path`` the worker's Python (empty: found automatically again).
+
+    Returns:
+        None when done, else the sentence saying why ``path`` cannot be used.
+    """
+    if path and not Path(path).is_file():
+        return (
+            f"{path} is not a file; choose the Python interpreter (python, or python.exe on "
+            "Windows) of an environment that has torch."
+        )
+    if path:
+        QgsSettings().setValue(SETTING_PYTHON, path)
+    else:
+        QgsSettings().remove(SETTING_PYTHON)
+    return None
+
+
 def find_python() -> tuple[str, str]:
     """The worker's Python and where it came from.
 
@@ -69,8 +92,9 @@ def find_python() -> tuple[str, str]:
         if path.is_file():
             return str(path), source
     raise WorkerNotFound(
-        "No Python with torch was found for the KD-MSI worker; run Plugins > KD-MSI > "
-        f"Install dependencies, or set {ENV_PYTHON} or the setting {SETTING_PYTHON}."
+        "No Python with torch was found for the KD-MSI worker: run Raster > KD-MSI > "
+        "Install dependencies, or choose a Python that has torch in the panel's Worker Python "
+        "field."
     )
 
 

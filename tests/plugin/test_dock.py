@@ -4,6 +4,7 @@ project state, preselected pair, suggested tiles."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from osgeo import ogr
 from qgis.core import Qgis, QgsProject, QgsRasterLayer, QgsVectorLayer
@@ -239,3 +240,29 @@ def test_suggest_button_adds_a_styled_suggestions_layer(
     assert any("tiles to tag next" in m and "tags the model contradicts" in m for m in infos)
     dock.unload()
     dock.deleteLater()
+
+
+def test_the_worker_python_field_sets_the_interpreter(qgis_iface, qgis_new_project, tmp_path):
+    from qgis.core import QgsSettings
+
+    from kdmsi_qgis.worker import SETTING_PYTHON, find_python
+
+    dock = KdmsiDock(qgis_iface)
+    before = QgsSettings().value(SETTING_PYTHON, "", type=str)
+    python = Path(find_python()[0])
+    try:
+        dock.ui.python_file.setFilePath(str(python))  # what choosing a file in the field does
+        assert find_python() == (str(python), "setting kdmsi/python")
+        dock.ui.python_file.setFilePath(str(tmp_path / "no-python"))
+        assert "no-python is not a file; choose the Python interpreter" in (
+            dock.ui.log_view.toPlainText()
+        )
+        assert find_python()[0] == str(python)  # the bad path was not taken
+        dock.ui.python_file.setFilePath("")
+        assert QgsSettings().value(SETTING_PYTHON, "", type=str) == ""
+    finally:
+        if before:
+            QgsSettings().setValue(SETTING_PYTHON, before)
+        else:
+            QgsSettings().remove(SETTING_PYTHON)
+        dock.deleteLater()
