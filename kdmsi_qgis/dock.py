@@ -255,7 +255,8 @@ class KdmsiDock(QgsDockWidget):
         """Show a worker event (main thread)."""
         kind = event.get("event")
         if kind == "progress":
-            self.ui.progress.setValue(round(100 * float(event.get("fraction", 0))))
+            overall = event.get("overall", event.get("fraction", 0.0))
+            self.ui.progress.setValue(round(100 * float(overall)))
             self.ui.progress.setFormat(f"{event.get('stage', '')} %p%  {event.get('message', '')}")
         if kind == "error" and self.task is not None and self.task.isCanceled():
             return  # the canceled run is reported in a sentence when it ends (on_done)

@@ -106,11 +106,16 @@ class WorkerTask(QgsTask):
         return True
 
     def _on_event(self, event: dict) -> None:
-        """Progress to the task bar; every event to the panel."""
+        """Progress to the task bar; every event to the panel.
+
+        A progress event gets ``overall``: the fraction of the whole task (all its steps), which
+        is what QGIS's task bar shows, so that the panel shows the same.
+        """
         if event.get("event") == "progress":
-            share = 100.0 / max(len(self.steps), 1)
             fraction = float(event.get("fraction", 0.0))
-            self.setProgress(share * (self._step + fraction))
+            overall = (self._step + fraction) / max(len(self.steps), 1)
+            self.setProgress(100.0 * overall)
+            event = {**event, "overall": overall}
         self.event_received.emit(event)
 
     def finished(self, result: bool) -> None:

@@ -159,3 +159,12 @@ def test_a_canceled_training_in_the_panel_is_information_and_can_be_resumed(
     assert "checkpoint (" in dock.ui.log_view.toPlainText()
     dock.unload()
     dock.deleteLater()
+
+
+def test_the_panel_shows_the_progress_of_the_whole_task_as_the_task_bar_does(qgis_iface):
+    task = DetectTask({"out": "p.tif"}, {"prob": "p.tif", "out": "c.gpkg"}, qgis_iface)
+    seen = []
+    task.event_received.connect(seen.append)
+    task._step = 1  # the second of its two steps (vectorize), half done
+    task._on_event({"event": "progress", "fraction": 0.5, "stage": "vectorize", "message": ""})
+    assert seen[-1]["overall"] == 0.75 and task.progress() == 75.0
