@@ -16,8 +16,8 @@ from qgis.core import (
 from qgis.gui import QgsDockWidget
 
 from kdmsi_qgis import layers, panel_state
+from kdmsi_qgis.dock_setup import SetupActions
 from kdmsi_qgis.dock_ui import PanelWidgets, scrolling
-from kdmsi_qgis.environment import probe_worker
 from kdmsi_qgis.export import export_with_messages
 from kdmsi_qgis.inputs import (
     file_of,
@@ -39,13 +39,13 @@ from kdmsi_qgis.tasks import (
     WorkerTask,
     log_line,
 )
-from kdmsi_qgis.worker import choose_python, chosen_python
+from kdmsi_qgis.worker import chosen_python
 
 SUGGEST_COUNT = 20
 LOG_VISIBLE_PX = 160  # a started task scrolls the panel to its progress bar and log
 
 
-class KdmsiDock(QgsDockWidget):
+class KdmsiDock(SetupActions, QgsDockWidget):
     """The panel; it starts tasks and keeps the project state up to date."""
 
     def __init__(self, iface: Any, parent: Any = None) -> None:
@@ -116,22 +116,6 @@ class KdmsiDock(QgsDockWidget):
             return
         panel_state.record(self.ui, self.state, QgsProject.instance())
 
-    def open_model(self, path: Optional[str] = None) -> Optional[str]:
-        """Use a model trained before (asks for the file when ``path`` is None)."""
-        start = str(Path(self.state.model).parent) if self.state.model else self.options().out_dir
-        path = path or panel_state.ask_model_path(self, start)
-        if path is None:
-            return None
-        problem = panel_state.model_problem(path)
-        if problem is not None:
-            self.message(problem, Qgis.Warning)
-            return None
-        self.state.model = str(Path(path))
-        self.show_model()
-        self.save_project_state()
-        self.message(f"Model opened: {path}. Detect and Suggest use it now.", Qgis.Info)
-        return self.state.model
-
     def _connect(self) -> None:
         """Wire the widgets."""
         ui = self.ui
@@ -146,6 +130,7 @@ class KdmsiDock(QgsDockWidget):
         ui.export_button.clicked.connect(lambda: self.export())
         ui.cancel_button.clicked.connect(self.cancel)
         ui.check_button.clicked.connect(self.check_worker)
+        ui.diagnostics_button.clicked.connect(self.copy_diagnostics)
         ui.python_file.setFilePath(chosen_python())
         ui.python_file.fileChanged.connect(self.set_worker_python)
         ui.open_model_button.clicked.connect(lambda: self.open_model())
@@ -393,19 +378,6 @@ class KdmsiDock(QgsDockWidget):
             self.message("Detect changes first: there are no change polygons.", Qgis.Warning)
             return None
         return export_with_messages(layer, path, self, self.message)
-
-    def set_worker_python(self, path: str) -> None:
-        """Run the worker with this Python from now on (empty: found automatically)."""
-        problem = choose_python(path.strip())
-        if problem is not None:
-            self.message(problem, Qgis.Warning)
-            return
-        self.ui.device_label.setText("worker not checked")
-
-    def check_worker(self) -> None:
-        """Ask the worker for its Python, torch and GPU (in a task)."""
-        self.ui.device_label.setText("checking…")
-        self._probe = probe_worker(self.ui.device_label.setText)
 
     def unload(self) -> None:
         """Stop tagging and cancel a running task (the plugin is being unloaded)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
-from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import (
     QComboBox,
@@ -198,11 +197,14 @@ class PanelWidgets(QWidget):
         self.progress.setRange(0, 100)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
+        self.diagnostics_button = _button(
+            "Copy diagnostics", tip="Versions, the worker and this log, for a bug report"
+        )
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(2000)
         layout.addWidget(self.progress)
-        layout.addWidget(self.cancel_button, 0, Qt.AlignRight)
+        layout.addWidget(_row(self.diagnostics_button, self.cancel_button))
         layout.addWidget(self.log_view, 1)
         return box
 

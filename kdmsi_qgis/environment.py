@@ -6,9 +6,11 @@ created only when the user asks, never at import time.
 
 from __future__ import annotations
 
+import configparser
 import json
 import platform
 import subprocess
+import sys
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +20,7 @@ from qgis.core import Qgis, QgsApplication, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from kdmsi_qgis.install_plan import Host, InstallPlan, plan_install
-from kdmsi_qgis.paths import venv_python
+from kdmsi_qgis.paths import metadata_path, venv_python
 from kdmsi_qgis.worker import (
     WorkerNotFound,
     find_python,
@@ -209,3 +211,28 @@ class InstallTask(QgsTask):
         if iface is not None:
             level = Qgis.Success if result else Qgis.Critical
             iface.messageBar().pushMessage("KD-MSI", message, level, 15)
+
+
+def diagnostics(worker_line: str, log_text: str) -> str:
+    """What to paste into a bug report: versions, the worker and the panel's log.
+
+    Args:
+        worker_line: the panel's worker line (what Check found, or "worker not checked").
+        log_text: the panel's log.
+    """
+    meta = configparser.ConfigParser()
+    meta.read(metadata_path(), encoding="utf-8")
+    version = meta.get("general", "version", fallback="unknown")
+    try:
+        python, source = find_python()
+        worker = f"{python} ({source})"
+    except WorkerNotFound as exc:
+        worker = str(exc)
+    lines = [
+        f"KD-MSI plugin {version}, QGIS {Qgis.version()}, {platform.platform()}",
+        f"QGIS Python {sys.version.split()[0]}; worker Python: {worker}",
+        f"Worker check: {worker_line}",
+        "Log:",
+        log_text,
+    ]
+    return "\n".join(lines)

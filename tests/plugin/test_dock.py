@@ -266,3 +266,20 @@ def test_the_worker_python_field_sets_the_interpreter(qgis_iface, qgis_new_proje
         else:
             QgsSettings().remove(SETTING_PYTHON)
         dock.deleteLater()
+
+
+def test_copy_diagnostics_puts_versions_worker_and_log_on_the_clipboard(
+    qgis_iface, qgis_new_project
+):
+    from qgis.PyQt.QtWidgets import QApplication
+
+    from kdmsi_qgis.worker import find_python
+
+    dock = KdmsiDock(qgis_iface)
+    dock.ui.log_view.appendPlainText("Model written to run/model.pt: epoch 3 of 5.")
+    dock.ui.diagnostics_button.click()
+    text = QApplication.clipboard().text()
+    assert text.startswith("KD-MSI plugin 0.") and f"QGIS {Qgis.version()}" in text
+    assert find_python()[0] in text and "Worker check: worker not checked" in text
+    assert text.endswith("Model written to run/model.pt: epoch 3 of 5.")
+    dock.deleteLater()
