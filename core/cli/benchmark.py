@@ -63,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=DEFAULTS.lr)
     parser.add_argument("--backbone", default=DEFAULTS.backbone, choices=CHOICES["backbone"])
     parser.add_argument("--refine-epochs", type=int, default=8, help="0 skips the refinement row")
+    parser.add_argument(
+        "--reuse-models",
+        action="store_true",
+        help="score a run folder's finished model.pt (and read a suite run's result.json) "
+        "instead of running again: an interrupted run goes on where it stopped",
+    )
     parser.add_argument("--bands", type=parse_bands)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output-stride", type=int, choices=(8, 16), default=16)
@@ -133,6 +139,7 @@ def base_params(args: argparse.Namespace, seed: int) -> BenchmarkParams:
             precision=args.precision,
         ),
         refine=RefineParams(epochs=args.refine_epochs, seed=seed),
+        reuse=args.reuse_models,
     )
 
 
@@ -182,4 +189,4 @@ def reporter_argv(args: argparse.Namespace) -> list[str]:
     parts += ["--output-stride", str(args.output_stride), "--precision", args.precision]
     if args.bands:
         parts += ["--bands", ",".join(map(str, args.bands))]
-    return parts
+    return parts + (["--reuse-models"] if args.reuse_models else [])

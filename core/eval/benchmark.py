@@ -33,12 +33,12 @@ from core.eval.benchmark_data import (
 from core.eval.metrics import ConfusionMatrix, ThresholdSweep
 from core.eval.strategies import Strategy, choose_tagged_tiles
 from core.eval.whole_pair import whole_pair_predictions
-from core.models.model_file import load_model
+from core.models.model_file import ModelInfo, load_model
 from core.runtime.precision import autocast_dtype
 from core.train.pipeline import train_model
 from core.train.refinement import RefineParams
 from core.train.threshold_choice import otsu_on_changed_tiles
-from core.train.trainer import TrainParams
+from core.train.trainer import TrainParams, TrainResult
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,9 @@ class BenchmarkParams:
 
     ``budget`` > 0 tags only that many training tiles (a user's budget), chosen by ``strategy``
     (:mod:`core.eval.strategies`: at random per class, or half at random and half where a first
-    model is least sure, as ``kdmsi suggest`` proposes); the test tiles stay the same.
+    model is least sure, as ``kdmsi suggest`` proposes); the test tiles stay the same. ``reuse``
+    scores the run folder's model when its training ran to the end instead of training again
+    (an interrupted suite goes on where it stopped).
     """
 
     tile: int = 128
@@ -59,6 +61,7 @@ class BenchmarkParams:
     train: TrainParams = field(default_factory=TrainParams)
     refine: RefineParams = field(default_factory=RefineParams)
     scales: tuple[float, ...] = DEFAULTS.scales
+    reuse: bool = False
 
 
 @dataclass
@@ -127,17 +130,16 @@ def run_benchmark(
     )
     rows.append(_row("CVA (Otsu)", cva, data, 0.5, seconds))
     train_tiles = data.tiles.subset(data.train)
-    result, train_seconds = _timed(
-        lambda: train_model(
-            train_tiles,
-            params.train,
-            bands,
-            run_dir,
-            device,
-            callbacks,
-            refine_params=params.refine,
-        )
-    )
+    if params.reuse and finished_model(run_dir / "model.pt"):
+        callbacks.info(f"Reusing the finished model {run_dir / 'model.pt'}.")
+        result, train_seconds = reused_result(run_dir, params.train.epochs), float("nan")
+    else:
+        result, train_seconds = _timed(
+            lambda: train_model(
+                train_tiles, params.train, bands, run_dir, device, callbacks,
+                refine_params=params.refine,
+            )
+        )  # fmt: skip
     rows.extend(_learned_rows(result.model_path, data, train_tiles, params, device))
     detect = DetectParams(
         device=device.type, precision=params.train.precision, scales=params.scales
@@ -158,6 +160,22 @@ def run_benchmark(
         "rows": [asdict(r) for r in rows],
         "wall_seconds": time.perf_counter() - start,
     }
+
+
+def finished_model(path: Path) -> bool:
+    """True when ``path`` is a model file whose training ran to its end (thresholds chosen)."""
+    if not path.is_file():
+        return False
+    info, _states = load_model(path)
+    return info.threshold_rule != ModelInfo.threshold_rule
+
+
+def reused_result(run_dir: Path, epochs: int) -> TrainResult:
+    """What training reported, read back from a finished model file."""
+    summary = load_model(run_dir / "model.pt")[0].train_summary
+    selected = int(summary.get("selected_epoch", 0))
+    auc = float(summary.get("val_auc_student", float("nan")))
+    return TrainResult(run_dir / "model.pt", run_dir, selected, auc, epochs)
 
 
 def _learned_rows(

@@ -11,7 +11,10 @@ at a user's budget (a few dozen tags). The families are listed in a suite file (
     ]}
 
 Folders are relative to the data root; a family whose folders are missing is left out with a
-message, as is one with a ``skip`` reason.
+message, as is one with a ``skip`` reason. Every run leaves ``result.json`` in its folder; with
+``--reuse-models`` a kept result is read instead of run again and a finished model is scored
+instead of trained again, so an interrupted suite goes on where it stopped (and suites run in
+parts, e.g. one process per group of families, are put together by one more run).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from core.errors import KdmsiError
 from core.eval.benchmark import BenchmarkParams, run_benchmark
 
 MEAN_ROW = "mean over families"
+RESULT_FILE = "result.json"
 CHOSEN_NOTE = (
     "*auto chose*: the map `detect --method auto` ran in each seed's run, chosen on held-out tags "
     "(core/train/method_choice.py); `?` marks a model whose chosen map did not beat chance on them."
@@ -121,10 +125,27 @@ def run_suite(
                     train=replace(base.train, seed=seed), refine=replace(base.refine, seed=seed),
                 )  # fmt: skip
                 folder = run_dir / slug(family.name) / slug(setting["key"]) / f"seed{seed}"
-                runs.append(run_benchmark(list(family.roots), params, folder, device, callbacks))
+                runs.append(_run_once(list(family.roots), params, folder, device, callbacks))
             per_setting[setting["key"]] = runs
         results["families"][family.name] = per_setting
     return results
+
+
+def _run_once(
+    roots: list[Path],
+    params: BenchmarkParams,
+    folder: Path,
+    device: torch.device,
+    callbacks: Callbacks,
+) -> dict[str, Any]:
+    """One benchmark run, kept as ``folder/result.json`` (read back instead with ``reuse``)."""
+    kept = folder / RESULT_FILE
+    if params.reuse and kept.is_file():
+        callbacks.info(f"suite: reusing {kept}")
+        return json.loads(kept.read_text(encoding="utf-8"))
+    result = run_benchmark(roots, params, folder, device, callbacks)
+    kept.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    return result
 
 
 def slug(name: str) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -39,20 +41,36 @@ def dataset(tmp_path_factory, write_family):
     return write_family(tmp_path_factory.mktemp("bench") / "tiny", seed=10)
 
 
+PARAMS = BenchmarkParams(
+    tile=32,
+    train_fraction=0.5,
+    seed=0,
+    train=TrainParams(backbone="efficientnet-lite0", pretrained=False, epochs=1, batch_size=4),
+    refine=RefineParams(epochs=1, batch_size=4),
+    scales=(1.0, 2.0),
+)
+
+
 @pytest.fixture(scope="module")
 def results(dataset, tmp_path_factory):
-    params = BenchmarkParams(
-        tile=32,
-        train_fraction=0.5,
-        seed=0,
-        train=TrainParams(backbone="efficientnet-lite0", pretrained=False, epochs=1, batch_size=4),
-        refine=RefineParams(epochs=1, batch_size=4),
-        scales=(1.0, 2.0),
-    )
     run_dir = tmp_path_factory.mktemp("bench_run")
     logs = []
     callbacks = Callbacks(log=lambda level, m: logs.append((level, m)))
-    return run_benchmark([dataset], params, run_dir, torch.device("cpu"), callbacks), run_dir, logs
+    return run_benchmark([dataset], PARAMS, run_dir, torch.device("cpu"), callbacks), run_dir, logs
+
+
+def test_a_finished_model_is_scored_again_without_training(results, dataset):
+    result, run_dir, _ = results
+    logs = []
+    callbacks = Callbacks(log=lambda level, m: logs.append(m))
+    again = run_benchmark(
+        [dataset], replace(PARAMS, reuse=True), run_dir, torch.device("cpu"), callbacks
+    )
+    assert any("Reusing the finished model" in m for m in logs)
+    assert not any(m.startswith("Epoch") for m in logs)
+    assert [r["metrics"] for r in again["rows"]] == [r["metrics"] for r in result["rows"]]
+    assert again["training"]["selected_epoch"] == result["training"]["selected_epoch"]
+    assert math.isnan(again["training"]["seconds"])
 
 
 def test_every_method_is_scored(results):

@@ -119,6 +119,20 @@ def test_the_suite_command_reports_every_family_budget_and_curve(suite, tmp_path
     assert first_round.is_file()
     assert [Path(p).name for p in payload["curves"]] == ["one.png", "two.png"]
     assert all(Path(p).stat().st_size > 1000 for p in payload["curves"])
+    assert len(list((tmp_path / "suite").glob("*/*/seed0/result.json"))) == 6
+
+    # an interrupted or split suite is put together from the kept results, without running again
+    again = tmp_path / "again.json"
+    reuse = [a if a != out else again for a in args] + ["--run-dir", tmp_path / "suite"]
+    rerun = subprocess.run(
+        [sys.executable, "-m", "core", "benchmark", *map(str, reuse), "--reuse-models",
+         "--device", "cpu", "--jsonl"],
+        cwd=PROJECT_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert rerun.stdout.count("suite: reusing") == 6 and "Epoch" not in rerun.stdout
+    assert json.loads(again.read_text())["families"] == payload["families"]
 
 
 def test_suggest_tags_the_tiles_the_first_model_is_least_sure_about(suite, tmp_path):
