@@ -151,24 +151,46 @@ def _overviews(r: dict) -> list[str]:
             "wall time."]  # fmt: skip
 
 
+_VECTOR_HEADER = (
+    "| input -> output | kdmsi s | gdal_polygonize.py s | ratio | polygons kdmsi / gdal | "
+    "area kdmsi / gdal | peak RSS MB kdmsi / gdal |",
+    "|---|---|---|---|---|---|---|",
+)
+
+
+def _vector_row(name: str, v: dict) -> str:
+    """One line of a vectorization table."""
+    return (
+        f"| {name} | {v['kdmsi_median_s']:.2f} | {v['gdal_median_s']:.2f} | "
+        f"{v['time_ratio_kdmsi_over_gdal']:.2f} | {v['kdmsi_count']} / {v['gdal_count']} | "
+        f"{v['kdmsi_area']:.6g} / {v['gdal_area']:.6g} | "
+        f"{v['kdmsi_peak_rss_mb']:.0f} / {v['gdal_peak_rss_mb']:.0f} |"
+    )
+
+
 def _vectorization(r: dict) -> list[str]:
     lines = [
-        f"### Vectorization of a {r['mask_px'][0]} x {r['mask_px'][1]} px mask "
+        f"### Vectorization of a {r['mask_px'][0]} x {r['mask_px'][1]} px mask, dense change "
         f"({r['changed_px']} change pixels), median of {r['repeats']}",
         "",
-        "| input -> output | kdmsi s | gdal_polygonize.py s | ratio | polygons kdmsi / gdal | "
-        "area kdmsi / gdal | peak RSS MB kdmsi / gdal |",
-        "|---|---|---|---|---|---|---|",
+        *_VECTOR_HEADER,
     ]
     cases = [(f"0/1 mask -> .{k}", v) for k, v in r["formats"].items()]
-    cases.append(("float32 probability -> .shp", r["probability_shp"]))
-    for name, v in cases:
-        lines.append(
-            f"| {name} | {v['kdmsi_median_s']:.2f} | {v['gdal_median_s']:.2f} | "
-            f"{v['time_ratio_kdmsi_over_gdal']:.2f} | {v['kdmsi_count']} / {v['gdal_count']} | "
-            f"{v['kdmsi_area']:.6g} / {v['gdal_area']:.6g} | "
-            f"{v['kdmsi_peak_rss_mb']:.0f} / {v['gdal_peak_rss_mb']:.0f} |"
-        )
+    cases += [(f"float32 probability -> .{k}", r[f"probability_{k}"]) for k in ("shp", "gpkg")
+              if f"probability_{k}" in r]  # fmt: skip
+    lines += [_vector_row(name, v) for name, v in cases]
+    sparse = r.get("sparse")
+    if sparse:
+        lines += [
+            "",
+            f"Sparse change: a {sparse['mask_px'][0]} x {sparse['mask_px'][1]} px float32 "
+            f"probability with {sparse['blobs']} change blobs ({sparse['changed_px']} change "
+            "pixels) against `gdal_polygonize.py` of its mask at 0.5:",
+            "",
+            *_VECTOR_HEADER,
+            *(_vector_row(f"float32 probability -> .{k}", sparse[f"probability_{k}"])
+              for k in ("shp", "gpkg")),
+        ]  # fmt: skip
     return [*lines, "", f"Target ratio: at most {r['target_ratio']} (kdmsi time / GDAL time)."]
 
 

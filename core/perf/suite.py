@@ -29,7 +29,9 @@ class PerfConfig:
         memory: the detect runs of the memory benchmark.
         overview_sizes: edges of the probability outputs whose overview build the memory
             benchmark times.
-        mask_px: edge of the mask vectorized.
+        mask_px: edge of the mask vectorized (dense change).
+        sparse_px: edge of the sparse-change probability vectorized.
+        sparse_blobs: number of change polygons in it.
         dataset_pairs: generated 512 px pairs in the training dataset (``dataset_px`` quick).
         dataset_px: edge of each training pair.
         training: the training runs.
@@ -48,6 +50,8 @@ class PerfConfig:
     )  # fmt: skip
     overview_sizes: tuple[int, ...] = (8000, 16000)
     mask_px: int = 4000
+    sparse_px: int = 8000
+    sparse_blobs: int = 130
     dataset_pairs: int = 24
     dataset_px: int = 512
     training: tuple[TrainCase, ...] = (
@@ -65,7 +69,8 @@ class PerfConfig:
             inference_px=64, repeats=1,
             memory=(MemoryCase(96, "kdmsi"), MemoryCase(128, "kdmsi", 60.0), MemoryCase(96, "cva")),
             overview_sizes=(600,),
-            mask_px=200, dataset_pairs=2, dataset_px=128, training=(TrainCase(64, 4),),
+            mask_px=200, sparse_px=320, sparse_blobs=5,
+            dataset_pairs=2, dataset_px=128, training=(TrainCase(64, 4),),
             model_tile=64, flops_window=64, matmul_size=256, only=only,
         )  # fmt: skip
 
@@ -118,7 +123,9 @@ def _run_one(name: str, config: PerfConfig, work: Path, model: Path, results: di
     if name == "vectorization":
         from core.perf.vectorization import run_vectorization
 
-        return run_vectorization(inputs.make_mask(work, config.mask_px), work, config.repeats)
+        mask = inputs.make_mask(work, config.mask_px)
+        sparse = (config.sparse_px, config.sparse_blobs)
+        return run_vectorization(mask, work, config.repeats, sparse)
     if name == "training":
         from core.perf.training import run_training
 

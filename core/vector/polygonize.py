@@ -1,13 +1,14 @@
-"""The raster side of :func:`core.vector.vectorize.vectorize`: read, threshold, polygonize, measure.
+"""The raster side of :func:`core.vector.vectorize.vectorize`: open, read, polygonize.
 
-The probability raster is read chunk by chunk (rows of a few million pixels); the change mask is a
-temporary Byte GeoTIFF that GDAL Polygonize turns into an in-memory layer; the kept polygons'
-ids are rasterized back onto the grid and their mean and maximum probability gathered with
-``numpy.bincount``. See :mod:`core.vector.vectorize` for the value scale rule.
+:class:`Source` reads the probability raster and says which pixels are change; the pass that
+labels and measures the change components lives in :mod:`core.vector.labelling`, and GDAL
+Polygonize turns its label raster (or a 0/1 mask as it is) into an in-memory layer. See
+:mod:`core.vector.vectorize` for the value scale rule.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,10 +19,8 @@ from osgeo import gdal, ogr, osr
 from core.callbacks import Callbacks
 from core.errors import Canceled, KdmsiError
 from core.io.rasters import grid_of
-from core.vector.tag_rules import TagRules
 
 _TARGET_CHUNK_PIXELS = 1 << 22
-_TEMP_TIFF = ("COMPRESS=DEFLATE", "ZLEVEL=1")
 
 
 @dataclass
@@ -55,14 +54,64 @@ class Source:
             and grid_of(self.dataset).georeferenced
         )
 
-    def read(self, row: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(values / divisor as float64, valid)`` for ``rows`` full rows from ``row``."""
-        values = self.band.ReadAsArray(0, row, self.width, rows).astype(np.float64)
-        values /= self.divisor
+    def read(self, row: int, rows: int) -> np.ndarray:
+        """Return ``rows`` full rows from ``row`` as stored (not scaled)."""
+        return self.band.ReadAsArray(0, row, self.width, rows)
+
+    def above(self, values: np.ndarray, threshold: float) -> np.ndarray:
+        """Where ``values / divisor >= threshold`` in float64, validity aside.
+
+        Float32 values are compared in float32 with the smallest float32 not below the
+        threshold (:func:`float32_at_least`): the same pixels without a float64 copy.
+        """
+        if values.dtype == np.float32 and self.divisor == 1.0:
+            return values >= float32_at_least(threshold)
+        return scaled(values, self.divisor) >= threshold
+
+    def mask_hides(self, threshold: float) -> bool:
+        """Whether the band's mask may hide a pixel at or above ``threshold``.
+
+        A mask made of a nodata value below the threshold cannot (GDAL compares a float nodata
+        value within a few ulps; the margin here is far wider), so it need not be read.
+        """
+        flags = self.band.GetMaskFlags()
+        if flags == gdal.GMF_ALL_VALID:
+            return False
+        nodata = self.band.GetNoDataValue()
+        if flags != gdal.GMF_NODATA or nodata is None:
+            return True
+        if math.isnan(nodata):  # such pixels are NaN, never at or above a threshold
+            return False
+        nodata /= self.divisor
+        return not nodata < threshold - 1e-6 * (abs(nodata) + abs(threshold))
+
+    def valid(self, values: np.ndarray, row: int, col: int, use_mask: bool = True) -> np.ndarray:
+        """Finite values that the band's mask keeps, for the window of ``values`` at (col, row).
+
+        ``use_mask=False`` skips the mask (see :meth:`mask_hides`).
+        """
         valid = np.isfinite(values)
-        if self.band.GetMaskFlags() != gdal.GMF_ALL_VALID:
-            valid &= self.band.GetMaskBand().ReadAsArray(0, row, self.width, rows) > 0
-        return values, valid
+        if use_mask and self.band.GetMaskFlags() != gdal.GMF_ALL_VALID:
+            rows, cols = values.shape
+            valid &= self.band.GetMaskBand().ReadAsArray(col, row, cols, rows) > 0
+        return valid
+
+
+def scaled(values: np.ndarray, divisor: float) -> np.ndarray:
+    """``values / divisor`` in float64: the probabilities that are compared and measured."""
+    values = values.astype(np.float64)
+    if divisor != 1.0:
+        values /= divisor
+    return values
+
+
+def float32_at_least(threshold: float) -> np.float32:
+    """The smallest float32 ``t >= threshold``: float32 ``v >= t`` iff ``v >= threshold``."""
+    with np.errstate(over="ignore"):
+        value = np.float32(threshold)
+    if float(value) < threshold:
+        value = np.nextafter(value, np.float32(np.inf))
+    return value
 
 
 def open_source(prob_path: Path) -> Source:
@@ -88,48 +137,29 @@ def open_source(prob_path: Path) -> Source:
     return Source(dataset, band, divisor, srs, dataset.RasterXSize, dataset.RasterYSize)
 
 
-def row_chunks(source: Source) -> list[tuple[int, int]]:
-    """Split the rows into ``(first_row, row_count)`` chunks of a few million pixels."""
+def row_chunks(source: Source, align: int = 1) -> list[tuple[int, int]]:
+    """Split the rows into ``(first_row, row_count)`` chunks of a few million pixels.
+
+    Chunks hold whole blocks of the source and, where they are that tall, a multiple of
+    ``align`` rows (the block height of a raster written chunk by chunk).
+    """
     block_rows = max(1, source.band.GetBlockSize()[1])
     rows = max(1, _TARGET_CHUNK_PIXELS // max(1, source.width))
-    if rows >= block_rows:
-        rows -= rows % block_rows
+    for unit in (math.lcm(block_rows, align), block_rows):
+        if rows >= unit:
+            rows -= rows % unit
+            break
     return [(row, min(rows, source.height - row)) for row in range(0, source.height, rows)]
 
 
-def temp_raster(source: Source, path: Path, data_type: int) -> gdal.Dataset:
+def temp_raster(
+    source: Source, path: Path, data_type: int, options: tuple[str, ...]
+) -> gdal.Dataset:
     """Create a one band GeoTIFF on the source grid (no CRS) filled with zeros."""
     driver = gdal.GetDriverByName("GTiff")
-    raster = driver.Create(str(path), source.width, source.height, 1, data_type, _TEMP_TIFF)
+    raster = driver.Create(str(path), source.width, source.height, 1, data_type, list(options))
     raster.SetGeoTransform(grid_of(source.dataset).display_transform)
     return raster
-
-
-def threshold_mask(
-    source: Source,
-    threshold: float,
-    path: Path,
-    callbacks: Callbacks,
-    rules: TagRules | None = None,
-) -> gdal.Dataset:
-    """Write the 0/1 change mask of ``source`` to a temporary GeoTIFF, chunk by chunk.
-
-    ``rules`` (the user's tags) clear the tiles tagged unchanged and count what is left in the
-    tiles tagged changed.
-    """
-    mask = temp_raster(source, path, gdal.GDT_Byte)
-    band = mask.GetRasterBand(1)
-    chunks = row_chunks(source)
-    for index, (row, rows) in enumerate(chunks):
-        callbacks.check_canceled()
-        values, valid = source.read(row, rows)
-        change = (valid & (values >= threshold)).astype(np.uint8)
-        if rules is not None:
-            rules.apply(change, row)
-        band.WriteArray(change, 0, row)
-        callbacks.progress(0.2 * (index + 1) / len(chunks), "thresholding")
-    band.FlushCache()
-    return mask
 
 
 def run_gdal(
@@ -157,37 +187,45 @@ def run_gdal(
 
 
 def polygonize(
-    mask: gdal.Dataset, source: Source, connectivity: int, callbacks: Callbacks
-) -> tuple[gdal.Dataset, ogr.Layer]:
-    """Polygonize the change pixels of ``mask`` into the in-memory layer ``polygons``."""
+    raster: gdal.Dataset,
+    source: Source,
+    connectivity: int,
+    callbacks: Callbacks,
+    with_pid: bool = False,
+) -> gdal.Dataset:
+    """Polygonize the nonzero pixels of ``raster`` into the in-memory layer ``polygons``.
+
+    ``raster`` is a label raster (:mod:`core.vector.labelling`) or a 0/1 mask, and its own mask:
+    zero is no change. With ``with_pid`` GDAL writes each polygon's pixel value (its label, or 1
+    for a mask) to the layer's field 0, ``pid``. Returns the in-memory dataset.
+    """
     memory = gdal.GetDriverByName("Memory").Create("polygons", 0, 0, 0, gdal.GDT_Unknown)
     srs = source.srs
-    if srs is None:  # a local CRS keeps RasterizeLayer from warning about a missing one
+    if srs is None:  # an explicit local CRS rather than none; the writers set the output's
         srs = osr.SpatialReference()
         srs.SetLocalCS("pixels")
     layer = memory.CreateLayer("polygons", srs, ogr.wkbPolygon)
-    band = mask.GetRasterBand(1)
+    if with_pid:
+        layer.CreateField(ogr.FieldDefn("pid", ogr.OFTInteger))
+    band = raster.GetRasterBand(1)
     options = ["8CONNECTED=8"] if connectivity == 8 else []
-    stage = (0.2, 0.5, "polygonizing")
-    run_gdal(callbacks, stage, gdal.Polygonize, band, band, layer, -1, options)
-    return memory, layer
+    stage = (0.3, 0.6, "polygonizing")
+    run_gdal(callbacks, stage, gdal.Polygonize, band, band, layer, 0 if with_pid else -1, options)
+    return memory
 
 
 def numbered(memory: gdal.Dataset, min_area: float) -> ogr.Layer:
-    """Return an SQL view of the polygons of at least ``min_area`` with ``pid`` = FID + 1.
+    """Return an SQL view of the ``pid`` of the polygons of at least ``min_area``.
 
     Release it with ``memory.ReleaseResultSet``. OGR_GEOM_AREA is the same OGR area as GetArea.
     """
     where = f" WHERE OGR_GEOM_AREA >= {min_area!r}" if min_area > 0 else ""
-    return memory.ExecuteSQL(f'SELECT CAST(FID + 1 AS integer) AS pid FROM "polygons"{where}')
+    return memory.ExecuteSQL(f'SELECT pid FROM "polygons"{where}')
 
 
 @dataclass
 class PolygonStats:
-    """Per polygon sums, pixel counts and maxima of the probability, indexed by pid.
-
-    The Memory driver numbers new features 0, 1, 2, ... so pids (FID + 1) stay below n + 1.
-    """
+    """Per polygon sums, pixel counts and maxima of the probability, indexed by ``pid``."""
 
     sums: np.ndarray
     counts: np.ndarray
@@ -204,39 +242,3 @@ class PolygonStats:
     def means(self) -> np.ndarray:
         """Mean probability per pid (0 where a polygon has no pixel)."""
         return self.sums / np.maximum(self.counts, 1)
-
-    def add(self, ids: np.ndarray, values: np.ndarray) -> None:
-        """Accumulate pixels with polygon ids ``ids`` (all > 0) and probabilities ``values``."""
-        size = self.sums.size
-        self.sums += np.bincount(ids, weights=values, minlength=size)
-        self.counts += np.bincount(ids, minlength=size)
-        order = np.lexsort((values, ids))
-        ids, values = ids[order], values[order]
-        last = np.append(ids[1:] != ids[:-1], True)  # largest value of each id comes last
-        self.maxima[ids[last]] = np.maximum(self.maxima[ids[last]], values[last])
-
-
-def polygon_stats(
-    layer: ogr.Layer, count: int, source: Source, path: Path, callbacks: Callbacks
-) -> PolygonStats:
-    """Rasterize the polygon ids onto the source grid and gather probability statistics."""
-    stats = PolygonStats(
-        np.zeros(count + 1), np.zeros(count + 1, np.int64), np.full(count + 1, -np.inf)
-    )
-    if count == 0:
-        return stats
-    ids = temp_raster(source, path, gdal.GDT_Int32)
-    layer.ResetReading()
-    stage = (0.5, 0.7, "measuring polygons")
-    run_gdal(callbacks, stage, gdal.RasterizeLayer, ids, [1], layer, options=["ATTRIBUTE=pid"])
-    ids_band = ids.GetRasterBand(1)
-    chunks = row_chunks(source)
-    for index, (row, rows) in enumerate(chunks):
-        callbacks.check_canceled()
-        pids = ids_band.ReadAsArray(0, row, source.width, rows).ravel()
-        inside = pids > 0
-        if inside.any():
-            values, _valid = source.read(row, rows)
-            stats.add(pids[inside].astype(np.int64), values.ravel()[inside])
-        callbacks.progress(0.7 + 0.1 * (index + 1) / len(chunks), "measuring polygons")
-    return stats

@@ -55,18 +55,18 @@ class TagRules:
             changed=[(i, w) for i, w, label in tiles if label == 1],
         )
 
-    def apply(self, mask: np.ndarray, row: int) -> None:
-        """Clear the unchanged-tagged tiles in a chunk of the 0/1 mask, in place.
+    def apply(self, mask: np.ndarray, row: int, col: int = 0) -> None:
+        """Clear the unchanged-tagged tiles in a window of the 0/1 mask, in place.
 
-        The chunk holds full rows from ``row``; the change pixels left in changed-tagged tiles
-        are counted too.
+        The window's top left pixel is (``col``, ``row``); the change pixels left in
+        changed-tagged tiles are counted too.
         """
-        chunk = Window(0, row, mask.shape[1], mask.shape[0])
+        chunk = Window(col, row, mask.shape[1], mask.shape[0])
         for tile_id, window in self.unchanged:
             part = window.intersection(chunk)
             if part is not None:
                 rows = slice(part.row - row, part.row_end - row)
-                cols = slice(part.col, part.col_end)
+                cols = slice(part.col - col, part.col_end - col)
                 if mask[rows, cols].any():
                     self.cleared.add(tile_id)
                     mask[rows, cols] = 0
@@ -74,7 +74,7 @@ class TagRules:
             part = window.intersection(chunk)
             if part is not None:
                 rows = slice(part.row - row, part.row_end - row)
-                count = int(mask[rows, part.col : part.col_end].sum())
+                count = int(mask[rows, part.col - col : part.col_end - col].sum())
                 self.change_pixels[tile_id] = self.change_pixels.get(tile_id, 0) + count
 
     @property

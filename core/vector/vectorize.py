@@ -1,13 +1,15 @@
 """Turn a change probability (or mask) raster into change polygons.
 
-Steps: threshold band 1 chunk by chunk into a temporary Byte mask (change is ``value >=
-threshold``; nodata, masked and NaN pixels never are), GDAL Polygonize with the mask as its own
-mask (4- or 8-connectivity, holes kept), drop polygons under ``min_area``, rasterize kept polygon
-ids back for ``mean_prob``/``max_prob`` by ``numpy.bincount``, optionally simplify (shapely,
-topology preserved), write ESRI Shapefile (with ``.prj``) or GeoPackage in the raster's CRS.
-Areas are in map units squared. An ungeoreferenced raster gives pixel coordinates the way QGIS
-shows such images (x = column, y = minus the row, see ``Grid.display_transform``) and no CRS
-(a GeoPackage's srs_id -1, "undefined Cartesian"), so polygons overlay the image in QGIS.
+Steps: read band 1 once, chunk by chunk; threshold it (change is ``value >= threshold``; nodata,
+masked and NaN pixels never are), label the connected change components (4- or 8-connectivity)
+and gather each one's mean and maximum probability, writing the labels to a temporary sparse
+GeoTIFF (:mod:`core.vector.labelling`); GDAL Polygonize of that raster gives the polygons
+(holes kept), each with its label; drop polygons under ``min_area``; optionally simplify
+(shapely, topology preserved); write ESRI Shapefile (with ``.prj``) or GeoPackage in the
+raster's CRS (:mod:`core.vector.writers`). Areas are in map units squared. An ungeoreferenced
+raster gives pixel coordinates the way QGIS shows such images (x = column, y = minus the row,
+see ``Grid.display_transform``) and no CRS (a GeoPackage's srs_id -1, "undefined Cartesian"), so
+polygons overlay the image in QGIS.
 
 Value scale rule: a Byte band whose largest valid value is above 1 is read as 0..255 and divided
 by 255, so 0/255 masks and 8-bit probabilities work with threshold 0.5 (128 and up is change);
@@ -15,10 +17,9 @@ Byte bands of 0/1 and every other data type are used as they are. ``mean_prob`` 
 are reported on the same scale.
 
 A georeferenced, all-valid 0/1 Byte mask cut at a threshold in (0, 1] takes a shorter road with
-the same result: it is polygonized as it is (no temporary mask), its statistics are 1, and
-without simplification ``gdal.VectorTranslate`` copies the polygons with their ``OGR_GEOM_AREA``
-(no Python per polygon). The raster side lives in :mod:`core.vector.polygonize`, the writing in
-:mod:`core.vector.writers`.
+the same result: it is polygonized as it is (no labels), its statistics are 1, and without
+simplification ``gdal.VectorTranslate`` copies the polygons with their ``OGR_GEOM_AREA`` (no
+Python per polygon). The raster side lives in :mod:`core.vector.polygonize`.
 
 The output is written under a temporary name in the destination folder and renamed at the end,
 so a failure never leaves a file (or set of shapefile files) that looks complete.
@@ -37,17 +38,10 @@ from osgeo import gdal, ogr
 from core.callbacks import Callbacks
 from core.errors import KdmsiError
 from core.io.outputs import check_writable
-from core.vector.polygonize import (
-    PolygonStats,
-    Source,
-    numbered,
-    open_source,
-    polygon_stats,
-    polygonize,
-    threshold_mask,
-)
+from core.vector.labelling import label_raster
+from core.vector.polygonize import PolygonStats, Source, numbered, open_source, polygonize
 from core.vector.tag_rules import TagRules
-from core.vector.writers import copy_constant, write_polygons
+from core.vector.writers import copy_constant, copy_measured, write_polygons
 
 _SHAPEFILE_PARTS = (
     ".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx", ".shp.xml",
@@ -143,32 +137,44 @@ def _run_steps(
     callbacks: Callbacks,
     rules: TagRules | None = None,
 ) -> tuple[int, float]:
-    """Threshold, polygonize, measure and write ``target`` (path, driver, layer name).
+    """Threshold, label, polygonize, measure and write ``target`` (path, driver, layer name).
 
-    A 0/1 mask (see :meth:`Source.is_binary_mask`) is polygonized as it is, its statistics are
-    1 everywhere, and without simplification its polygons are copied by GDAL in one call.
+    A 0/1 mask (see :meth:`Source.is_binary_mask`) is polygonized as it is and its statistics
+    are 1 everywhere. Without simplification GDAL copies the polygons in one call.
     """
-    binary = source.is_binary_mask(params.threshold) and rules is None
+    if source.is_binary_mask(params.threshold) and rules is None:
+        simplify = params.simplify > 0  # then every polygon's pid is the mask's value, 1
+        memory = polygonize(source.dataset, source, params.connectivity, callbacks, simplify)
+        if not simplify:
+            return copy_constant(memory, params.min_area, 1.0, target, source, callbacks)
+        stats = PolygonStats.constant(1, 1.0)
+        return _write_simplified(memory, stats, params, target, source, callbacks)
     with tempfile.TemporaryDirectory(prefix="kdmsi-vectorize-") as work:
-        if binary:
-            memory, polygons = polygonize(source.dataset, source, params.connectivity, callbacks)
-            if params.simplify == 0:
-                return copy_constant(memory, params.min_area, 1.0, target, source, callbacks)
-        else:
-            temp_mask = Path(work) / "mask.tif"
-            mask = threshold_mask(source, params.threshold, temp_mask, callbacks, rules)
-            memory, polygons = polygonize(mask, source, params.connectivity, callbacks)
-            del mask
-        size = polygons.GetFeatureCount()  # before the SQL view filters the layer
-        view = numbered(memory, params.min_area)
-        try:
-            if binary:
-                stats = PolygonStats.constant(size, 1.0)
-            else:
-                stats = polygon_stats(view, size, source, Path(work) / "ids.tif", callbacks)
-            return write_polygons(view, stats, target, source, params.simplify, callbacks)
-        finally:
-            memory.ReleaseResultSet(view)
+        labels, stats = label_raster(
+            source, (params.threshold, params.connectivity), Path(work) / "labels.tif",
+            callbacks, rules,
+        )  # fmt: skip
+        memory = polygonize(labels, source, params.connectivity, callbacks, True)
+        del labels
+    if params.simplify == 0:
+        return copy_measured(memory, stats, params.min_area, target, source, callbacks)
+    return _write_simplified(memory, stats, params, target, source, callbacks)
+
+
+def _write_simplified(
+    memory: gdal.Dataset,
+    stats: PolygonStats,
+    params: VectorizeParams,
+    target: tuple[Path, str, str],
+    source: Source,
+    callbacks: Callbacks,
+) -> tuple[int, float]:
+    """Write the polygons of at least ``min_area`` simplified, one by one in Python."""
+    view = numbered(memory, params.min_area)
+    try:
+        return write_polygons(view, stats, target, source, params.simplify, callbacks)
+    finally:
+        memory.ReleaseResultSet(view)
 
 
 def vectorize(

@@ -13,6 +13,8 @@ from core.cli.main import main
 from core.perf.inputs import make_pair
 from core.perf.overviews import make_probability, run_overviews
 from core.perf.report import END, START, _memory, replace_section
+from core.perf.vectorization import make_sparse
+from core.vector.vectorize import VectorizeParams, vectorize
 
 OLD_SECTION = (
     f"# Benchmarks\n\nAccuracy table stays.\n\n{START}\nold perf numbers\n{END}\n\nTail.\n"
@@ -44,12 +46,31 @@ def test_section_is_replaced_not_appended(tmp_path):
     assert results["machine"]["cores"] >= 1 and results["machine"]["torch"]
     vectorization = results["vectorization"]
     assert set(vectorization["formats"]) == {"gpkg", "shp"}
-    for case in [*vectorization["formats"].values(), vectorization["probability_shp"]]:
+    sparse = vectorization["sparse"]
+    cases = [*vectorization["formats"].values(), vectorization["probability_shp"],
+             vectorization["probability_gpkg"], sparse["probability_shp"],
+             sparse["probability_gpkg"]]  # fmt: skip
+    for case in cases:
         assert case["same_count"] and case["same_area"]
-        assert case["kdmsi_count"] == case["gdal_count"] > 10
+        assert case["kdmsi_count"] == case["gdal_count"] > 4
         assert case["kdmsi_median_s"] > 0 and case["gdal_median_s"] > 0
         assert case["kdmsi_peak_rss_mb"] > 10  # a real process's high-water mark
+    assert sparse["probability_shp"]["kdmsi_count"] == sparse["blobs"] == 5
+    assert "Sparse change: a 320 x 320 px float32 probability with 5 change blobs" in text
     assert "inference" not in results
+
+
+def test_sparse_case_has_one_polygon_per_blob_and_a_nodata_strip(tmp_path):
+    prob, mask = make_sparse(tmp_path, 300, 6)
+    assert make_sparse(tmp_path, 300, 6) == (prob, mask)  # reused
+    values = gdal.Open(str(prob)).ReadAsArray()
+    change = gdal.Open(str(mask)).ReadAsArray()
+    assert np.array_equal(change, (values >= 0.5).astype(np.uint8))
+    assert (values[:, :18] == -1).all() and values[:, 18:].min() >= 0
+    assert gdal.Open(str(prob)).GetRasterBand(1).GetNoDataValue() == -1
+    result = vectorize(prob, tmp_path / "blobs.gpkg", VectorizeParams(connectivity=8))
+    assert result.count == 6
+    assert result.total_area == pytest.approx(int(change.sum()) * 0.25)
 
 
 def test_markers_appended_to_a_file_without_them(tmp_path):

@@ -316,7 +316,7 @@ def test_real_change_label(tmp_path):
 @pytest.mark.parametrize("suffix", [".shp", ".gpkg"])
 def test_binary_mask_fast_path_matches_general_path(tmp_path, suffix):
     # A 0/1 Byte mask is polygonized as it is and copied by GDAL; the same mask as float32
-    # goes through thresholding, rasterized statistics and the per-polygon writer.
+    # goes through thresholding, labelling (statistics per label) and the attribute loop.
     rng = np.random.default_rng(5)
     mask = (rng.random((40, 50)) < 0.35).astype(np.uint8)
     mask[5:15, 5:20] = 1
