@@ -27,6 +27,7 @@ from kdmsi_qgis.inputs import (
     stamp,
     vector_layer_of,
 )
+from kdmsi_qgis.log_lines import log_line
 from kdmsi_qgis.maptool import TagMapTool, TagStore
 from kdmsi_qgis.panel_state import ProjectReading
 from kdmsi_qgis.settings import Options, ProjectState
@@ -37,7 +38,6 @@ from kdmsi_qgis.tasks import (
     TrainTask,
     VectorizeTask,
     WorkerTask,
-    log_line,
 )
 from kdmsi_qgis.worker import chosen_python
 

@@ -13,6 +13,7 @@ from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsRasterLayer, QgsTask
 from qgis.PyQt.QtCore import QTimer, pyqtSignal
 
 from kdmsi_qgis import layers
+from kdmsi_qgis.log_lines import METHOD_NAMES
 from kdmsi_qgis.worker import WorkerNotFound, WorkerOutcome, WorkerProcess, build_command
 
 LOG_TAG = "KD-MSI"
@@ -21,21 +22,6 @@ LOG_TAG = "KD-MSI"
 def log_message(text: str, level: int = Qgis.Info) -> None:
     """Write a line to the "KD-MSI" tab of the QGIS log."""
     QgsMessageLog.logMessage(text, LOG_TAG, level)
-
-
-def log_line(event: dict) -> Optional[str]:
-    """The panel's log line for a worker event (None: nothing to show, e.g. progress)."""
-    kind = event.get("event")
-    if kind == "log" and event.get("level") != "debug":
-        return str(event.get("message", ""))
-    if kind == "metric" and event.get("name") == "loss":
-        return f"step {event.get('step')}: loss {float(event.get('value', 0.0)):.4f}"
-    if kind == "error":
-        return f"error: {event.get('message', '')}"
-    if kind == "result":
-        outputs = event.get("outputs", {})
-        return event.get("summary") or "\n".join(f"{k}: {v}" for k, v in outputs.items())
-    return None
 
 
 class WorkerTask(QgsTask):
@@ -219,12 +205,6 @@ class GridTask(WorkerTask):
         """Select the new tag layer in the panel."""
         if self.tag_layer is not None:
             panel.ui.tags_combo.setLayer(self.tag_layer)
-
-
-METHOD_NAMES = {
-    "cam": "the teacher network's activation map",
-    "cva": "change vector analysis (the plain colour difference)",
-}
 
 
 class TrainTask(WorkerTask):

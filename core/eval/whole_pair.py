@@ -22,6 +22,7 @@ from core.detect.pair import detect_with_model
 from core.detect.params import DetectParams, resolve_method
 from core.eval.benchmark_data import BenchmarkData
 from core.io.rasters import open_raster
+from core.models.model_file import load_model
 
 # Row name -> (detect method, scales) of the whole-pair rows.
 WHOLE_PAIR_METHODS: dict[str, tuple[str, tuple[float, ...] | None]] = {
@@ -90,43 +91,26 @@ def whole_pair_predictions(
     """``(row name, test-tile probabilities, threshold, seconds)`` of each whole-pair method.
 
     ``base`` gives device, precision and MSI scales; the refined row is left out when the model
-    holds no refinement network.
+    holds no refinement network. The last row is the product's, ``detect --method auto``: the row
+    above of the method it resolves to, or a run of its own (the teacher's CAM or CVA).
     """
-    rows = []
-    for name, (method, scales) in WHOLE_PAIR_METHODS.items():
-        if method == "kdmsi-refined" and resolve_method("auto", model_path) != method:
-            continue
-        params = replace(base, method=method, scales=scales or base.scales)
+
+    def run(name: str, params: DetectParams, method: str) -> tuple[str, np.ndarray, float, float]:
         start = time.perf_counter()
         maps, threshold = detect_whole_pairs(
             roots, model_path, params, bands, out_dir / method, callbacks
         )
         seconds = time.perf_counter() - start
-        rows.append((name, tiles_from_maps(data, maps)[data.test], threshold, seconds))
-    rows.append(_product_row(rows, roots, model_path, data, base, bands, out_dir, callbacks))
+        return name, tiles_from_maps(data, maps)[data.test], threshold, seconds
+
+    has_refined = bool(load_model(model_path)[0].refined_output_stride)
+    rows, by_method = [], {}
+    for name, (method, scales) in WHOLE_PAIR_METHODS.items():
+        if method == "kdmsi-refined" and not has_refined:
+            continue
+        rows.append(run(name, replace(base, method=method, scales=scales or base.scales), method))
+        by_method[method] = rows[-1]
+    chosen = resolve_method("auto", model_path)
+    product = by_method.get(chosen) or run(PRODUCT_ROW, replace(base, method="auto"), chosen)
+    rows.append((PRODUCT_ROW, *product[1:]))
     return rows
-
-
-def _product_row(
-    rows: list[tuple[str, np.ndarray, float, float]],
-    roots: list[Path],
-    model_path: Path,
-    data: BenchmarkData,
-    base: DetectParams,
-    bands: tuple[int, ...] | None,
-    out_dir: Path,
-    callbacks: Callbacks,
-) -> tuple[str, np.ndarray, float, float]:
-    """The product's row: ``detect --method auto``, reusing a row above when it ran the same."""
-    method = resolve_method("auto", model_path)
-    same = {"kdmsi": 0, "kdmsi-refined": 1}
-    if method in same and len(rows) > same[method]:
-        _name, prob, threshold, seconds = rows[same[method]]
-        return PRODUCT_ROW, prob, threshold, seconds
-    start = time.perf_counter()
-    params = replace(base, method="auto")
-    maps, threshold = detect_whole_pairs(
-        roots, model_path, params, bands, out_dir / method, callbacks
-    )
-    seconds = time.perf_counter() - start
-    return PRODUCT_ROW, tiles_from_maps(data, maps)[data.test], threshold, seconds

@@ -26,8 +26,8 @@ def test_the_plugin_reads_the_protocol_file_of_the_core_it_runs(qgis_app):
 
 
 def test_every_documented_event_is_handled(qgis_app):
+    from kdmsi_qgis.log_lines import log_line
     from kdmsi_qgis.protocol import PROTOCOL
-    from kdmsi_qgis.tasks import log_line
     from kdmsi_qgis.worker import WorkerOutcome, parse_line
 
     outcome = WorkerOutcome()
@@ -77,7 +77,7 @@ def test_the_canceled_status_is_the_documented_one(qgis_app):
 
 
 def test_the_log_shows_a_result_in_words_not_as_a_dict(qgis_app):
-    from kdmsi_qgis.tasks import log_line
+    from kdmsi_qgis.log_lines import log_line
 
     sentence = "Model written to run/model.pt: epoch 3 of 5, the one that ranked the tags best."
     event = {"event": "result", "outputs": {"model": "run/model.pt"}, "metrics": {}}
