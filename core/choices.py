@@ -16,8 +16,8 @@ from core.errors import KdmsiError
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.json")
 
-Method = Literal["auto", "kdmsi", "kdmsi-refined", "cam", "cva"]
-LearnedMethod = Literal["kdmsi", "cam", "kdmsi-refined"]
+Method = Literal["auto", "kdmsi", "kdmsi-cva", "kdmsi-refined", "cam", "cva"]
+LearnedMethod = Literal["kdmsi", "kdmsi-cva", "cam", "kdmsi-refined"]
 Engine = Literal["auto", "torch", "onnx"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Device = str  # "auto", "cpu", "cuda", "cuda:N" or "mps" (see DEVICE_KINDS)
@@ -32,7 +32,7 @@ def _read() -> dict:
 
 _FILE = _read()
 CHOICES: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in _FILE["choices"].items()}
-LEARNED_METHODS: tuple[str, ...] = ("kdmsi", "cam", "kdmsi-refined")
+LEARNED_METHODS: tuple[str, ...] = ("kdmsi", "kdmsi-cva", "cam", "kdmsi-refined")
 DEVICE_KINDS: tuple[str, ...] = CHOICES["device"]
 
 

@@ -229,8 +229,8 @@ class TrainTask(WorkerTask):
                 "shows which) and train again. The log says how many.",
                 Qgis.Warning,
             )
-        elif metrics.get("method", "kdmsi") != "kdmsi":
-            name = METHOD_NAMES.get(str(metrics["method"]), str(metrics["method"]))
+        elif str(metrics.get("method")) in METHOD_NAMES:  # a map that is not the network's
+            name = METHOD_NAMES[str(metrics["method"])]
             self.notify(
                 f"Model trained: {self.model}. On your held-out tags {name} ranked the tiles "
                 "better than the trained network, so Detect will draw that map.",

@@ -1,10 +1,11 @@
 """Compute a change probability map of a pair, written as a GeoTIFF on A's grid.
 
-Methods: ``kdmsi`` (the trained student with Multiscale Sigmoid Inference; ``--scales 1`` for
-single scale; ``--engine onnx`` runs it with onnxruntime, ``--workers N`` in N processes),
-``kdmsi-refined`` (the refinement network), ``cam`` (the teacher's CAM, the
-ablation without distillation) and ``cva`` (change vector analysis with an Otsu threshold; no
-model needed). The threshold to use is stored in the GeoTIFF for ``vectorize`` and ``evaluate``.
+Methods: ``kdmsi`` (the trained student with Multiscale Sigmoid Inference; ``--scales 1`` for single
+scale; ``--engine onnx`` runs it with onnxruntime, ``--workers N`` in N processes), ``kdmsi-cva``
+(the student's map combined with change vector analysis), ``kdmsi-refined`` (the refinement
+network), ``cam`` (the teacher's CAM, the ablation without distillation) and ``cva`` (change vector
+analysis with an Otsu threshold; no model needed). The threshold to use is stored in the GeoTIFF for
+``vectorize`` and ``evaluate``.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--method",
         choices=METHODS,
         default=DEFAULTS.method,
-        help="change detector; auto (default): kdmsi-refined when the model holds a refinement "
-        "network (train --refine-epochs), else kdmsi",
+        help="change detector; auto (default): the map chosen on the held-out tags after "
+        "training (usually kdmsi-cva: the trained network combined with change vector "
+        "analysis), kdmsi-refined when the model holds a refinement network",
     )
     parser.add_argument(
         "--model", type=Path, help="model file from `kdmsi train` (learned methods)"

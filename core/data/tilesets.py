@@ -26,6 +26,9 @@ class TileSet:
         labels: int8 ``[N]``: 1 changed, 0 unchanged.
         names: ``pair#tile_id`` of each tile.
         windows: the pixel window of each tile in its pair.
+        cva_threshold: float32 ``[N]``: Otsu's threshold of the change magnitude over the whole
+            pair of each tile (:func:`core.detect.cva.pair_threshold`); None when the tiles
+            were read without that pass (their own pixels then stand in for the pair's).
     """
 
     before: np.ndarray
@@ -34,6 +37,7 @@ class TileSet:
     labels: np.ndarray
     names: list[str] = field(default_factory=list)
     windows: list = field(default_factory=list)
+    cva_threshold: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -65,6 +69,7 @@ class TileSet:
             self.labels[index],
             [self.names[i] for i in index],
             [self.windows[i] for i in index],
+            None if self.cva_threshold is None else self.cva_threshold[index],
         )
 
     @staticmethod
@@ -77,6 +82,9 @@ class TileSet:
             np.concatenate([s.labels for s in sets]),
             [n for s in sets for n in s.names],
             [w for s in sets for w in s.windows],
+            None
+            if any(s.cva_threshold is None for s in sets)
+            else np.concatenate([s.cva_threshold for s in sets]),
         )
 
 
@@ -95,6 +103,7 @@ def load_tiles(
     labels: list[int],
     size: int,
     name: str,
+    cva_threshold: float | None = None,
 ) -> TileSet:
     """Read, stretch and quantise tiles of a pair.
 
@@ -105,6 +114,8 @@ def load_tiles(
         labels: the tag (0 or 1) of each tile.
         size: tile edge; smaller edge tiles are padded.
         name: prefix of the tile names.
+        cva_threshold: the pair's CVA threshold (:func:`core.detect.cva.pair_threshold`), kept
+            for every tile; None when it was not measured.
     """
     n, bands = len(tiles), pair.band_count
     before = np.zeros((n, bands, size, size), dtype=np.uint8)
@@ -126,4 +137,5 @@ def load_tiles(
         np.asarray(labels, dtype=np.int8),
         [f"{name}#{t.tile_id}" for t in tiles],
         [t.window for t in tiles],
+        None if cva_threshold is None else np.full(n, cva_threshold, dtype=np.float32),
     )

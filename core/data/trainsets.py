@@ -9,6 +9,7 @@ from core.data.datasets import PairFiles
 from core.data.tags import check_layer_fits, read_tags, tags_from_mask
 from core.data.tiles import Tile, pair_tiles
 from core.data.tilesets import TileSet, load_tiles
+from core.detect.cva import pair_threshold
 from core.errors import KdmsiError
 from core.io.rasters import RasterPair
 from core.io.stretch import compute_stretch
@@ -25,7 +26,8 @@ def tiles_of_pair(
         tags = tags_from_mask(files.label, tiles, pair.grid)
         stretch = compute_stretch(pair)
         labels = [tags[t.tile_id] for t in tiles]
-        return load_tiles(pair, stretch, tiles, labels, size, files.key), tiles
+        threshold = pair_threshold(pair, stretch, callbacks)
+        return load_tiles(pair, stretch, tiles, labels, size, files.key, threshold), tiles
 
 
 def tiles_from_tag_layer(
@@ -51,6 +53,7 @@ def tiles_from_tag_layer(
             [int(t.label) for t in tagged],
             tile,
             before.stem,
+            pair_threshold(pair, stretch, callbacks),
         )
 
 

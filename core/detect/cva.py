@@ -53,6 +53,27 @@ def tile_magnitude(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return np.sqrt((diff**2).sum(axis=-3))
 
 
+def pair_threshold(
+    pair: RasterPair, stretch: PairStretch, callbacks: Callbacks | None = None, share: float = 1.0
+) -> float:
+    """Otsu's threshold of the change magnitude over every valid pixel of the pair.
+
+    One windowed pass (memory bounded by ``BLOCK``); no label is involved. Progress runs from 0
+    to ``share``.
+    """
+    callbacks = callbacks or Callbacks()
+    top = float(np.sqrt(pair.band_count))
+    windows = block_windows(pair.grid.width, pair.grid.height, BLOCK)
+    hist = np.zeros(BINS, dtype=np.int64)
+    for i, window in enumerate(windows):
+        callbacks.check_canceled()
+        data = pair.read(window)
+        mag = magnitude(data.before, data.after, stretch)
+        hist += np.histogram(mag[data.valid], bins=BINS, range=(0.0, top))[0]
+        callbacks.progress(share * (i + 1) / len(windows), "change magnitude histogram")
+    return max(otsu(hist, np.linspace(0.0, top, BINS + 1)), 1e-6)
+
+
 def run_cva(
     pair: RasterPair,
     out: Path,
@@ -71,16 +92,8 @@ def run_cva(
     """
     callbacks = callbacks or Callbacks()
     stretch = compute_stretch(pair)
-    top = float(np.sqrt(pair.band_count))
     windows = block_windows(pair.grid.width, pair.grid.height, BLOCK)
-    hist = np.zeros(BINS, dtype=np.int64)
-    for i, window in enumerate(windows):
-        callbacks.check_canceled()
-        data = pair.read(window)
-        mag = magnitude(data.before, data.after, stretch)
-        hist += np.histogram(mag[data.valid], bins=BINS, range=(0.0, top))[0]
-        callbacks.progress(0.5 * (i + 1) / len(windows), "change magnitude histogram")
-    threshold = max(otsu(hist, np.linspace(0.0, top, BINS + 1)), 1e-6)
+    threshold = pair_threshold(pair, stretch, callbacks, share=0.5)
     callbacks.info(f"CVA Otsu threshold on the change magnitude: {threshold:.4f}")
     with (
         GeoTiffWriter(out, pair.grid, np.float32, nodata=NODATA, overwrite=overwrite) as prob,

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from core.detect import predictors
+from core.detect.fusion import fused_predictor
 from core.detect.params import DetectParams, resolve_engine
 from core.detect.tiled import Predictor
 from core.errors import KdmsiError
@@ -32,6 +33,7 @@ def load_predictor(
         predictor = predictors.make_predictor(
             params.method, info, states, Path(model_path), device, params.scales, params.flip,
             params.max_pixels, autocast_dtype(params.precision, device),
+            params.pair_cva_threshold or None,
         )  # fmt: skip
         return info, predictor, engine
     from core.detect.onnx import OnnxStudent, export_onnx
@@ -41,6 +43,8 @@ def load_predictor(
         onnx_path = export_onnx(model_path, scratch / "student.onnx")
     student = OnnxStudent(onnx_path, threads)
     predictor = predictors.onnx_predictor(student, params.scales, params.flip, params.max_pixels)
+    if params.method == "kdmsi-cva":
+        predictor = fused_predictor(predictor, params.pair_cva_threshold)
     return student.info, predictor, engine
 
 
@@ -65,10 +69,11 @@ def detect_metadata(
     """The items stored in the probability GeoTIFF (method, network, threshold, scales...)."""
     dtype = autocast_dtype(params.precision, device) if engine == "torch" else None
     precision = describe(dtype)
-    network = {"kdmsi": "student", "cam": "teacher", "kdmsi-refined": "refined"}.get(
-        params.method, ""
-    )
+    networks = {"kdmsi": "student", "kdmsi-cva": "student", "cam": "teacher"}
+    network = {**networks, "kdmsi-refined": "refined"}.get(params.method, "")
+    fused = {"kdmsi_cva_threshold": f"{params.pair_cva_threshold:.6g}"}
     return {
+        **(fused if params.method == "kdmsi-cva" else {}),
         "kdmsi_method": params.method,
         "kdmsi_network": network,
         "kdmsi_threshold": str(info.threshold_for(params.method, params.scales)),

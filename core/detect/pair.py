@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.callbacks import Callbacks
-from core.detect.cva import run_cva
+from core.detect.cva import pair_threshold, run_cva
 from core.detect.loading import check_bands, detect_metadata, load_predictor
 from core.detect.parallel import detect_in_parallel
 from core.detect.params import DetectParams, resolve_method
@@ -43,9 +43,10 @@ def detect_with_model(
     own percentiles, as the training pairs were.
 
     With ``method`` ``auto`` the map chosen after training runs; when that is change vector
-    analysis, its 0/1 mask is written beside ``out`` as ``OUT_mask.tif``. Under ``torchrun``
-    (``env`` with several ranks) every rank calls this and computes its share of the windows
-    (:mod:`core.detect.ranks`); rank 0 writes ``out``.
+    analysis, its 0/1 mask is written beside ``out`` as ``OUT_mask.tif``. ``kdmsi-cva`` first
+    measures the pair's CVA threshold (one pass over the pair) unless ``params`` holds it.
+    Under ``torchrun`` (``env`` with several ranks) every rank calls this and computes its share
+    of the windows (:mod:`core.detect.ranks`); rank 0 writes ``out``.
 
     Raises:
         KdmsiError: when the bands do not match the model's.
@@ -58,6 +59,9 @@ def detect_with_model(
         if not env.is_main:  # CVA is fast: rank 0 alone computes it
             return 0.5
         return _cva(before, after, out, bands or _model_bands(model_path), callbacks, overwrite)
+    if params.method == "kdmsi-cva" and not params.pair_cva_threshold:
+        threshold = _pair_cva_threshold(before, after, bands or _model_bands(model_path), callbacks)
+        params = replace(params, pair_cva_threshold=threshold)
     if env.is_distributed:
         if params.workers > 1:
             raise KdmsiError(
@@ -103,8 +107,25 @@ def _explain_auto(method: str, model_path: Path, callbacks: Callbacks) -> None:
 
 
 def _model_bands(model_path: Path) -> tuple[int, ...]:
+    if Path(model_path).suffix.lower() == ".onnx":
+        from core.detect.onnx import OnnxStudent
+
+        return tuple(OnnxStudent(Path(model_path), 1).info.bands)
     info, _states = load_model(model_path)
     return tuple(info.bands)
+
+
+def _pair_cva_threshold(
+    before: Path, after: Path, bands: tuple[int, ...], callbacks: Callbacks
+) -> float:
+    """The pair's CVA threshold, which ``kdmsi-cva`` scales the colour difference by."""
+    with RasterPair.open(before, after, bands, callbacks) as pair:
+        threshold = pair_threshold(pair, compute_stretch(pair), callbacks)
+    callbacks.info(
+        f"Change vector analysis threshold of this pair: {threshold:.4f} (the colour difference "
+        "is combined with the trained network's map)."
+    )
+    return threshold
 
 
 def _cva(

@@ -1,9 +1,9 @@
 """What ``kdmsi detect`` runs with a trained model: the parameters and how ``auto`` resolves.
 
-Engines: ``torch`` runs the networks of a ``.pt`` model file; ``onnx`` runs the student exported
-by ``kdmsi export`` with onnxruntime (``kdmsi`` method only, on the CPU; a ``.pt`` file is exported
-to a temporary ONNX file first); ``auto`` picks ``onnx`` for a ``.onnx`` model and ``torch``
-otherwise.
+Engines: ``torch`` runs the networks of a ``.pt`` model file; ``onnx`` runs the student exported by
+``kdmsi export`` with onnxruntime (``kdmsi`` method only, on the CPU; a ``.pt`` file is exported to
+a temporary ONNX file first; ``kdmsi-cva`` adds CVA to its map); ``auto`` picks ``onnx`` for a
+``.onnx`` model and ``torch`` otherwise.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class DetectParams:
         max_pixels: pixels per date of one forward pass (bounds memory, not the result).
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (:mod:`core.runtime.precision`; torch
             engine only).
+        pair_cva_threshold: the pair's CVA threshold for ``kdmsi-cva``; 0 (default) lets
+            ``detect`` measure it (:func:`core.detect.cva.pair_threshold`).
     """
 
     method: Method = DEFAULTS.method
@@ -59,6 +61,7 @@ class DetectParams:
     workers: int = 1
     max_pixels: int = MAX_PIXELS
     precision: Precision = DEFAULTS.precision
+    pair_cva_threshold: float = 0.0
 
     def tiling(self, tile: int) -> TilingParams:
         """The tiling for a model trained on ``tile`` px tiles.
@@ -73,26 +76,26 @@ class DetectParams:
         overlap = self.overlap if self.overlap >= 0 else window // 4
         margin = round(REFINED_MARGIN * tile) if self.method == "kdmsi-refined" else 0
         multiscale = len(self.scales) > 1 or max(self.scales) != 1.0
-        align = 64 if self.method == "kdmsi" and multiscale else 16
+        align = 64 if self.method in ("kdmsi", "kdmsi-cva") and multiscale else 16
         return TilingParams(window, overlap, self.batch_size, margin, align)
 
 
 def resolve_method(method: str, model_path: Path) -> str:
     """The method ``auto`` stands for with this model file.
 
-    It is the map chosen on the held-out tags after training (:mod:`core.train.method_choice`):
-    ``cva`` or ``cam`` when one of them ranked those tags clearly better than the trained
-    network; otherwise the trained network, as ``kdmsi-refined`` when the model holds that
-    network. An ONNX export holds the student alone, so ``auto`` means ``kdmsi`` there.
+    It is the map chosen on the held-out tags after training (:mod:`core.train.method_choice`),
+    except that a model holding the refinement network (trained on request) runs it whenever a
+    map of the trained network was chosen. An ONNX export holds the student alone, so ``auto``
+    means ``kdmsi`` there.
     """
     if method != "auto":
         return method
     if Path(model_path).suffix.lower() == ".onnx":
         return "kdmsi"
     info, _states = load_model(model_path)
-    if info.auto_method != "kdmsi":
-        return info.auto_method
-    return "kdmsi-refined" if info.refined_output_stride else "kdmsi"
+    if info.auto_method in ("kdmsi", "kdmsi-cva") and info.refined_output_stride:
+        return "kdmsi-refined"
+    return info.auto_method
 
 
 def resolve_engine(engine: str, model_path: Path, method: str) -> str:
@@ -100,7 +103,7 @@ def resolve_engine(engine: str, model_path: Path, method: str) -> str:
 
     Raises:
         KdmsiError: an unknown engine, a torch engine for an ONNX file, or ONNX for a method
-            other than ``kdmsi``.
+            other than ``kdmsi`` and ``kdmsi-cva``.
     """
     check_choice(engine, "engine", "--engine")
     is_onnx = Path(model_path).suffix.lower() == ".onnx"
@@ -110,9 +113,9 @@ def resolve_engine(engine: str, model_path: Path, method: str) -> str:
             f"The model {model_path} is an ONNX file, which the torch engine cannot run; "
             "use --engine onnx or give the .pt model file."
         )
-    if chosen == "onnx" and method != "kdmsi":
+    if chosen == "onnx" and method not in ("kdmsi", "kdmsi-cva"):
         raise KdmsiError(
-            f"The ONNX engine runs only --method kdmsi, not {method}; use --engine torch "
-            "with the .pt model file."
+            f"The ONNX engine runs only --method kdmsi or kdmsi-cva, not {method}; use "
+            "--engine torch with the .pt model file."
         )
     return chosen

@@ -1,6 +1,7 @@
 """The one place a learned method becomes a predictor: before/after batches to probabilities.
 
-Methods: ``kdmsi`` (the student, MSI or single scale), ``cam`` (the teacher's normalised CAM,
+Methods: ``kdmsi`` (the student, MSI or single scale), ``kdmsi-cva`` (the student's map combined
+with change vector analysis, :mod:`core.detect.fusion`), ``cam`` (the teacher's normalised CAM,
 the ablation without distillation) and ``kdmsi-refined`` (the refinement network).
 :func:`make_predictor` serves ``kdmsi detect``, the thresholds chosen at the end of training, the
 refinement's pseudo labels, ``kdmsi suggest`` and the benchmark alike, so every reported number is
@@ -20,6 +21,7 @@ from torch import nn
 from core.choices import DEFAULTS, LearnedMethod, check_choice
 from core.data.tilesets import TileSet
 from core.detect.folding import inference_network
+from core.detect.fusion import fused_predictor
 from core.detect.msi import MAX_PIXELS, cam_probability, msi
 from core.detect.tiled import Predictor
 from core.models.inputs import to_tensor
@@ -51,11 +53,12 @@ def make_predictor(
     flip: bool = True,
     max_pixels: int | None = MAX_PIXELS,
     dtype: torch.dtype | None = None,
+    cva_threshold: float | None = None,
 ) -> Predictor:
     """A function from before/after batches in [0, 1] to change probabilities.
 
     Args:
-        method: ``kdmsi``, ``cam`` or ``kdmsi-refined``.
+        method: ``kdmsi``, ``kdmsi-cva``, ``cam`` or ``kdmsi-refined``.
         info: the model description.
         states: the model file's state dicts.
         path: the model file (for messages).
@@ -64,15 +67,21 @@ def make_predictor(
         flip: average horizontal flips (``kdmsi``).
         max_pixels: pixels per date of one forward pass (bounds memory; None: no bound).
         dtype: autocast type (:func:`core.runtime.precision.autocast_dtype`); None runs float32.
+        cva_threshold: the pair's CVA threshold (``kdmsi-cva`` only; required there).
 
     Raises:
         KdmsiError: an unknown method or a network the file lacks.
     """
     check_choice(method, "learned_method", "method")
-    if method == "kdmsi":
+    if method in ("kdmsi", "kdmsi-cva"):
         student = inference_network(info, states, "student", path, device)
         run = partial(msi, student, scales=tuple(scales), flip=flip, max_pixels=max_pixels)
-        return autocast_predictor(run, device, dtype)
+        predictor = autocast_predictor(run, device, dtype)
+        if method == "kdmsi":
+            return predictor
+        if cva_threshold is None:
+            raise ValueError("kdmsi-cva needs the pair's CVA threshold")
+        return fused_predictor(predictor, cva_threshold)
     if method == "cam":
         teacher = inference_network(info, states, "teacher", path, device)
         run = _in_parts(partial(cam_probability, teacher), max_pixels)

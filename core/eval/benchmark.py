@@ -23,6 +23,7 @@ from core.callbacks import Callbacks
 from core.choices import DEFAULTS, LearnedMethod
 from core.data.tilesets import TileSet
 from core.detect.cva import tile_magnitude
+from core.detect.fusion import fuse_tiles
 from core.detect.params import DetectParams
 from core.detect.predictors import make_predictor, predict_tiles
 from core.detect.tiled import Predictor
@@ -35,7 +36,7 @@ from core.eval.strategies import Strategy, choose_tagged_tiles
 from core.eval.whole_pair import whole_pair_predictions
 from core.models.model_file import ModelInfo, load_model
 from core.runtime.precision import autocast_dtype
-from core.train.pipeline import train_model
+from core.train.pipeline import choose_after_training, split_tags, train_model
 from core.train.refinement import RefineParams
 from core.train.threshold_choice import otsu_on_changed_tiles
 from core.train.trainer import TrainParams, TrainResult
@@ -131,8 +132,13 @@ def run_benchmark(
     rows.append(_row("CVA (Otsu)", cva, data, 0.5, seconds))
     train_tiles = data.tiles.subset(data.train)
     if params.reuse and finished_model(run_dir / "model.pt"):
-        callbacks.info(f"Reusing the finished model {run_dir / 'model.pt'}.")
+        callbacks.info(f"Reusing the finished model {run_dir / 'model.pt'}; choosing again.")
         result, train_seconds = reused_result(run_dir, params.train.epochs), float("nan")
+        _split, held_out = split_tags(
+            train_tiles, DEFAULTS.val_fraction, params.train.seed, Callbacks()
+        )
+        dtype = autocast_dtype(params.train.precision, device)
+        choose_after_training(result.model_path, train_tiles, held_out, device, callbacks, dtype)
     else:
         result, train_seconds = _timed(
             lambda: train_model(
@@ -185,7 +191,7 @@ def _learned_rows(
     params: BenchmarkParams,
     device: torch.device,
 ) -> list[MethodScore]:
-    """Score the teacher CAM, the student (single scale, MSI) and the refined network.
+    """Score the teacher CAM, the student (single scale, MSI, MSI with CVA) and the refined network.
 
     Thresholds: the student's come from the model file (Otsu on held-out changed-tagged tiles);
     the CAM ablation gets the same rule on the training tiles' CAMs; the refined network, trained
@@ -212,6 +218,11 @@ def _learned_rows(
     for name, predictor, threshold in methods:
         prob, seconds = _timed(lambda p=predictor: predict_tiles(p, test, device))
         rows.append(_row(name, prob, data, threshold, seconds))
+        if name == "KD-MSI + MSI":  # the same map combined with CVA (method kdmsi-cva)
+            fused, more = _timed(lambda p=prob: fuse_tiles(p, test))
+            rows.append(
+                _row("KD-MSI + MSI + CVA", fused, data, info.threshold_fused, seconds + more)
+            )
     return rows
 
 

@@ -16,8 +16,8 @@ from core.data.datasets import find_pairs, read_split_lists
 from core.data.tags import tags_from_mask
 from core.data.tiles import pair_tiles
 from core.data.tilesets import TileSet, load_tiles
-from core.detect.cva import BINS, tile_magnitude
-from core.detect.otsu import otsu
+from core.detect.cva import pair_threshold
+from core.detect.fusion import pair_thresholds
 from core.errors import KdmsiError
 from core.io.rasters import RasterPair, open_raster
 from core.io.stretch import compute_stretch
@@ -31,16 +31,19 @@ class BenchmarkData:
     Attributes:
         tiles: every tile of every pair.
         truth: bool ``[N, T, T]`` pixel reference of each tile (scoring only).
-        cva_threshold: per tile, the Otsu CVA threshold of its whole pair (label-free).
         train: indices of training tiles.
         test: indices of test tiles.
     """
 
     tiles: TileSet
     truth: np.ndarray
-    cva_threshold: np.ndarray
     train: np.ndarray
     test: np.ndarray
+
+    @property
+    def cva_threshold(self) -> np.ndarray:
+        """Per tile, the Otsu CVA threshold of its whole pair (label-free)."""
+        return pair_thresholds(self.tiles)
 
     @property
     def summary(self) -> dict[str, object]:
@@ -54,14 +57,6 @@ class BenchmarkData:
             if len(self.test)
             else 0.0,
         }
-
-
-def _pair_cva_threshold(tiles: TileSet) -> float:
-    """Otsu threshold of the CVA magnitude over all valid pixels of one pair's tiles."""
-    top = float(np.sqrt(tiles.before.shape[1]))
-    mag = tile_magnitude(tiles.before, tiles.after)[tiles.valid]
-    hist = np.histogram(mag, bins=BINS, range=(0.0, top))[0]
-    return max(otsu(hist, np.linspace(0.0, top, BINS + 1)), 1e-6)
 
 
 def _truth(label: Path, tileset: TileSet) -> np.ndarray:
@@ -88,7 +83,7 @@ def load_benchmark_data(
     Pairs named in a folder's ``list/train.txt`` / ``list/test.txt`` go wholly to that side;
     the other tiles are split per class (stratified) with ``train_fraction`` for training.
     """
-    sets, truths, thresholds, sides = [], [], [], []
+    sets, truths, sides = [], [], []
     for root in roots:
         lists = read_split_lists(root)
         for files in find_pairs(root):
@@ -102,12 +97,11 @@ def load_benchmark_data(
                 tiles = pair_tiles(pair, tile)
                 tags = tags_from_mask(files.label, tiles, pair.grid)
                 stretch = compute_stretch(pair)
-                tileset = load_tiles(
-                    pair, stretch, tiles, [tags[t.tile_id] for t in tiles], tile, files.key
-                )
+                threshold = pair_threshold(pair, stretch, callbacks)
+                labels = [tags[t.tile_id] for t in tiles]
+                tileset = load_tiles(pair, stretch, tiles, labels, tile, files.key, threshold)
             sets.append(tileset)
             truths.append(_truth(files.label, tileset))
-            thresholds.append(np.full(len(tileset), _pair_cva_threshold(tileset), dtype=np.float32))
             side = "train" if files.name in lists.get("train", set()) else ""
             side = "test" if files.name in lists.get("test", set()) else side
             sides.extend([side] * len(tileset))
@@ -118,7 +112,7 @@ def load_benchmark_data(
     held_train, held_test = stratified_split(pooled.labels[free], 1.0 - train_fraction, seed)
     train = np.sort(np.concatenate([np.flatnonzero(sides_arr == "train"), free[held_train]]))
     test = np.sort(np.concatenate([np.flatnonzero(sides_arr == "test"), free[held_test]]))
-    return BenchmarkData(pooled, np.concatenate(truths), np.concatenate(thresholds), train, test)
+    return BenchmarkData(pooled, np.concatenate(truths), train, test)
 
 
 def budget_subset(data: BenchmarkData, budget: int, seed: int) -> BenchmarkData:
@@ -145,4 +139,4 @@ def budget_subset(data: BenchmarkData, budget: int, seed: int) -> BenchmarkData:
         larger = max(classes, key=lambda c: int((data.tiles.labels[picked] == c).sum()))
         drop = rng.choice(np.flatnonzero(data.tiles.labels[picked] == larger))
         picked = np.delete(picked, drop)
-    return BenchmarkData(data.tiles, data.truth, data.cva_threshold, picked, data.test)
+    return BenchmarkData(data.tiles, data.truth, picked, data.test)

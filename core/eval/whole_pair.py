@@ -27,6 +27,7 @@ from core.models.model_file import load_model
 # Row name -> (detect method, scales) of the whole-pair rows.
 WHOLE_PAIR_METHODS: dict[str, tuple[str, tuple[float, ...] | None]] = {
     "KD-MSI + MSI, detect on whole pairs": ("kdmsi", None),
+    "KD-MSI + MSI + CVA, detect on whole pairs": ("kdmsi-cva", None),
     "KD-MSI refined, detect on whole pairs": ("kdmsi-refined", (1.0,)),
 }
 

@@ -37,6 +37,9 @@ class ModelInfo:
         threshold_single: the same for single-scale inference (``--scales 1``).
         threshold_rule: how the thresholds were chosen.
         threshold_cam: the same rule's threshold for the teacher's CAM (``--method cam``).
+        threshold_fused: the same rule's threshold for the student with MSI combined with CVA
+            (``--method kdmsi-cva``, :mod:`core.detect.fusion`).
+        threshold_fused_single: the same for its single-scale map.
         refined_output_stride: stride of the refinement network, 0 when absent.
         train_summary: tags, epochs, selected epoch, validation AUC...
         method_choice: which map ``detect --method auto`` runs and why
@@ -54,6 +57,8 @@ class ModelInfo:
     threshold_single: float = 0.5
     threshold_rule: str = "fixed 0.5"
     threshold_cam: float = 0.5
+    threshold_fused: float = 0.5
+    threshold_fused_single: float = 0.5
     refined_output_stride: int = 0
     train_summary: dict[str, Any] = field(default_factory=dict)
     method_choice: dict[str, Any] = field(default_factory=dict)
@@ -63,13 +68,16 @@ class ModelInfo:
         """The threshold that goes with a detection method and its scales."""
         if method == "kdmsi":
             return self.threshold_single if tuple(scales) == (1.0,) else self.threshold
+        if method == "kdmsi-cva":
+            single = tuple(scales) == (1.0,)
+            return self.threshold_fused_single if single else self.threshold_fused
         if method == "cam":
             return self.threshold_cam
         return 0.5
 
     @property
     def auto_method(self) -> str:
-        """The map chosen on held-out tags: ``kdmsi``, ``cam`` or ``cva`` (``kdmsi`` if none)."""
+        """The map chosen on held-out tags (``kdmsi`` in files written before the choice)."""
         return str(self.method_choice.get("method", "kdmsi"))
 
     @property

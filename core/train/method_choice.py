@@ -1,24 +1,27 @@
 """Which map ``detect --method auto`` runs: the candidate that ranks the held-out tags best.
 
-After training, three candidate maps are computed on the tiles held out from training: ``kdmsi``
-(the student with Multiscale Sigmoid Inference, as ``detect`` runs it), ``cam`` (the teacher's
-class activation map) and ``cva`` (change vector analysis, nothing learned). A tile's score is its
-mean value (:func:`core.detect.tile_ranking.tile_scores`), and each candidate is measured by the
-AUC of those scores against the held-out tags: how well it tells changed tiles from unchanged ones.
+After training, four candidate maps are computed on the tiles held out from training: ``kdmsi-cva``
+(the student with Multiscale Sigmoid Inference combined with change vector analysis,
+:mod:`core.detect.fusion`), ``kdmsi`` (the student alone, as ``detect`` runs it), ``cam`` (the
+teacher's class activation map) and ``cva`` (change vector analysis, nothing learned). A tile's
+score is its mean value (:func:`core.detect.tile_ranking.tile_scores`), and each candidate is
+measured by the AUC of those scores against the held-out tags: how well it tells changed tiles from
+unchanged ones.
 
 The rule, fixed before any benchmark run:
 
-- The student is kept unless another candidate's AUC is higher by at least ``MARGIN``; then the
-  candidate with the highest AUC is used (ties go to the earlier of ``CANDIDATES``). The student's
-  AUC is optimistic, since its epoch was chosen on the same tags, so a candidate that beats it by
-  the margin is better.
+- The default, ``kdmsi-cva`` (first of ``CANDIDATES``), is kept unless another candidate's AUC is
+  higher by at least ``MARGIN``; then the candidate with the highest AUC is used (ties go to the
+  earlier of ``CANDIDATES``). The student's AUC is optimistic, since its epoch was chosen on the
+  same tags, so a candidate that beats it by the margin is better. (Until issue 18's measurement
+  of the combined map, the default was ``kdmsi``; models trained then keep their choice.)
 - A map *beats chance* when a random ranking of as many held-out tags would reach its AUC at
   most 5 % of the time (one-sided; the exact Mann-Whitney distribution for up to ``EXACT_PAIRS``
   changed x unchanged pairs, its normal approximation beyond). With 2 + 2 held-out tags no AUC
   can (a perfect ranking happens by chance once in six), with 5 + 5 it takes 0.84. When the
   chosen map does not beat chance, the model is marked unreliable: the log says that the tags
   are too few or too inconsistent to learn from and how many more to tag.
-- Without held-out tags nothing can be measured: the student is kept and the log says so.
+- Without held-out tags nothing can be measured: the default is kept and the log says so.
 
 Only tile tags are used here, never pixel labels.
 """
@@ -35,6 +38,7 @@ import torch
 from core.callbacks import Callbacks
 from core.data.tilesets import TileSet
 from core.detect.cva import tile_magnitude
+from core.detect.fusion import fuse_tiles
 from core.detect.predictors import make_predictor, predict_tiles
 from core.detect.tile_ranking import tile_scores
 from core.models.model_file import load_model, save_model
@@ -45,9 +49,11 @@ MARGIN = 0.05
 ALPHA = 0.05
 Z_ONE_SIDED = 1.645  # the normal quantile of 1 - ALPHA
 EXACT_PAIRS = 40_000
-CANDIDATES = ("kdmsi", "cam", "cva")
+CANDIDATES = ("kdmsi-cva", "kdmsi", "cam", "cva")
+DEFAULT = CANDIDATES[0]
 NAMES = {
-    "kdmsi": "the trained network (student with multiscale inference)",
+    "kdmsi-cva": "the trained network combined with change vector analysis",
+    "kdmsi": "the trained network alone (student with multiscale inference)",
     "cam": "the teacher network's activation map",
     "cva": "change vector analysis (the colour difference, nothing learned)",
 }
@@ -110,7 +116,7 @@ def decide(auc: dict[str, float], changed: int, unchanged: int) -> MethodChoice:
     """Apply the module's rule to the candidates' AUCs (NaN counts as chance)."""
     scores = {name: (value if math.isfinite(value) else 0.5) for name, value in auc.items()}
     best = max(CANDIDATES, key=lambda name: scores[name])  # ties: the first in CANDIDATES
-    method = best if scores[best] >= scores["kdmsi"] + MARGIN else "kdmsi"
+    method = best if scores[best] >= scores[DEFAULT] + MARGIN else DEFAULT
     bound = chance_bound(changed, unchanged)
     reliable = bound is not None and scores[method] >= bound
     reason = (
@@ -119,8 +125,8 @@ def decide(auc: dict[str, float], changed: int, unchanged: int) -> MethodChoice:
         + ", ".join(f"{name} {scores[name]:.2f}" for name in CANDIDATES if name != method)
         + ")"
     )
-    if method != "kdmsi":
-        reason += f"; the trained network is behind by at least {MARGIN:.2f}, so it is not used"
+    if method != DEFAULT:
+        reason += f"; {NAMES[DEFAULT]} is behind by at least {MARGIN:.2f}, so it is not used"
     return MethodChoice(method, dict(auc), changed, unchanged, reliable, reason)
 
 
@@ -147,6 +153,7 @@ def candidate_maps(
     for method in ("kdmsi", "cam"):
         predictor = make_predictor(method, info, states, model_path, device, dtype=dtype)
         maps[method] = predict_tiles(predictor, tiles, device)
+    maps["kdmsi-cva"] = fuse_tiles(maps["kdmsi"], tiles)
     maps["cva"] = tile_magnitude(tiles.before, tiles.after)
     return maps
 
@@ -163,13 +170,17 @@ def choose_method(
     """Measure the candidates on ``held_out``, store the choice in the model file and report it.
 
     Also stores the teacher CAM's threshold (Otsu on the held-out changed-tagged tiles, the
-    student's rule). Returns None, keeping the student, when no tags were held out.
+    student's rule). Returns None when no tags were held out; the default map is then stored
+    without a measurement.
     """
     if held_out is None or len(held_out) == 0:
         callbacks.warning(
             "No tags were held out, so whether the trained network beats change vector analysis "
-            "could not be checked; detect will use the trained network."
+            f"could not be checked; detect will use {NAMES[DEFAULT]}."
         )
+        info, states = load_model(model_path)
+        unmeasured = {"method": DEFAULT, "reason": "no tags were held out to compare the maps"}
+        save_model(model_path, replace(info, method_choice=unmeasured), states)
         return None
     maps = candidate_maps(model_path, held_out, device, dtype)
     labels = held_out.labels

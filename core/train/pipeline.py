@@ -12,11 +12,12 @@ import torch
 
 from core.callbacks import Callbacks
 from core.data.tilesets import TileSet
+from core.detect.fusion import fuse_tiles
 from core.detect.predictors import make_predictor, predict_tiles
 from core.detect.tiled import Predictor
 from core.models.model_file import ModelInfo, load_model, save_model
 from core.runtime.distributed import SINGLE, DistEnv
-from core.train.method_choice import choose_method
+from core.train.method_choice import MethodChoice, choose_method
 from core.train.refinement import RefineParams, train_refiner
 from core.train.selection import stratified_split
 from core.train.threshold_choice import otsu_on_changed_tiles
@@ -60,7 +61,10 @@ def choose_thresholds(
     callbacks: Callbacks,
     dtype: torch.dtype | None = None,
 ) -> ModelInfo:
-    """Store the MSI and single-scale thresholds chosen on ``tiles`` (tags only) in the model.
+    """Store the thresholds chosen on ``tiles`` (tags only) in the model.
+
+    The student's with MSI and single scale, and the same two combined with CVA
+    (:mod:`core.detect.fusion`).
 
     ``dtype`` is the autocast type inference will use, so that the thresholds fit its maps.
     """
@@ -69,15 +73,43 @@ def choose_thresholds(
     prob_msi = predict_tiles(multi_scale, tiles, device)
     prob_one = predict_tiles(single_scale, tiles, device)
     multi, single = otsu_on_changed_tiles(tiles, prob_msi), otsu_on_changed_tiles(tiles, prob_one)
+    fused = otsu_on_changed_tiles(tiles, fuse_tiles(prob_msi, tiles))
+    fused_single = otsu_on_changed_tiles(tiles, fuse_tiles(prob_one, tiles))
     info = replace(
-        info, threshold=multi.value, threshold_single=single.value, threshold_rule=multi.rule
+        info,
+        threshold=multi.value,
+        threshold_single=single.value,
+        threshold_rule=multi.rule,
+        threshold_fused=fused.value,
+        threshold_fused_single=fused_single.value,
     )
     save_model(model_path, info, states)
     callbacks.info(
         f"Thresholds chosen from tags ({multi.rule}): MSI {multi.value:.3f}, "
-        f"single-scale {single.value:.3f}."
+        f"single-scale {single.value:.3f}, combined with CVA {fused.value:.3f}."
     )
     return info
+
+
+def choose_after_training(
+    model_path: Path,
+    tiles: TileSet,
+    held_out: TileSet | None,
+    device: torch.device,
+    callbacks: Callbacks,
+    dtype: torch.dtype | None = None,
+    val_fraction: float = 0.2,
+) -> MethodChoice | None:
+    """Choose the thresholds and the map ``detect --method auto`` runs, and store them.
+
+    Both are chosen on the held-out tags (the thresholds on all ``tiles`` when none were held
+    out); :func:`train_model` calls this after training, and the benchmark calls it again on a
+    reused model so that its choices follow the current rules.
+    """
+    choose_thresholds(
+        model_path, held_out if held_out is not None else tiles, device, callbacks, dtype
+    )
+    return choose_method(model_path, held_out, device, callbacks, dtype, len(tiles), val_fraction)
 
 
 def refine(
@@ -142,11 +174,8 @@ def train_model(
         return result
     dtype = trainer.amp_dtype
     del trainer  # its networks, optimizer and batches are no longer needed
-    choose_thresholds(
-        result.model_path, val_set if val_set is not None else tiles, device, callbacks, dtype
-    )
-    choice = choose_method(
-        result.model_path, val_set, device, callbacks, dtype, len(tiles), val_fraction
+    choice = choose_after_training(
+        result.model_path, tiles, val_set, device, callbacks, dtype, val_fraction
     )
     if choice is not None:
         result = replace(result, method=choice.method, reliable=choice.reliable)

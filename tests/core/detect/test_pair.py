@@ -108,11 +108,13 @@ def test_cam_method_uses_the_teacher(networks, model, pair, tmp_path):
     assert gdal.Open(str(out)).GetMetadata()["kdmsi_network"] == "teacher"
 
 
-@pytest.mark.parametrize(("method", "margin"), [("kdmsi", 0), ("cam", 0), ("kdmsi-refined", 32)])
+@pytest.mark.parametrize(
+    ("method", "margin"), [("kdmsi", 0), ("kdmsi-cva", 0), ("cam", 0), ("kdmsi-refined", 32)]
+)
 def test_windows_default_to_the_training_tile(method, margin):
     tiling = DetectParams(method).tiling(128)
     assert (tiling.window, tiling.overlap, tiling.margin) == (128, 32, margin)
-    assert tiling.align == (64 if method == "kdmsi" else 16)
+    assert tiling.align == (64 if method in ("kdmsi", "kdmsi-cva") else 16)
     wider = DetectParams(method, window=512, scales=(1.0,)).tiling(128)
     assert (wider.window, wider.overlap, wider.margin, wider.align) == (512, 128, margin, 16)
 
@@ -187,10 +189,30 @@ def test_auto_method_runs_the_refined_network_when_the_model_has_one(networks, p
         np.testing.assert_array_equal(read(out), read(explicit))
 
 
-@pytest.mark.parametrize("chosen", ["cam", "cva"])
+def test_kdmsi_cva_combines_the_student_map_with_the_cva_map(model, pair, tmp_path):
+    fused, student, cva = (tmp_path / f"{name}.tif" for name in ("fused", "student", "cva"))
+    fused_params = replace(SINGLE, method="kdmsi-cva")
+    detect_with_model(*pair, model, fused, fused_params)
+    detect_with_model(*pair, model, student, SINGLE)
+    with RasterPair.open(*pair, (4, 3, 2)) as opened:
+        measured = run_cva(opened, cva, tmp_path / "cva_mask.tif").threshold
+    # one window holds the whole pair, so the combination is exact pixel by pixel
+    np.testing.assert_allclose(read(fused), np.sqrt(read(student) * read(cva)), atol=1e-5)
+    stored = gdal.Open(str(fused)).GetMetadata()
+    assert stored["kdmsi_method"] == "kdmsi-cva" and stored["kdmsi_network"] == "student"
+    assert float(stored["kdmsi_cva_threshold"]) == pytest.approx(measured, rel=1e-5)
+    given = tmp_path / "given.tif"  # a threshold in the parameters is used as it is
+    detect_with_model(*pair, model, given, replace(fused_params, pair_cva_threshold=2 * measured))
+    assert read(given).mean() < read(fused).mean()
+
+
+@pytest.mark.parametrize("chosen", ["cam", "cva", "kdmsi-cva"])
 def test_auto_method_runs_the_map_chosen_on_held_out_tags(networks, pair, tmp_path, chosen):
     states = {"student": networks.student.state_dict(), "teacher": networks.teacher.state_dict()}
-    info = ModelInfo("resnet18", "minus", "cat", 16, [4, 3, 2], 32, 0.41, 0.37, threshold_cam=0.3)
+    info = ModelInfo(
+        "resnet18", "minus", "cat", 16, [4, 3, 2], 32, 0.41, 0.37, threshold_cam=0.3,
+        threshold_fused=0.2, threshold_fused_single=0.25,
+    )  # fmt: skip
     choice = {"method": chosen, "reliable": False, "reason": f"{chosen} ranks them best"}
     model = tmp_path / "chosen.pt"
     save_model(model, replace(info, method_choice=choice), states)
@@ -199,13 +221,13 @@ def test_auto_method_runs_the_map_chosen_on_held_out_tags(networks, pair, tmp_pa
     auto = replace(SINGLE, method="auto")
     out, explicit = tmp_path / "auto.tif", tmp_path / "explicit.tif"
     threshold = detect_with_model(*pair, model, out, auto, callbacks=callbacks)
-    assert threshold == pytest.approx({"cam": 0.3, "cva": 0.5}[chosen])
+    assert threshold == pytest.approx({"cam": 0.3, "cva": 0.5, "kdmsi-cva": 0.25}[chosen])
     if chosen == "cva":
         with RasterPair.open(*pair, (4, 3, 2)) as opened:
             run_cva(opened, explicit, tmp_path / "explicit_mask.tif")
         assert (tmp_path / "auto_mask.tif").exists()
     else:
-        detect_with_model(*pair, model, explicit, replace(auto, method="cam"))
+        detect_with_model(*pair, model, explicit, replace(auto, method=chosen))
     np.testing.assert_array_equal(read(out), read(explicit))
     assert ("info", f"Method auto: {chosen}, because {chosen} ranks them best.") in messages
     assert any(level == "warning" and "unreliable" in m for level, m in messages)

@@ -27,8 +27,10 @@ METHODS = [
     "CAM (teacher only)",
     "KD-MSI single-scale",
     "KD-MSI + MSI",
+    "KD-MSI + MSI + CVA",
     "KD-MSI refined",
     "KD-MSI + MSI, detect on whole pairs",
+    "KD-MSI + MSI + CVA, detect on whole pairs",
     "KD-MSI refined, detect on whole pairs",
     PRODUCT_ROW,
 ]
@@ -97,20 +99,24 @@ def test_every_method_is_scored(results):
 
 def test_whole_pair_rows_score_the_maps_detect_wrote(results):
     result, run_dir, _ = results
-    for method in ("kdmsi", "kdmsi-refined"):
+    for method in ("kdmsi", "kdmsi-cva", "kdmsi-refined"):
         maps = sorted(p.name for p in (run_dir / "detect" / method).glob("*.tif"))
         assert maps == [f"tiny_p0_{method}.tif", f"tiny_p1_{method}.tif"]
     rows = {row["method"]: row for row in result["rows"]}
     msi_threshold = rows["KD-MSI + MSI"]["threshold"]
     assert rows["KD-MSI + MSI, detect on whole pairs"]["threshold"] == msi_threshold
     assert rows["KD-MSI refined, detect on whole pairs"]["threshold"] == 0.5
+    fused_threshold = rows["KD-MSI + MSI + CVA"]["threshold"]
+    assert rows["KD-MSI + MSI + CVA, detect on whole pairs"]["threshold"] == fused_threshold
+    assert fused_threshold != msi_threshold  # its own threshold, chosen on the combined map
 
 
 def test_the_product_row_is_the_map_auto_chose(results):
     result, _, logs = results
     rows = {row["method"]: row for row in result["rows"]}
     # 2 + 2 training tags leave none to hold out: auto keeps the trained (here refined) network
-    assert result["training"]["method_choice"] == {}
+    assert result["training"]["method_choice"]["method"] == "kdmsi-cva"
+    assert "no tags were held out" in result["training"]["method_choice"]["reason"]
     assert any("could not be checked" in m for _, m in logs)
     product, refined = rows[PRODUCT_ROW], rows["KD-MSI refined, detect on whole pairs"]
     assert product["metrics"] == refined["metrics"] and product["threshold"] == 0.5

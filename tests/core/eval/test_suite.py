@@ -32,7 +32,7 @@ class Tiles:
 def fake_data(labels: list[int]) -> BenchmarkData:
     n = len(labels)
     tiles = Tiles(np.array(labels))
-    return BenchmarkData(tiles, np.zeros(n), np.zeros(n), np.arange(n - 4), np.arange(n - 4, n))
+    return BenchmarkData(tiles, np.zeros(n), np.arange(n - 4), np.arange(n - 4, n))
 
 
 def test_a_budget_draws_that_many_training_tiles_of_both_classes():

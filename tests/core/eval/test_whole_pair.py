@@ -20,7 +20,7 @@ def _data(windows: list[Window], names: list[str]) -> BenchmarkData:
         names=names,
         windows=windows,
     )
-    return BenchmarkData(tiles, np.zeros((n, 4, 4), bool), np.ones(n), np.arange(n), np.arange(0))
+    return BenchmarkData(tiles, np.zeros((n, 4, 4), bool), np.arange(n), np.arange(0))
 
 
 def test_tiles_are_cut_from_their_own_pair_at_their_window():

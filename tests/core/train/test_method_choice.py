@@ -14,6 +14,7 @@ from core.data.tilesets import TileSet
 from core.io.windows import Window
 from core.models.model_file import load_model
 from core.train.method_choice import (
+    DEFAULT,
     MARGIN,
     chance_bound,
     choose_method,
@@ -47,23 +48,29 @@ def test_u_distribution_counts_every_ordering(m, n):
     np.testing.assert_allclose(u_distribution(m, n), counts)
 
 
-def test_the_student_is_kept_within_the_margin():
-    choice = decide({"kdmsi": 0.80, "cam": 0.80 + MARGIN / 2, "cva": 0.70}, 10, 10)
-    assert choice.method == "kdmsi"
+def _auc(fused: float, kdmsi: float, cam: float, cva: float) -> dict[str, float]:
+    return {"kdmsi-cva": fused, "kdmsi": kdmsi, "cam": cam, "cva": cva}
+
+
+def test_the_default_is_kept_within_the_margin():
+    assert DEFAULT == "kdmsi-cva"
+    choice = decide(_auc(0.80, 0.80 + MARGIN / 2, 0.80 + MARGIN / 2, 0.70), 10, 10)
+    assert choice.method == "kdmsi-cva"
     assert choice.reliable  # 0.80 > chance bound 0.73 of 10 + 10 tags
     assert "held-out tags" in choice.reason and "AUC 0.80" in choice.reason
 
 
-def test_a_candidate_ahead_by_the_margin_replaces_the_student():
-    choice = decide({"kdmsi": 0.50, "cam": 0.60, "cva": 0.90}, 10, 10)
+def test_a_candidate_ahead_by_the_margin_replaces_the_default():
+    choice = decide(_auc(0.55, 0.50, 0.60, 0.90), 10, 10)
     assert choice.method == "cva"
     assert choice.reliable
     assert "not used" in choice.reason
-    assert decide({"kdmsi": 0.50, "cam": 0.60, "cva": 0.52}, 10, 10).method == "cam"
+    assert decide(_auc(0.50, 0.50, 0.60, 0.52), 10, 10).method == "cam"
+    assert decide(_auc(0.50, 0.70, 0.60, 0.52), 10, 10).method == "kdmsi"
 
 
 def test_nan_counts_as_chance_and_weak_maps_are_unreliable():
-    choice = decide({"kdmsi": float("nan"), "cam": 0.31, "cva": 0.62}, 6, 6)
+    choice = decide(_auc(float("nan"), float("nan"), 0.31, 0.62), 6, 6)
     assert choice.method == "cva"
     assert not choice.reliable  # 0.62 < chance_bound(6, 6)
     assert chance_bound(6, 6) > 0.62
@@ -71,8 +78,8 @@ def test_nan_counts_as_chance_and_weak_maps_are_unreliable():
 
 
 def test_tags_needed_grows_as_the_best_map_nears_chance():
-    weak = decide({"kdmsi": 0.55, "cam": 0.5, "cva": 0.5}, 5, 5)
-    fair = decide({"kdmsi": 0.75, "cam": 0.5, "cva": 0.5}, 5, 5)
+    weak = decide(_auc(0.55, 0.5, 0.5, 0.5), 5, 5)
+    fair = decide(_auc(0.75, 0.5, 0.5, 0.5), 5, 5)
     assert tags_needed(weak, 48, 0.2) > tags_needed(fair, 48, 0.2) >= 48
     assert tags_needed(weak, 48, 0.2) <= 480
 
@@ -95,7 +102,7 @@ def test_choose_method_measures_every_candidate_and_stores_the_choice(saved, tmp
     held = _held_out()
     messages = []
     choice = choose_method(path, held, CPU, Callbacks(log=lambda lvl, m: messages.append(m)))
-    assert set(choice.auc) == {"kdmsi", "cam", "cva"}
+    assert set(choice.auc) == {"kdmsi-cva", "kdmsi", "cam", "cva"}
     assert choice.auc["cva"] == 1.0  # the colour difference alone tells these tiles apart
     assert choice.changed == choice.unchanged == 4
     info, states = load_model(path)
@@ -105,10 +112,10 @@ def test_choose_method_measures_every_candidate_and_stores_the_choice(saved, tmp
     assert 0.0 <= info.threshold_cam <= 1.0
     assert set(states) == {"student", "teacher"}  # the networks are kept as they were
     assert any("Map used by detect" in m for m in messages)
-    if choice.auc["kdmsi"] <= 1.0 - MARGIN:  # a perfect candidate is ahead by the margin
-        assert choice.method in ("cam", "cva") and choice.auc[choice.method] == 1.0
+    if choice.auc["kdmsi-cva"] <= 1.0 - MARGIN:  # a perfect candidate is ahead by the margin
+        assert choice.method != "kdmsi-cva" and choice.auc[choice.method] == 1.0
     else:
-        assert choice.method == "kdmsi"
+        assert choice.method == "kdmsi-cva"
 
 
 def test_inconsistent_tags_are_reported_with_how_many_more_to_tag(saved, tmp_path):
@@ -129,17 +136,19 @@ def test_inconsistent_tags_are_reported_with_how_many_more_to_tag(saved, tmp_pat
     assert any("too few or too inconsistent" in m and "more tiles" in m for m in warnings)
 
 
-def test_no_held_out_tags_keep_the_student(saved, tmp_path):
+def test_no_held_out_tags_keep_the_default(saved, tmp_path):
     path = tmp_path / "model.pt"
     path.write_bytes(saved[0].read_bytes())
     messages = []
     assert choose_method(path, None, CPU, Callbacks(log=lambda lvl, m: messages.append(m))) is None
-    assert load_model(path)[0].auto_method == "kdmsi"
+    info = load_model(path)[0]
+    assert info.auto_method == "kdmsi-cva" and info.reliable
+    assert "no tags were held out" in info.method_choice["reason"]
     assert any("could not be checked" in m for m in messages)
 
 
 def test_the_warning_says_when_no_ranking_of_so_few_tags_can_show_anything():
-    choice = decide({"kdmsi": 1.0, "cam": 0.5, "cva": 0.5}, 2, 2)
+    choice = decide(_auc(1.0, 1.0, 0.5, 0.5), 2, 2)
     assert not choice.reliable  # a perfect AUC on 2 + 2 tags proves nothing
     sentence = too_few_sentence(choice, 12, 0.2)
     assert "with 2 + 2 held-out tiles no ranking can show it" in sentence

@@ -1,0 +1,92 @@
+"""Tests of the student's map combined with change vector analysis (method ``kdmsi-cva``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.data.tilesets import TileSet
+from core.detect.cva import tile_magnitude
+from core.detect.fusion import (
+    cva_share,
+    fuse,
+    fuse_tiles,
+    fused_predictor,
+    pair_thresholds,
+    tiles_threshold,
+)
+from core.detect.predictors import predict_tiles
+
+CPU = torch.device("cpu")
+
+
+def _tiles(n: int = 6, size: int = 16, thresholds: np.ndarray | None = None) -> TileSet:
+    """Tiles of two pairs (``p#``, ``q#``); odd tiles changed in their centre."""
+    rng = np.random.default_rng(3)
+    before = rng.integers(0, 120, size=(n, 3, size, size)).astype(np.uint8)
+    after = before.copy()
+    after[1::2, :, 4:12, 4:12] += 120
+    labels = np.array([0, 1] * (n // 2), dtype=np.int8)
+    names = [f"{'p' if i < n // 2 else 'q'}#{i}" for i in range(n)]
+    valid = np.ones((n, size, size), dtype=bool)
+    return TileSet(before, after, valid, labels, names, [None] * n, thresholds)
+
+
+def test_cva_share_puts_the_threshold_at_one_half_and_clips():
+    a = torch.zeros(1, 2, 1, 3)
+    b = torch.tensor([[[[0.3, 0.6, 3.0]], [[0.4, 0.8, 4.0]]]])  # magnitudes 0.5, 1.0, 5.0
+    np.testing.assert_allclose(cva_share(a, b, 1.0)[0, 0, 0].numpy(), [0.25, 0.5, 1.0])
+
+
+def test_fuse_is_the_geometric_mean_and_needs_both_cues():
+    student = torch.tensor([0.0, 0.25, 1.0, 0.81])
+    cva = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    np.testing.assert_allclose(fuse(student, cva).numpy(), [0.0, 0.5, 0.0, 0.9])
+
+
+def test_fused_tiles_equal_the_fused_predictor_of_detect():
+    tiles = _tiles(thresholds=np.full(6, 0.2, dtype=np.float32))
+
+    def student(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # any map in [0, 1]
+        return torch.sigmoid((b - a).mean(dim=1, keepdim=True) * 5)
+
+    direct = predict_tiles(fused_predictor(student, 0.2), tiles, CPU)
+    combined = fuse_tiles(predict_tiles(student, tiles, CPU), tiles)
+    np.testing.assert_allclose(combined, direct, atol=1e-6)
+    assert combined[1::2].mean() > combined[0::2].mean()  # changed tiles stand out
+
+
+def test_pair_thresholds_prefer_the_whole_pair_and_fall_back_per_pair():
+    measured = np.array([0.1, 0.1, 0.1, 0.3, 0.3, 0.3], dtype=np.float32)
+    np.testing.assert_array_equal(pair_thresholds(_tiles(thresholds=measured)), measured)
+    tiles = _tiles()
+    fallback = pair_thresholds(tiles)
+    assert fallback[0] == fallback[1] == fallback[2]
+    assert fallback[0] == pytest.approx(tiles_threshold(tiles.subset([0, 1, 2])))
+    assert fallback[3] == pytest.approx(tiles_threshold(tiles.subset([3, 4, 5])))
+    top = np.sqrt(3)
+    magnitude = tile_magnitude(tiles.before, tiles.after)
+    assert 0 < fallback[0] < top and magnitude.min() < fallback[0] < magnitude.max()
+
+
+def test_tile_sets_carry_the_thresholds_through_subset_and_concat():
+    measured = np.arange(6, dtype=np.float32) / 10
+    tiles = _tiles(thresholds=measured)
+    np.testing.assert_array_equal(tiles.subset([4, 1]).cva_threshold, measured[[4, 1]])
+    pooled = TileSet.concat([tiles, tiles.subset([0])])
+    np.testing.assert_array_equal(pooled.cva_threshold, [*measured, 0.0])
+    assert TileSet.concat([tiles, _tiles()]).cva_threshold is None  # one unmeasured set: none
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.5])
+def test_a_larger_pair_threshold_lowers_the_combined_map(threshold):
+    tiles = _tiles(thresholds=np.full(6, threshold, dtype=np.float32))
+    student = np.full((6, 16, 16), 0.64, dtype=np.float32)
+    fused = fuse_tiles(student, tiles)
+    assert fused.max() <= 0.8 + 1e-6  # sqrt(0.64 x 1)
+    centre = fused[1::2, 4:12, 4:12]  # colour change of magnitude 0.82 there
+    if threshold == 0.05:  # far above the threshold: CVA's share saturates at 1
+        np.testing.assert_allclose(centre, 0.8, rtol=1e-5)
+    else:  # sqrt(0.64 x 0.82 / 1.0)
+        np.testing.assert_allclose(centre, np.sqrt(0.64 * 0.815 / 1.0), atol=0.01)
