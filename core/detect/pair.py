@@ -15,7 +15,7 @@ from core.callbacks import Callbacks
 from core.detect.cva import pair_threshold, run_cva
 from core.detect.loading import check_bands, detect_metadata, load_predictor
 from core.detect.parallel import detect_in_parallel
-from core.detect.params import DetectParams, resolve_method
+from core.detect.params import METHOD_NAMES, DetectParams, resolve_method
 from core.detect.ranks import detect_on_ranks
 from core.detect.tiled import predict_pair
 from core.errors import KdmsiError
@@ -93,11 +93,15 @@ def detect_with_model(
 def _explain_auto(method: str, model_path: Path, callbacks: Callbacks) -> None:
     """Say which map ``auto`` runs and why, and warn when the model is unreliable."""
     if Path(model_path).suffix.lower() == ".onnx":
-        callbacks.info(f"Method auto: {method} (an ONNX file holds the trained network only).")
+        callbacks.info(
+            f"Detect runs {METHOD_NAMES[method]} ({method}): an ONNX file holds the trained "
+            "network only."
+        )
         return
     info, _states = load_model(model_path)
     reason = info.method_choice.get("reason")
-    callbacks.info(f"Method auto: {method}" + (f", because {reason}." if reason else "."))
+    name = f"{METHOD_NAMES.get(method, method)} ({method})"
+    callbacks.info(f"Detect runs {name}" + (f", because {reason}." if reason else "."))
     if not info.reliable:
         callbacks.warning(
             f"The model {model_path} did not tell its held-out changed tiles from the unchanged "

@@ -21,6 +21,14 @@ ENGINES = CHOICES["engine"]
 # Context read around each window of the refinement network, in training tiles (a quarter of
 # one); the student and teacher get none (see ``DetectParams.window``).
 REFINED_MARGIN = 0.25
+# What each map is, in words, for messages.
+METHOD_NAMES = {
+    "kdmsi-cva": "the trained network combined with change vector analysis",
+    "kdmsi": "the trained network alone (student with multiscale inference)",
+    "kdmsi-refined": "the refinement network",
+    "cam": "the teacher network's activation map",
+    "cva": "change vector analysis (the colour difference, nothing learned)",
+}
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from core.callbacks import Callbacks
 from core.data.tilesets import TileSet
 from core.detect.cva import tile_magnitude
 from core.detect.fusion import fuse_tiles
+from core.detect.params import METHOD_NAMES as NAMES
 from core.detect.predictors import make_predictor, predict_tiles
 from core.detect.tile_ranking import tile_scores
 from core.models.model_file import load_model, save_model
@@ -51,12 +52,6 @@ Z_ONE_SIDED = 1.645  # the normal quantile of 1 - ALPHA
 EXACT_PAIRS = 40_000
 CANDIDATES = ("kdmsi-cva", "kdmsi", "cam", "cva")
 DEFAULT = CANDIDATES[0]
-NAMES = {
-    "kdmsi-cva": "the trained network combined with change vector analysis",
-    "kdmsi": "the trained network alone (student with multiscale inference)",
-    "cam": "the teacher network's activation map",
-    "cva": "change vector analysis (the colour difference, nothing learned)",
-}
 
 
 @dataclass(frozen=True)
@@ -119,14 +114,15 @@ def decide(auc: dict[str, float], changed: int, unchanged: int) -> MethodChoice:
     method = best if scores[best] >= scores[DEFAULT] + MARGIN else DEFAULT
     bound = chance_bound(changed, unchanged)
     reliable = bound is not None and scores[method] >= bound
-    reason = (
-        f"{NAMES[method]} ranks the {changed + unchanged} held-out tags best "
-        f"(AUC {scores[method]:.2f}; "
-        + ", ".join(f"{name} {scores[name]:.2f}" for name in CANDIDATES if name != method)
-        + ")"
-    )
-    if method != DEFAULT:
-        reason += f"; {NAMES[DEFAULT]} is behind by at least {MARGIN:.2f}, so it is not used"
+    others = ", ".join(f"{name} {scores[name]:.2f}" for name in CANDIDATES if name != method)
+    aucs = f"AUC {scores[method]:.2f}; {others}"
+    tags = f"the {changed + unchanged} held-out tags"
+    if method == DEFAULT:
+        reason = f"no other map ranks {tags} better by {MARGIN:.2f} or more ({aucs})"
+    else:
+        reason = (
+            f"it ranks {tags} best ({aucs}) and {NAMES[DEFAULT]} is behind by at least {MARGIN:.2f}"
+        )
     return MethodChoice(method, dict(auc), changed, unchanged, reliable, reason)
 
 
@@ -193,7 +189,7 @@ def choose_method(
     save_model(
         model_path, replace(info, threshold_cam=cam_threshold, method_choice=summary), states
     )
-    callbacks.info(f"Map used by detect: {choice.reason}.")
+    callbacks.info(f"Map used by detect: {NAMES[choice.method]}, because {choice.reason}.")
     if not choice.reliable:
         callbacks.warning(too_few_sentence(choice, tagged, held_out_fraction))
     return choice

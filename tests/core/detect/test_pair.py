@@ -13,7 +13,7 @@ from core.callbacks import Callbacks
 from core.detect.cva import run_cva
 from core.detect.msi import cam_probability, msi
 from core.detect.pair import detect_with_model
-from core.detect.params import DetectParams
+from core.detect.params import METHOD_NAMES, DetectParams
 from core.errors import KdmsiError
 from core.io.rasters import RasterPair
 from core.io.stretch import compute_stretch
@@ -229,5 +229,6 @@ def test_auto_method_runs_the_map_chosen_on_held_out_tags(networks, pair, tmp_pa
     else:
         detect_with_model(*pair, model, explicit, replace(auto, method=chosen))
     np.testing.assert_array_equal(read(out), read(explicit))
-    assert ("info", f"Method auto: {chosen}, because {chosen} ranks them best.") in messages
+    name = f"{METHOD_NAMES[chosen]} ({chosen})"
+    assert ("info", f"Detect runs {name}, because {chosen} ranks them best.") in messages
     assert any(level == "warning" and "unreliable" in m for level, m in messages)

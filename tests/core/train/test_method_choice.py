@@ -64,7 +64,7 @@ def test_a_candidate_ahead_by_the_margin_replaces_the_default():
     choice = decide(_auc(0.55, 0.50, 0.60, 0.90), 10, 10)
     assert choice.method == "cva"
     assert choice.reliable
-    assert "not used" in choice.reason
+    assert "is behind by at least" in choice.reason
     assert decide(_auc(0.50, 0.50, 0.60, 0.52), 10, 10).method == "cam"
     assert decide(_auc(0.50, 0.70, 0.60, 0.52), 10, 10).method == "kdmsi"
 
