@@ -1,10 +1,11 @@
 """Suggest where to tag next: tiles the trained model is least sure about, and tags it contradicts.
 
-Every tile of the tag layer is scored with the model's student (single scale: the mean change
-probability over the tile's valid pixels). The output GeoPackage holds the ``--count`` untagged
-tiles whose score is closest to the model's single-scale threshold (``reason`` = ``uncertain``)
-and the tagged tiles whose thresholded score contradicts their tag (``reason`` = ``disagrees``),
-with fields ``tile_id``, ``score``, ``label``, ``reason`` and ``rank``, in A's CRS.
+Every tile of the tag layer is scored with the map ``detect --method auto`` draws, at single
+scale: its highest value over the tile's valid pixels (:mod:`core.workflows.suggest`). The output
+GeoPackage holds the ``--count`` untagged tiles whose score is closest to that map's single-scale
+threshold (``reason`` = ``uncertain``) and the tagged tiles whose thresholded score contradicts
+their tag (``reason`` = ``disagrees``), with fields ``tile_id``, ``score``, ``label``, ``reason``
+and ``rank``, in A's CRS.
 """
 
 from __future__ import annotations
@@ -52,10 +53,10 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     callbacks = reporter.callbacks("suggest")
     device = pick_device(args.device, callbacks.log)
     params = SuggestParams(count=args.count, bands=args.bands, batch_size=args.batch_size)
-    scores, grid, info = score_tiles(
+    scores, grid, chosen = score_tiles(
         args.model, args.before, args.after, args.tags, device, params, callbacks
     )
-    threshold = info.threshold_single
+    threshold = chosen.threshold
     suggestions = choose(scores, threshold, args.count)
     write_suggestions(args.out, grid, suggestions, args.overwrite)
     counts = {
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     callbacks.progress(1.0, "suggestions written")
     reporter.result(
         {"suggestions": str(args.out)},
-        {**counts, "threshold": threshold, "tiles": len(scores)},
+        {**counts, "threshold": threshold, "tiles": len(scores), "method": chosen.method},
         f"{args.out}: {counts[UNCERTAIN]} uncertain untagged tiles and {counts[DISAGREES]} tags "
         f"the model disagrees with (threshold {threshold:.3f}, {len(scores)} tiles scored)",
     )

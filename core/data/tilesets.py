@@ -27,7 +27,7 @@ class TileSet:
         names: ``pair#tile_id`` of each tile.
         windows: the pixel window of each tile in its pair.
         cva_threshold: float32 ``[N]``: Otsu's threshold of the change magnitude over the whole
-            pair of each tile (:func:`core.detect.cva.pair_threshold`); None when the tiles
+            pair of each tile (:func:`core.data.magnitude.pair_threshold`); None when the tiles
             were read without that pass (their own pixels then stand in for the pair's).
     """
 
@@ -114,7 +114,7 @@ def load_tiles(
         labels: the tag (0 or 1) of each tile.
         size: tile edge; smaller edge tiles are padded.
         name: prefix of the tile names.
-        cva_threshold: the pair's CVA threshold (:func:`core.detect.cva.pair_threshold`), kept
+        cva_threshold: the pair's CVA threshold (:func:`core.data.magnitude.pair_threshold`), kept
             for every tile; None when it was not measured.
     """
     n, bands = len(tiles), pair.band_count

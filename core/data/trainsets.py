@@ -6,10 +6,10 @@ from pathlib import Path
 
 from core.callbacks import Callbacks
 from core.data.datasets import PairFiles
+from core.data.magnitude import pair_threshold
 from core.data.tags import check_layer_fits, read_tags, tags_from_mask
 from core.data.tiles import Tile, pair_tiles
 from core.data.tilesets import TileSet, load_tiles
-from core.detect.cva import pair_threshold
 from core.errors import KdmsiError
 from core.io.rasters import RasterPair
 from core.io.stretch import compute_stretch

@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.data.magnitude import BINS, tile_magnitude
+from core.data.otsu import otsu
 from core.data.tilesets import TileSet
-from core.detect.cva import BINS, tile_magnitude
-from core.detect.otsu import otsu
 from core.detect.tiled import Predictor
 
 

@@ -12,7 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.callbacks import Callbacks
-from core.detect.cva import pair_threshold, run_cva
+from core.data.magnitude import pair_threshold
+from core.detect.cva import run_cva
 from core.detect.loading import check_bands, detect_metadata, load_predictor
 from core.detect.parallel import detect_in_parallel
 from core.detect.params import METHOD_NAMES, DetectParams, resolve_method

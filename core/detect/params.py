@@ -55,7 +55,7 @@ class DetectParams:
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (:mod:`core.runtime.precision`; torch
             engine only).
         pair_cva_threshold: the pair's CVA threshold for ``kdmsi-cva``; 0 (default) lets
-            ``detect`` measure it (:func:`core.detect.cva.pair_threshold`).
+            ``detect`` measure it (:func:`core.data.magnitude.pair_threshold`).
     """
 
     method: Method = DEFAULTS.method

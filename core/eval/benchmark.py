@@ -21,8 +21,8 @@ import torch
 
 from core.callbacks import Callbacks
 from core.choices import DEFAULTS, LearnedMethod
+from core.data.magnitude import tile_magnitude
 from core.data.tilesets import TileSet
-from core.detect.cva import tile_magnitude
 from core.detect.fusion import fuse_tiles
 from core.detect.params import DetectParams
 from core.detect.predictors import make_predictor, predict_tiles

@@ -13,10 +13,10 @@ import numpy as np
 
 from core.callbacks import Callbacks
 from core.data.datasets import find_pairs, read_split_lists
+from core.data.magnitude import pair_threshold
 from core.data.tags import tags_from_mask
 from core.data.tiles import pair_tiles
 from core.data.tilesets import TileSet, load_tiles
-from core.detect.cva import pair_threshold
 from core.detect.fusion import pair_thresholds
 from core.errors import KdmsiError
 from core.io.rasters import RasterPair, open_raster

@@ -2,8 +2,8 @@
 
 ``random``: the budget drawn per class at random (:func:`core.eval.benchmark_data.budget_subset`).
 ``suggest``: what a user of ``kdmsi suggest`` does: tag half of the budget at random, train, then
-tag the untagged training tiles the model is least sure about (their peak probability closest
-to its own threshold, as ``kdmsi suggest`` ranks them) until the budget is spent; the benchmark
+tag the untagged training tiles the model is least sure about (the peak of its chosen map closest
+to that map's threshold, as ``kdmsi suggest`` ranks them) until the budget is spent; the benchmark
 then trains again on all of them. Tags come from the masks, as everywhere in the benchmark; the
 test tiles are never among the candidates.
 """
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from core.callbacks import Callbacks
-from core.detect.predictors import make_predictor, predict_tiles
+from core.detect.quick_map import quick_map, quick_scores
 from core.detect.tile_ranking import most_uncertain, tile_peaks
 from core.eval.benchmark_data import BenchmarkData, budget_subset
 from core.models.model_file import load_model
@@ -50,12 +50,11 @@ def choose_tagged_tiles(
     )
     info, states = load_model(result.model_path)
     dtype = autocast_dtype(train.precision, device)
-    predictor = make_predictor(
-        "kdmsi", info, states, result.model_path, device, (1.0,), False, dtype=dtype
-    )
+    chosen = quick_map(info)  # the map kdmsi suggest scores with
     pool = np.setdiff1d(data.train, first.train)
     tiles = data.tiles.subset(pool)
-    scores = tile_peaks(predict_tiles(predictor, tiles, device), tiles.valid)
-    extra = pool[most_uncertain(scores, info.threshold_single, budget - len(first.train))]
+    prob = quick_scores(chosen, info, states, result.model_path, tiles, device, dtype=dtype)
+    scores = tile_peaks(prob, tiles.valid)
+    extra = pool[most_uncertain(scores, chosen.threshold, budget - len(first.train))]
     callbacks.info(f"suggest: {len(extra)} more tags on the tiles the model is least sure about")
     return replace(data, train=np.sort(np.concatenate([first.train, extra])))

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from core.callbacks import Callbacks
+from core.data.magnitude import tile_magnitude
 from core.data.tilesets import TileSet
-from core.detect.cva import tile_magnitude
 from core.detect.fusion import fuse_tiles
 from core.detect.params import METHOD_NAMES as NAMES
 from core.detect.predictors import make_predictor, predict_tiles

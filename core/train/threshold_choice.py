@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.data.otsu import otsu
 from core.data.tilesets import TileSet
-from core.detect.otsu import otsu
 
 BINS = 256
 FALLBACK = 0.5

@@ -1,15 +1,17 @@
-"""Where to tag next: score every tile of a tag layer with the student and pick tiles to look at.
+"""Where to tag next: score every tile of a tag layer with the model's map, pick tiles to look at.
 
-Each tile's score is its peak: the student's highest single-scale change probability over the
-tile's valid pixels (:func:`core.detect.tile_ranking.tile_peaks`), so a score at or above the
-model's single-scale threshold means the map puts change pixels in the tile, which is what a
-*changed* tag means. Two kinds of tiles are suggested: the ``count`` untagged tiles whose score is
-closest to that threshold (``uncertain``: a tag there teaches the model most), and the tagged tiles
-whose score contradicts their tag (``disagrees``: a changed tag where the map finds no change
-pixel, or an unchanged tag where it finds some; a mistake in the tag or something the model has
-not learned yet). No pixel label is used. (Until issue 19 the score was the tile's mean
+The map is the one ``detect --method auto`` draws (chosen on the held-out tags after training),
+at single scale (:mod:`core.detect.quick_map`). Each tile's score is its peak: the map's highest
+value over the tile's valid pixels (:func:`core.detect.tile_ranking.tile_peaks`), so a score at
+or above the map's single-scale threshold means the map puts change pixels in the tile, which is
+what a *changed* tag means. Two kinds of tiles are suggested: the ``count`` untagged tiles whose
+score is closest to that threshold (``uncertain``: a tag there teaches the model most), and the
+tagged tiles whose score contradicts their tag (``disagrees``: a changed tag where the map finds
+no change pixel, or an unchanged tag where it finds some; a mistake in the tag or something the
+model has not learned yet). No pixel label is used. (Until issue 19 the score was the tile's mean
 probability, compared with a pixel threshold: almost every changed tag, whose change covers a
-small part of its tile, was reported as contradicted.)
+small part of its tile, was reported as contradicted; until issue 18's map choice it was always
+the student's map, whatever map detect drew.)
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import torch
 from osgeo import ogr
 
 from core.callbacks import Callbacks
+from core.data.magnitude import pair_threshold
 from core.data.tags import TaggedTile, TagLayer, check_layer_fits, read_tags
 from core.data.tilesets import load_tiles
-from core.detect.predictors import make_predictor, predict_tiles
+from core.detect.quick_map import QuickMap, quick_map, quick_scores
 from core.detect.tile_ranking import most_uncertain, tile_peaks
 from core.errors import KdmsiError
 from core.io.gpkg import polygon_layer, window_polygon
@@ -121,32 +124,34 @@ def score_tiles(
     device: torch.device,
     params: SuggestParams,
     callbacks: Callbacks,
-) -> tuple[list[TileScore], Grid, ModelInfo]:
-    """Score every tile of a tag layer with the model's student (single scale, no flip).
+) -> tuple[list[TileScore], Grid, QuickMap]:
+    """Score every tile of a tag layer with the model's chosen map at single scale.
 
     Returns:
-        The scores in tile order, A's grid and the model's description.
+        The scores in tile order, A's grid and the map scored (with its threshold).
     """
     info, states = load_model(model_path)
     bands = _bands(info, params.bands, model_path)
     layer = read_tags(tags_path)
-    predictor = make_predictor("kdmsi", info, states, model_path, device, (1.0,), False)
+    chosen = quick_map(info)
     scores: list[TileScore] = []
     with RasterPair.open(before, after, bands, callbacks) as pair:
         _check_layer(layer, pair, tags_path)
         check_layer_fits(layer, pair.grid, Path(tags_path), (Path(before), Path(after)), callbacks)
         size = int(layer.meta.get("tile", info.tile))
         stretch = compute_stretch(pair)
+        cva = pair_threshold(pair, stretch) if chosen.needs_pair_threshold else None
         for start in range(0, len(layer.tiles), CHUNK_TILES):
             callbacks.check_canceled()
             chunk = layer.tiles[start : start + CHUNK_TILES]
-            tiles = load_tiles(pair, stretch, [t.tile for t in chunk], [0] * len(chunk), size, "")
-            prob = predict_tiles(predictor, tiles, device, params.batch_size)
+            windows = [t.tile for t in chunk]
+            tiles = load_tiles(pair, stretch, windows, [0] * len(chunk), size, "", cva)
+            prob = quick_scores(chosen, info, states, model_path, tiles, device, params.batch_size)
             values = tile_peaks(prob, tiles.valid)
             scores += [TileScore(t, float(v)) for t, v in zip(chunk, values)]
             callbacks.progress(len(scores) / len(layer.tiles), f"{len(scores)} tiles scored")
         grid = pair.grid
-    return scores, grid, info
+    return scores, grid, chosen
 
 
 def write_suggestions(

@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from core.callbacks import Callbacks  # noqa: E402
+from core.data.magnitude import tile_magnitude  # noqa: E402
 from core.data.tilesets import TileSet  # noqa: E402
-from core.detect.cva import tile_magnitude  # noqa: E402
 from core.detect.predictors import make_predictor, predict_tiles  # noqa: E402
 from core.detect.tiled import Predictor  # noqa: E402
 from core.eval.benchmark_data import (  # noqa: E402

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-import core.detect.cva
+import core.data.magnitude
 from core.callbacks import Callbacks
-from core.detect.cva import MASK_NODATA, NODATA, magnitude, run_cva, tile_magnitude
+from core.data.magnitude import magnitude
+from core.detect.cva import MASK_NODATA, NODATA, run_cva
 from core.errors import Canceled, KdmsiError
 from core.io.rasters import RasterPair
 from core.io.stretch import compute_stretch
@@ -144,26 +145,14 @@ def test_histogram_counts_every_valid_pixel_once(tmp_path, write_raster, scene, 
     path_a = write_raster(tmp_path / "a.tif", before)
     path_b = write_raster(tmp_path / "b.tif", after)
     totals: list[float] = []
-    original = core.detect.cva.otsu
+    original = core.data.magnitude.otsu
 
     def spy(hist, edges):
         totals.append(float(np.sum(hist)))
         return original(hist, edges)
 
-    monkeypatch.setattr(core.detect.cva, "otsu", spy)
+    monkeypatch.setattr(core.data.magnitude, "otsu", spy)
     with RasterPair.open(path_a, path_b) as pair:
         result = run_cva(pair, tmp_path / "prob.tif", tmp_path / "mask.tif")
     assert totals == [1100 * 4]
     assert gdal.Open(str(result.probability)).RasterXSize == 1100
-
-
-def test_tile_magnitude():
-    before = np.zeros((2, 3, 4, 4), dtype=np.uint8)
-    after = before.copy()
-    after[0, :, 1, 2] = 255
-    after[1, 0] = 51
-    mag = tile_magnitude(before, after)
-    assert mag.shape == (2, 4, 4)
-    assert mag[0, 1, 2] == pytest.approx(np.sqrt(3))
-    assert mag[0].sum() == pytest.approx(np.sqrt(3))
-    assert np.allclose(mag[1], 0.2)

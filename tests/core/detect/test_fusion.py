@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from core.data.magnitude import tile_magnitude
 from core.data.tilesets import TileSet
-from core.detect.cva import tile_magnitude
 from core.detect.fusion import (
     cva_share,
     fuse,

@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from osgeo import ogr, osr
+from osgeo import gdal, ogr, osr
 
 from core.callbacks import Callbacks
 from core.cli.main import main
@@ -21,9 +22,10 @@ from core.data.synthetic import make_scene
 from core.data.tags import TaggedTile, read_tags, tags_from_mask, write_tags
 from core.data.tiles import Tile, pair_tiles
 from core.data.trainsets import tiles_from_tag_layer
+from core.detect.cva import run_cva
 from core.io.rasters import RasterPair
 from core.io.windows import Window
-from core.models.model_file import load_model
+from core.models.model_file import load_model, save_model
 from core.train.pipeline import train_model
 from core.train.trainer import TrainParams
 from core.workflows.suggest import DISAGREES, UNCERTAIN, TileScore, choose
@@ -95,7 +97,9 @@ def test_suggest_writes_scored_tiles_in_the_pair_crs(trained):
     result = events[-1]
     assert result["event"] == "result" and result["outputs"]["suggestions"] == str(out)
     info, _ = load_model(trained["model"])
-    assert result["metrics"]["threshold"] == pytest.approx(info.threshold_single)
+    # no tag was held out, so the default map: the network combined with CVA, at single scale
+    assert result["metrics"]["method"] == info.auto_method == "kdmsi-cva"
+    assert result["metrics"]["threshold"] == pytest.approx(info.threshold_fused_single)
     assert result["metrics"]["tiles"] == 16 and result["metrics"]["uncertain"] == 3
     assert any(e["event"] == "progress" and e["stage"] == "suggest" for e in events)
 
@@ -111,7 +115,7 @@ def test_suggest_writes_scored_tiles_in_the_pair_crs(trained):
     ]
     assert len(rows) == 3 + result["metrics"]["disagrees"]
     tags = {t.tile.tile_id: t.label for t in read_tags(trained["tags"]).tiles}
-    threshold = info.threshold_single
+    threshold = info.threshold_fused_single
     for row in rows:
         assert 0.0 <= row["score"] <= 1.0
         assert row["label"] == tags[row["tile_id"]]
@@ -139,3 +143,35 @@ def test_suggest_refuses_a_tag_layer_of_another_pair(trained, tmp_path):
     assert status == 2
     assert events[-1]["event"] == "error" and "128x128" in events[-1]["message"]
     assert not Path(tmp_path / "s.gpkg").exists()
+
+
+def test_suggest_scores_with_the_map_detect_draws(trained, tmp_path):
+    info, states = load_model(trained["model"])
+    files = trained["files"]
+    model = tmp_path / "cva.pt"  # a model whose held-out tags chose change vector analysis
+    save_model(model, replace(info, method_choice={"method": "cva", "reason": "test"}), states)
+    out = tmp_path / "suggestions.gpkg"
+    status, events = run_cli(
+        *("suggest", "-a", files.before, "-b", files.after, "--model", model),
+        *("--tags", trained["tags"], "--out", out, "--count", 16, "--device", "cpu"),
+    )
+    assert status == 0, events
+    assert events[-1]["metrics"]["method"] == "cva"
+    assert events[-1]["metrics"]["threshold"] == 0.5  # CVA's map puts its threshold at 0.5
+    ds = ogr.Open(str(out))  # keep the dataset alive while its layer is read
+    scores = {f.GetField("tile_id"): f.GetField("score") for f in ds.GetLayerByName("suggestions")}
+    ds = None
+    with RasterPair.open(files.before, files.after) as pair:  # CVA's own map of the pair
+        run_cva(pair, tmp_path / "cva.tif", tmp_path / "cva_mask.tif")
+        windows = {t.tile_id: t.window for t in pair_tiles(pair, TILE)}
+    whole = gdal.Open(str(tmp_path / "cva.tif")).ReadAsArray()
+    untagged = [i for i, label in tags_of(trained["tags"]).items() if label is None]
+    assert set(untagged) <= set(scores)
+    for tile_id in untagged:
+        w = windows[tile_id]
+        peak = whole[w.row : w.row_end, w.col : w.col_end].max()
+        assert scores[tile_id] == pytest.approx(peak, abs=0.01)  # tiles are quantised to 8 bits
+
+
+def tags_of(path: Path) -> dict[int, int | None]:
+    return {t.tile.tile_id: t.label for t in read_tags(path).tiles}

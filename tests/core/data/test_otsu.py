@@ -1,11 +1,11 @@
-"""Tests of core.detect.otsu: Otsu's threshold on histograms."""
+"""Tests of core.data.otsu: Otsu's threshold on histograms."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core.detect.otsu import otsu
+from core.data.otsu import otsu
 
 
 def test_bimodal_histogram_splits_between_the_modes():
