@@ -53,6 +53,7 @@ def detect_with_model(
         KdmsiError: when the bands do not match the model's.
     """
     callbacks = callbacks or Callbacks()
+    _warn_if_unfinished(model_path, callbacks)
     if params.method == "auto":
         params = replace(params, method=resolve_method(params.method, model_path))
         _explain_auto(params.method, model_path, callbacks)
@@ -109,6 +110,17 @@ def _explain_auto(method: str, model_path: Path, callbacks: Callbacks) -> None:
             "ones better than chance, so this map is unreliable; tag more tiles (kdmsi suggest "
             "proposes which) and train again."
         )
+
+
+def _warn_if_unfinished(model_path: Path, callbacks: Callbacks) -> None:
+    """Say so when the model file comes from a training run that was canceled midway."""
+    if Path(model_path).suffix.lower() == ".onnx" or load_model(model_path)[0].finished:
+        return
+    callbacks.warning(
+        f"The model {model_path} comes from a training run that did not finish (canceled): its "
+        "thresholds and map were not chosen from your tags, so this map is cut at 0.5 and may "
+        "be poor. Resume that training to finish the model."
+    )
 
 
 def _model_bands(model_path: Path) -> tuple[int, ...]:

@@ -22,6 +22,10 @@ FORMAT_VERSION = 1
 NETWORKS = ("student", "teacher", "refined")
 
 
+# The threshold rule of a model file whose training has not finished (the thresholds are 0.5).
+UNCHOSEN = "fixed 0.5"
+
+
 @dataclass
 class ModelInfo:
     """What a model file says about itself.
@@ -55,7 +59,7 @@ class ModelInfo:
     tile: int
     threshold: float = 0.5
     threshold_single: float = 0.5
-    threshold_rule: str = "fixed 0.5"
+    threshold_rule: str = UNCHOSEN
     threshold_cam: float = 0.5
     threshold_fused: float = 0.5
     threshold_fused_single: float = 0.5
@@ -84,6 +88,15 @@ class ModelInfo:
     def reliable(self) -> bool:
         """False when the chosen map did not rank the held-out tags better than chance."""
         return bool(self.method_choice.get("reliable", True))
+
+    @property
+    def finished(self) -> bool:
+        """True once training ran to its end and chose the thresholds (False: canceled midway).
+
+        During training the best epoch so far is written with the default thresholds; the end
+        of training replaces them with ones chosen on the tags.
+        """
+        return self.threshold_rule != UNCHOSEN
 
     @property
     def in_channels(self) -> int:

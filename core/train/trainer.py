@@ -231,14 +231,16 @@ class Trainer:
                 self._end_epoch(epoch, losses)
         except Canceled:
             self.save_checkpoint()
+            partial = (
+                f" The model file {self.model_path} holds the best epoch so far "
+                f"(epoch {self.state.best_epoch}) but is unfinished: no threshold or map was "
+                "chosen from your tags yet."
+                if self.state.best_epoch
+                else ""
+            )
             raise Canceled(
-                f"Training canceled; checkpoint {self.checkpoint_path} kept"
-                + (
-                    f" and model {self.model_path} (epoch {self.state.best_epoch})"
-                    if self.state.best_epoch
-                    else ""
-                )
-                + "; continue with --resume."
+                f"Training canceled; its checkpoint {self.checkpoint_path} was kept.{partial} "
+                "Resume the training (--resume) to finish it."
             ) from None
         return TrainResult(
             self.model_path,

@@ -232,3 +232,18 @@ def test_auto_method_runs_the_map_chosen_on_held_out_tags(networks, pair, tmp_pa
     name = f"{METHOD_NAMES[chosen]} ({chosen})"
     assert ("info", f"Detect runs {name}, because {chosen} ranks them best.") in messages
     assert any(level == "warning" and "unreliable" in m for level, m in messages)
+
+
+def test_a_model_from_a_canceled_training_is_flagged(networks, pair, tmp_path):
+    states = {"student": networks.student.state_dict(), "teacher": networks.teacher.state_dict()}
+    info = ModelInfo("resnet18", "minus", "cat", 16, [4, 3, 2], 32, 0.41, 0.37)
+    for name, rule in (("canceled", info.threshold_rule), ("finished", "Otsu on 4 tiles")):
+        model = tmp_path / f"{name}.pt"
+        save_model(model, replace(info, threshold_rule=rule), states)
+        messages: list[tuple[str, str]] = []
+        callbacks = Callbacks(
+            log=lambda level, message, into=messages: into.append((level, message))
+        )
+        detect_with_model(*pair, model, tmp_path / f"{name}.tif", SINGLE, callbacks=callbacks)
+        warned = any(level == "warning" and "did not finish" in m for level, m in messages)
+        assert warned == (name == "canceled")

@@ -196,6 +196,9 @@ def test_cancel_in_second_epoch_keeps_checkpoint_and_model(trained, tmp_path):
     assert str(checkpoint) in message and "--resume" in message
     assert str(tmp_path / "model.pt") in message and "epoch 1" in message
     assert checkpoint.is_file() and (tmp_path / "model.pt").is_file()
+    assert "unfinished" in message  # the model file says so too, and detect warns about it
+    assert not load_model(tmp_path / "model.pt")[0].finished
+    assert load_model(trained[0].model_path)[0].finished
     saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
     assert saved["state"]["epoch"] == 1
     assert len(saved["state"]["rows"]) == 1
