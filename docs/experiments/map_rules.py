@@ -26,7 +26,6 @@ maps. Usage::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -35,6 +34,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from suite_runs import score_families  # noqa: E402
 
 from core.callbacks import Callbacks  # noqa: E402
 from core.data.magnitude import tile_magnitude  # noqa: E402
@@ -47,7 +49,7 @@ from core.eval.benchmark_data import (  # noqa: E402
     load_benchmark_data,
 )
 from core.eval.metrics import ConfusionMatrix  # noqa: E402
-from core.eval.suite import Family, load_families, slug  # noqa: E402
+from core.eval.suite import Family, slug  # noqa: E402
 from core.models.model_file import load_model  # noqa: E402
 from core.train.pipeline import MIN_HELD_OUT_PER_CLASS  # noqa: E402
 from core.train.selection import stratified_split  # noqa: E402
@@ -113,21 +115,7 @@ def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, f
 
 def main() -> None:
     """Score both rules on every family of the suite run and apply the adoption rule."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path)
-    parser.add_argument("suite", type=Path)
-    parser.add_argument("data_root", type=Path)
-    parser.add_argument("--budget", type=int, default=48)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", nargs="*", help="family names to score (default: all)")
-    args = parser.parse_args()
-    torch.set_grad_enabled(False)
-    rows = {}
-    for family in load_families(args.suite, args.data_root, Callbacks()):
-        if not args.only or family.name in args.only:
-            rows[family.name] = family_row(family, args.run, args.budget, args.seed)
-            print(family.name, {k: round(v, 3) for k, v in rows[family.name].items()}, flush=True)
-    print(report(rows))
+    score_families(__doc__.splitlines()[0], family_row, report)
 
 
 def report(rows: dict[str, dict[str, float]]) -> str:
