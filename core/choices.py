@@ -16,7 +16,7 @@ from core.errors import KdmsiError
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.json")
 
-Method = Literal["auto", "kdmsi", "kdmsi-cva", "kdmsi-refined", "cam", "cva"]
+Method = Literal["auto", "kdmsi", "kdmsi-refined", "cam", "cva", "kdmsi-cva"]
 LearnedMethod = Literal["kdmsi", "kdmsi-cva", "cam", "kdmsi-refined"]
 Engine = Literal["auto", "torch", "onnx"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]

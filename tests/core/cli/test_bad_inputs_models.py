@@ -197,7 +197,7 @@ def test_cancel_at_any_step_then_resume_finishes_the_run(tmp_path, checks):
     """Two epochs of two steps: cancel before step 1, 2, 3 or 4, then --resume."""
     tiles = synthetic_tiles()
     callbacks = Callbacks(is_canceled=CancelAfter(checks))
-    with pytest.raises(Canceled, match="continue with --resume"):
+    with pytest.raises(Canceled, match=r"Resume the training \(--resume\) to finish it"):
         train_model(tiles, PARAMS, (1, 2, 3), tmp_path, CPU, callbacks, val_fraction=0.25)
     assert (tmp_path / "checkpoint.pt").is_file()
     assert not list(tmp_path.glob(".*partial*"))
