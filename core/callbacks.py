@@ -6,7 +6,7 @@ events or QGIS tasks. The CLI builds one that prints; tests build one that recor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from core.errors import Canceled
@@ -60,3 +60,7 @@ class Callbacks:
         """
         if self.is_canceled():
             raise Canceled("canceled by the user")
+
+    def without_progress(self) -> Callbacks:
+        """The same hooks without progress: for a step whose own 0-100 % would mislead."""
+        return replace(self, progress=_ignore_progress)

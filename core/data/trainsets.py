@@ -26,7 +26,7 @@ def tiles_of_pair(
         tags = tags_from_mask(files.label, tiles, pair.grid)
         stretch = compute_stretch(pair)
         labels = [tags[t.tile_id] for t in tiles]
-        threshold = pair_threshold(pair, stretch, callbacks)
+        threshold = pair_threshold(pair, stretch, callbacks.without_progress())
         return load_tiles(pair, stretch, tiles, labels, size, files.key, threshold), tiles
 
 
@@ -53,7 +53,7 @@ def tiles_from_tag_layer(
             [int(t.label) for t in tagged],
             tile,
             before.stem,
-            pair_threshold(pair, stretch, callbacks),
+            pair_threshold(pair, stretch, callbacks.without_progress()),
         )
 
 

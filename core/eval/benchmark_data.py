@@ -97,7 +97,7 @@ def load_benchmark_data(
                 tiles = pair_tiles(pair, tile)
                 tags = tags_from_mask(files.label, tiles, pair.grid)
                 stretch = compute_stretch(pair)
-                threshold = pair_threshold(pair, stretch, callbacks)
+                threshold = pair_threshold(pair, stretch, callbacks.without_progress())
                 labels = [tags[t.tile_id] for t in tiles]
                 tileset = load_tiles(pair, stretch, tiles, labels, tile, files.key, threshold)
             sets.append(tileset)
