@@ -14,6 +14,7 @@ from core.detect.fusion import (
     fuse_tiles,
     fused_predictor,
     pair_thresholds,
+    smoothed,
     tiles_threshold,
 )
 from core.detect.predictors import predict_tiles
@@ -34,9 +35,23 @@ def _tiles(n: int = 6, size: int = 16, thresholds: np.ndarray | None = None) -> 
 
 
 def test_cva_share_puts_the_threshold_at_one_half_and_clips():
-    a = torch.zeros(1, 2, 1, 3)
-    b = torch.tensor([[[[0.3, 0.6, 3.0]], [[0.4, 0.8, 4.0]]]])  # magnitudes 0.5, 1.0, 5.0
-    np.testing.assert_allclose(cva_share(a, b, 1.0)[0, 0, 0].numpy(), [0.25, 0.5, 1.0])
+    a = torch.zeros(1, 2, 5, 5)
+    b = torch.zeros(1, 2, 5, 5)
+    b[0, 0], b[0, 1] = 0.3, 0.4  # magnitude 0.5 everywhere: the average changes nothing
+    np.testing.assert_allclose(cva_share(a, b, 1.0).numpy(), 0.25, rtol=1e-6)
+    np.testing.assert_allclose(cva_share(a, b, 0.5).numpy(), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(cva_share(a, 10 * b, 0.5).numpy(), 1.0)  # clipped
+
+
+def test_cva_share_averages_over_3_by_3_pixels():
+    a = torch.zeros(1, 1, 5, 5)
+    b = torch.zeros(1, 1, 5, 5)
+    b[0, 0, 2, 2] = 0.9  # one speckle pixel
+    b[0, 0, 0, 0] = 0.4  # one in a corner, whose neighbourhood holds 4 pixels
+    share = smoothed((b - a).abs())[0, 0].numpy()
+    assert share[2, 2] == pytest.approx(0.1) and share[1, 1] == pytest.approx(0.1 + 0.4 / 9)
+    assert share[0, 0] == pytest.approx(0.4 / 4) and share[4, 4] == 0.0
+    np.testing.assert_allclose(cva_share(a, b, 1.0)[0, 0].numpy(), share / 2, rtol=1e-6)
 
 
 def test_fuse_is_the_geometric_mean_and_needs_both_cues():
@@ -85,8 +100,9 @@ def test_a_larger_pair_threshold_lowers_the_combined_map(threshold):
     student = np.full((6, 16, 16), 0.64, dtype=np.float32)
     fused = fuse_tiles(student, tiles)
     assert fused.max() <= 0.8 + 1e-6  # sqrt(0.64 x 1)
-    centre = fused[1::2, 4:12, 4:12]  # colour change of magnitude 0.82 there
+    square, inside = fused[1::2, 4:12, 4:12], fused[1::2, 5:11, 5:11]  # colour change 0.82 there
     if threshold == 0.05:  # far above the threshold: CVA's share saturates at 1
-        np.testing.assert_allclose(centre, 0.8, rtol=1e-5)
-    else:  # sqrt(0.64 x 0.82 / 1.0)
-        np.testing.assert_allclose(centre, np.sqrt(0.64 * 0.815 / 1.0), atol=0.01)
+        np.testing.assert_allclose(square, 0.8, rtol=1e-5)
+    else:  # sqrt(0.64 x 0.82 / 1.0) inside; the square's rim is averaged with unchanged pixels
+        np.testing.assert_allclose(inside, np.sqrt(0.64 * 0.815 / 1.0), atol=0.01)
+        assert square.min() < inside.min()
