@@ -17,6 +17,7 @@ from core.callbacks import Callbacks
 from core.cli.events import Reporter
 from core.cli.options import add_overwrite
 from core.io.probability import stored_threshold
+from core.io.rasters import open_raster
 
 if TYPE_CHECKING:
     from core.vector.vectorize import VectorizeResult
@@ -64,9 +65,26 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     reporter.result(
         {"polygons": str(result.path)},
         metrics,
-        f"{result.path}: {result.count} change polygons, total area {result.total_area:.6g} "
-        f"(threshold {threshold:g})",
+        f"{result.path}: {result.count} change polygons covering "
+        f"{area_in_words(args.prob, result.total_area)} (threshold {threshold:g})",
     )
+
+
+def area_in_words(raster: Path, area: float) -> str:
+    """An area in the raster's map units squared, said as pixels, share and (metres) hectares.
+
+    Example: ``1,234 pixels (0.8 % of the raster, 12.3 ha)``; the hectares only when the map
+    unit is the metre (a geographic CRS's square degrees mean nothing to a reader).
+    """
+    ds = open_raster(raster, "probability raster")
+    transform = ds.GetGeoTransform()
+    pixel = abs(transform[1] * transform[5] - transform[2] * transform[4]) or 1.0
+    pixels = area / pixel
+    share = 100.0 * pixels / max(ds.RasterXSize * ds.RasterYSize, 1)
+    srs = ds.GetSpatialRef()
+    metres = srs is not None and srs.IsProjected() and srs.GetLinearUnits() == 1.0
+    hectares = f", {area / 10_000:,.1f} ha" if metres else ""
+    return f"{pixels:,.0f} pixels ({share:.2g} % of the raster{hectares})"
 
 
 def report_tag_rules(result: VectorizeResult, callbacks: Callbacks) -> None:
