@@ -104,6 +104,21 @@ def test_onnx_engine_equals_torch_engine(model, exported, tmp_path, write_raster
     assert metadata["kdmsi_scales"] == ",".join(f"{s:g}" for s in scales)
 
 
+def test_onnx_engine_runs_the_combined_map(model, exported, tmp_path, write_raster, scene):
+    before = write_raster(tmp_path / "a.tif", scene(150, 110, seed=1))
+    after = write_raster(tmp_path / "b.tif", scene(150, 110, seed=2))
+    params = DetectParams("kdmsi-cva", scales=(1.0,), flip=False, device="cpu", window=64)
+    onnx_engine = replace(params, engine="onnx")
+    detect_with_model(before, after, exported, tmp_path / "onnx.tif", onnx_engine)
+    torch_fp32 = replace(params, engine="torch", precision="fp32")
+    detect_with_model(before, after, model, tmp_path / "torch.tif", torch_fp32)
+    onnx, torch_map = (gdal.Open(str(tmp_path / f"{n}.tif")) for n in ("onnx", "torch"))
+    np.testing.assert_allclose(onnx.ReadAsArray(), torch_map.ReadAsArray(), atol=1e-4, rtol=0)
+    assert onnx.GetMetadata()["kdmsi_method"] == "kdmsi-cva"
+    measured = onnx.GetMetadata()["kdmsi_cva_threshold"]
+    assert measured == torch_map.GetMetadata()["kdmsi_cva_threshold"] and float(measured) > 0
+
+
 def test_onnx_engine_exports_a_pt_model_on_the_fly(model, exported, tmp_path, write_raster, scene):
     before = write_raster(tmp_path / "a.tif", scene(70, 50, seed=1))
     after = write_raster(tmp_path / "b.tif", scene(70, 50, seed=2))
