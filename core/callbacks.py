@@ -64,3 +64,17 @@ class Callbacks:
     def without_progress(self) -> Callbacks:
         """The same hooks without progress: for a step whose own 0-100 % would mislead."""
         return replace(self, progress=_ignore_progress)
+
+    def within(self, start: float, end: float) -> Callbacks:
+        """The same hooks with progress mapped into ``[start, end]``: one step of several.
+
+        Args:
+            start: the overall fraction at which this step begins.
+            end: the overall fraction at which it ends.
+        """
+        outer = self.progress
+
+        def progress(fraction: float, message: str) -> None:
+            outer(start + (end - start) * fraction, message)
+
+        return replace(self, progress=progress)

@@ -26,6 +26,8 @@ from core.models.model_file import load_model
 from core.runtime.devices import pick_device
 from core.runtime.distributed import SINGLE, DistEnv
 
+CVA_PASS_SHARE = 0.05  # of detect's progress bar, for kdmsi-cva's pass over the pair
+
 
 def detect_with_model(
     before: Path,
@@ -62,8 +64,12 @@ def detect_with_model(
             return 0.5
         return _cva(before, after, out, bands or _model_bands(model_path), callbacks, overwrite)
     if params.method == "kdmsi-cva" and not params.pair_cva_threshold:
-        threshold = _pair_cva_threshold(before, after, bands or _model_bands(model_path), callbacks)
+        cva_bands = bands or _model_bands(model_path)
+        threshold = _pair_cva_threshold(
+            before, after, cva_bands, callbacks.within(0.0, CVA_PASS_SHARE)
+        )
         params = replace(params, pair_cva_threshold=threshold)
+        callbacks = callbacks.within(CVA_PASS_SHARE, 1.0)
     if env.is_distributed:
         if params.workers > 1:
             raise KdmsiError(

@@ -13,7 +13,7 @@ from core.callbacks import Callbacks
 from core.data.magnitude import magnitude
 from core.detect.cva import run_cva
 from core.detect.msi import cam_probability, msi
-from core.detect.pair import detect_with_model
+from core.detect.pair import CVA_PASS_SHARE, detect_with_model
 from core.detect.params import METHOD_NAMES, DetectParams
 from core.errors import KdmsiError
 from core.io.rasters import RasterPair
@@ -223,6 +223,16 @@ def test_kdmsi_cva_combines_the_student_map_with_the_cva_map(model, pair, tmp_pa
     given = tmp_path / "given.tif"  # a threshold in the parameters is used as it is
     detect_with_model(*pair, model, given, replace(fused_params, pair_cva_threshold=2 * measured))
     assert read(given).mean() < read(fused).mean()
+
+
+def test_kdmsi_cva_progress_runs_once_from_0_to_1(model, pair, tmp_path):
+    # the pass that measures the pair's CVA threshold is the first few percent, not its own 0-100 %
+    seen: list[float] = []
+    callbacks = Callbacks(progress=lambda fraction, message: seen.append(fraction))
+    detect_with_model(*pair, model, tmp_path / "fused.tif", replace(SINGLE, method="kdmsi-cva"),
+                      callbacks=callbacks)  # fmt: skip
+    assert seen and all(b >= a for a, b in zip(seen, seen[1:]))
+    assert 0 < seen[0] <= CVA_PASS_SHARE and seen[-1] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("chosen", ["cam", "cva", "kdmsi-cva"])
