@@ -21,6 +21,8 @@ before this script was run on any family:
   regions per tile are still far more than a user wants as polygons. Judged against ``cva 3x3``.
   Measured per tile, so a region cut by a tile's edge counts only its part inside the tile.
 - ``cva 5x5`` (session 13): as ``cva 3x3`` with a 5 x 5 average. Judged against ``cva 3x3``.
+- ``5x5 sieve 9`` (session 13, fixed after ``sieve 9`` and ``cva 5x5`` were each adopted
+  against ``cva 3x3``, before this one's run): both together. Judged against ``cva 5x5``.
 
 Tags only; no pixel label chooses anything. Adoption rule (issue 18, fixed before the run), for
 each candidate separately: judged on the *training* tiles' pixel labels, the mean changed-class F1
@@ -73,6 +75,7 @@ BASELINES = {
     "cva 3x3": "with cva",
     "sieve 9": "cva 3x3",
     "cva 5x5": "cva 3x3",
+    "5x5 sieve 9": "cva 5x5",
 }
 SIEVE = 9
 CPU = torch.device("cpu")
@@ -143,13 +146,15 @@ def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, f
     held, held_maps = data.tiles.subset(index), maps(data, index, predictor)
     otsu = otsu_on_changed_tiles(held, held_maps["student"]).value
     smooth = otsu_on_changed_tiles(held, held_maps["cva 3x3"]).value
+    wider = otsu_on_changed_tiles(held, held_maps["cva 5x5"]).value
     rules = {  # rule -> (map, threshold, smallest region kept in pixels)
         "otsu": ("student", otsu, 0),
         "bounded": ("student", max(otsu, unchanged_bound(held, held_maps["student"])), 0),
         "with cva": ("with cva", otsu_on_changed_tiles(held, held_maps["with cva"]).value, 0),
         "cva 3x3": ("cva 3x3", smooth, 0),
         "sieve 9": ("cva 3x3", smooth, SIEVE),
-        "cva 5x5": ("cva 5x5", otsu_on_changed_tiles(held, held_maps["cva 5x5"]).value, 0),
+        "cva 5x5": ("cva 5x5", wider, 0),
+        "5x5 sieve 9": ("cva 5x5", wider, SIEVE),
     }
     row = {f"{rule} threshold": threshold for rule, (_, threshold, _) in rules.items()}
     for part, part_index in (("train", data.train), ("test", data.test)):
