@@ -2,7 +2,8 @@
 
 It drives the installed plugin the way a person would: opens the KD-MSI panel over a before/after
 pair, creates the tile grid, tags tiles with simulated mouse clicks on the map canvas (the tagging
-map tool's own event path), trains one short run, suggests tiles, detects changes, and takes a
+map tool's own event path), trains one short run (canceled in its second epoch with the panel's
+Cancel, then continued with Resume), suggests tiles, detects changes, and takes a
 screenshot of the whole screen at each stage with ImageMagick's ``import``. Every long step is a
 QgsTask; the script only reacts to their ``done`` signals and to timers, so QGIS's event loop
 never blocks. An overall timer quits QGIS if something hangs. ``tests/gui/run_gui_check.sh``
@@ -16,6 +17,7 @@ KDMSI_GUI_TILE.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import subprocess
@@ -38,7 +40,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QPoint, Qt, QTimer
 from qgis.PyQt.QtTest import QTest
-from qgis.PyQt.QtWidgets import QApplication, QDockWidget
+from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QMessageBox
 from qgis.utils import iface, plugins
 
 ENV = os.environ
@@ -112,6 +114,7 @@ class GuiCheck:
         self.canvas = iface.mapCanvas()
         self.result: dict[str, Any] = {"ok": False, "shots": [], "steps": []}
         self.train_shot = False
+        self.cancel_clicked = False
         self.timers: list[QTimer] = []
         self.finished = False
 
@@ -227,29 +230,54 @@ class GuiCheck:
         QApplication.processEvents()
 
     def train(self) -> None:
-        """Train from the tags; a screenshot while it runs."""
+        """Train from the tags; a screenshot while it runs; Cancel in the second epoch."""
         self.dock.ui.tag_button.setChecked(False)
         task = self.dock.train()
-        self.when_done(task, self.suggest)
+        self.when_done(task, self.canceled)
         task.event_received.connect(self.on_train_event)
 
     def on_train_event(self, event: dict) -> None:
-        """Take the training screenshot once training is well under way."""
-        progress = event.get("event") == "progress" and float(event.get("fraction", 0)) >= 0.3
-        if progress and not self.train_shot:
+        """Screenshot once training is under way; Cancel as soon as the second epoch runs."""
+        if event.get("event") != "progress":
+            return
+        if float(event.get("fraction", 0)) >= 0.3 and not self.train_shot:
             self.train_shot = True
             self.later(300, self.shoot_training)
+        if str(event.get("message", "")).startswith("epoch 2/") and not self.cancel_clicked:
+            self.cancel_clicked = True
+            log("clicking Cancel in the second epoch")
+            self.dock.ui.cancel_button.click()
 
     def shoot_training(self) -> None:
         """The panel's progress bar and log while the worker trains."""
         self.result["shots"].append(str(screenshot("2_training.png")))
 
+    def canceled(self, task: Any) -> None:
+        """The canceled run kept its checkpoint, the panel offers Resume and keeps no model."""
+        if not (self.cancel_clicked and task.was_canceled):
+            raise RuntimeError(f"training was not canceled: {task.outcome.error or 'it finished'}")
+        if not (task.run_dir / "checkpoint.pt").exists() or self.dock.state.model:
+            raise RuntimeError("the canceled run left no checkpoint, or the panel took its model")
+        if not self.dock.ui.resume_button.isEnabled():
+            raise RuntimeError("Resume is not enabled after a canceled training")
+        self.result["canceled"] = task.canceled_message()
+        self.shoot_when_drawn("2_training_canceled.png", self.resume)
+
+    def resume(self) -> None:
+        """Press Resume: the same run folder continues from its checkpoint."""
+        self.dock.ui.resume_button.click()
+        task = self.dock.task
+        if task is None or not task.steps[0][1].get("resume"):
+            raise RuntimeError("Resume did not start a resumed training")
+        self.when_done(task, self.suggest)
+
     def suggest(self, task: Any) -> None:
-        """Suggest tiles to tag next with the new model."""
+        """Suggest tiles to tag next with the resumed run's model."""
         self.check_ok(task)
-        if not self.train_shot:
-            self.train_shot = True
-            self.shoot_training()
+        if not any("Resumed from" in line for line in task.outcome.logs):
+            raise RuntimeError("the resumed training started over instead of continuing")
+        if (task.run_dir / "checkpoint.pt").exists() or self.dock.ui.resume_button.isEnabled():
+            raise RuntimeError("the finished run's checkpoint is still offered for Resume")
         self.result["train"] = task.outcome.metrics
         self.when_done(self.dock.suggest(), self.after_suggest)
 
@@ -331,10 +359,45 @@ class GuiCheck:
         self.finished = True
         (WORK / "result.json").write_text(json.dumps(self.result, indent=2, default=str))
         log(f"result ok={self.result['ok']}")
-        # QGIS should close by itself; one that hangs on exit is killed with a status of its own
-        threading.Timer(30, lambda: os._exit(EXIT_HUNG)).start()
-        QgsProject.instance().setDirty(False)
+        # QGIS should close by itself; one that hangs on exit is killed with a status of its own.
+        # A daemon thread: Python's shutdown inside QGIS's exit waits for every other thread, so
+        # an ordinary timer would itself hold QGIS open for its 30 s and then kill it.
+        watchdog = threading.Timer(30, exit_hung)
+        watchdog.daemon = True
+        watchdog.start()
         QTimer.singleShot(200, iface.actionExit().trigger)
+        QTimer.singleShot(1000, answer_save_prompt)
+
+
+def answer_save_prompt(seen: tuple[str, ...] = ()) -> None:
+    """Answer QGIS's "save the current project?" on exit with Discard, as a user would.
+
+    The walk saved its project already; QGIS asks again because drawing marks it changed. The
+    prompt is modal, so this timer runs inside its event loop; it looks again until QGIS is gone.
+    Any other dialog is logged (once) and left open: the watchdog then reports the hang.
+    """
+    box = QApplication.activeModalWidget()
+    if isinstance(box, QMessageBox):
+        discard = box.button(QMessageBox.Discard)
+        if box.text() not in seen:
+            log(f"dialog on exit: {box.text()!r}" + (", answered Discard" if discard else ""))
+            seen = (*seen, box.text())
+        if discard is not None:
+            discard.click()
+    QTimer.singleShot(1000, lambda: answer_save_prompt(seen))
+
+
+def exit_hung() -> None:
+    """QGIS did not close: save where every thread is (Python and native), then end it."""
+    with (WORK / "exit_hang_python.txt").open("w") as handle:
+        faulthandler.dump_traceback(handle, all_threads=True)
+    with (WORK / "exit_hang_gdb.txt").open("w") as handle:
+        command = ["gdb", "-p", str(os.getpid()), "-batch", "-ex", "thread apply all bt 30"]
+        try:
+            subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:  # no gdb: the Python stacks remain
+            handle.write(f"gdb did not run: {exc}\n")
+    os._exit(EXIT_HUNG)
 
 
 def main() -> Optional[GuiCheck]:

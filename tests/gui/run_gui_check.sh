@@ -4,7 +4,8 @@
 # A throwaway QGIS profile gets the plugin unzipped into its python/plugins folder and enabled;
 # QGIS starts with tests/gui/gui_check.py, which opens the KD-MSI panel over OSCD Mumbai (or,
 # without ../shared/data, a synthetic scene made by core.data.synthetic), creates the grid, tags tiles
-# with mouse clicks, trains, suggests tiles, detects, and takes screenshots into docs/screenshots.
+# with mouse clicks, trains (Cancel in epoch 2, then Resume), suggests tiles, detects,
+# and takes screenshots into docs/screenshots.
 # Screenshots over 300 KB are reduced with ImageMagick. Exit status 0 only when every step passed.
 #
 # Variables: PY (worker Python, default .venv/bin/python), DATA (default ../shared/data),
@@ -27,7 +28,10 @@ done
 [ -f "$ZIP" ] || { echo "gui-check: $ZIP is missing; run make zip"; exit 2; }
 [ -x "$PY" ] || { echo "gui-check: no worker Python at $PY; run make setup"; exit 2; }
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/kdmsi-gui.XXXXXX")
+# Not under /tmp: QGIS treats layers from the temporary folder as "temporary layers" and asks
+# about them on exit, and a user's outputs live in a folder of their own.
+mkdir -p "$ROOT/build"
+WORK=$(mktemp -d "$ROOT/build/gui-check.XXXXXX")
 PROFILE=$WORK/profiles/default
 mkdir -p "$PROFILE/python/plugins" "$PROFILE/QGIS" "$SHOTS"
 (cd "$PROFILE/python/plugins" && "$PY" -m zipfile -e "$ZIP" .)
@@ -58,7 +62,7 @@ status=0
 KDMSI_PYTHON=$PY \
 KDMSI_GUI_BEFORE=$BEFORE KDMSI_GUI_AFTER=$AFTER KDMSI_GUI_LABEL=$LABEL KDMSI_GUI_BANDS=$BANDS \
 KDMSI_GUI_WORK=$WORK KDMSI_GUI_SHOTS=$SHOTS KDMSI_GUI_TIMEOUT=$GUI_TIMEOUT \
-KDMSI_GUI_BACKBONE=${GUI_BACKBONE:-efficientnet-lite0} KDMSI_GUI_EPOCHS=${GUI_EPOCHS:-2} \
+KDMSI_GUI_BACKBONE=${GUI_BACKBONE:-efficientnet-lite0} KDMSI_GUI_EPOCHS=${GUI_EPOCHS:-3} \
     xvfb-run -a -s "-screen 0 1366x768x24" \
     timeout -k 10 $((GUI_TIMEOUT + 120)) \
     qgis --nologo --noversioncheck --profiles-path "$WORK" --code "$ROOT/tests/gui/gui_check.py" \
@@ -87,9 +91,10 @@ for shot in "$SHOTS"/[0-9]_*.png; do
     echo "gui-check: $shot ($(stat -c %s "$shot") bytes)"
 done
 if [ "$status" -eq 3 ]; then
-    # gui_check.py's own status: QGIS did not close within 30 s of File > Exit and was stopped.
-    # QGIS 3.22 under Xvfb hangs there without the plugin too (seen with a bare profile).
-    echo "gui-check: WARNING, QGIS did not close within 30 s of File > Exit and was stopped"
+    # gui_check.py's own status: QGIS did not close within 30 s of File > Exit and was stopped;
+    # where every thread stood is in exit_hang_python.txt and exit_hang_gdb.txt.
+    echo "gui-check: FAILED, QGIS did not close within 30 s of File > Exit; see $WORK/exit_hang_gdb.txt"
+    exit 1
 elif [ "$status" -ne 0 ]; then
     # every step passed, but QGIS itself did not end cleanly (a crash on exit is a bug too)
     echo "gui-check: FAILED, every step passed but QGIS exited with status $status; see $WORK/qgis.log"
