@@ -3,16 +3,18 @@
 The student's map (with MSI) says *what kind* of change the tags describe; CVA's magnitude says
 *where the colours changed at all*, a cue that needs no training and transfers to any imagery.
 Their combination is the geometric mean ``sqrt(student x cva)``, where ``cva`` is the magnitude
-averaged over 3 x 3 pixels, scaled so that the pair's own Otsu threshold (of the raw magnitude)
-sits at 0.5 and clipped to [0, 1]. A pixel is called changed only when both agree enough: the
+averaged over a square of pixels (the model's ``cva_window``: 5 x 5 since session 13, 3 x 3 in
+older model files), scaled so that the pair's own Otsu threshold (of the raw magnitude) sits at
+0.5 and clipped to [0, 1]. A pixel is called changed only when both agree enough: the
 student's false alarms on unchanged colours and CVA's on irrelevant colour change (season,
-light) both fall. The 3 x 3 average keeps CVA's pixel noise (speckle, misregistered edges) out of
-the combined map: without it a tile's change broke into about 110 pieces on average, with it
-into about 30, and F1 rose too (session 12, BENCHMARKS.md).
+light) both fall. The average keeps CVA's pixel noise (speckle, misregistered edges) out of the
+combined map: without it a tile's change broke into about 110 pieces on average, with 3 x 3
+into about 30, with 5 x 5 into about 14, and F1 rose each time (sessions 12 and 13,
+BENCHMARKS.md).
 
 Issue 18's rule adopted it (BENCHMARKS.md, "Post-training rules"): on the training tiles of the 9
 dataset families with 48 tags, F1 0.284 -> 0.340 on average (0.352 with the 3 x 3 average), no
-family lower by more than 0.003.
+family lower by more than 0.003; 5 x 5 instead of 3 x 3: +0.003, no family lower by more than 0.010.
 The threshold is Otsu's on the held-out changed-tagged tiles of the combined map, as for the
 student; no pixel label is involved.
 """
@@ -28,22 +30,22 @@ from core.data.otsu import otsu
 from core.data.tilesets import TileSet
 from core.detect.tiled import Predictor
 
-SMOOTH = 3  # pixels: CVA's magnitude is averaged over SMOOTH x SMOOTH before it is combined
 
-
-def smoothed(magnitude: torch.Tensor) -> torch.Tensor:
-    """The magnitude ``[N, 1, H, W]`` averaged over ``SMOOTH`` x ``SMOOTH`` pixels.
+def smoothed(magnitude: torch.Tensor, window: int) -> torch.Tensor:
+    """The magnitude ``[N, 1, H, W]`` averaged over ``window`` x ``window`` pixels (odd).
 
     Neighbourhoods cut by the image's edge average the pixels they hold.
     """
-    pad = SMOOTH // 2
-    return F.avg_pool2d(magnitude, SMOOTH, stride=1, padding=pad, count_include_pad=False)
+    pad = window // 2
+    return F.avg_pool2d(magnitude, window, stride=1, padding=pad, count_include_pad=False)
 
 
-def cva_share(a: torch.Tensor, b: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
+def cva_share(
+    a: torch.Tensor, b: torch.Tensor, threshold: float | torch.Tensor, window: int
+) -> torch.Tensor:
     """CVA's part ``[N, 1, H, W]`` of batches in [0, 1]: smoothed magnitude / (2 threshold)."""
     magnitude = (b.float() - a.float()).pow(2).sum(dim=1, keepdim=True).sqrt()
-    return (smoothed(magnitude) / (2.0 * threshold)).clamp(0.0, 1.0)
+    return (smoothed(magnitude, window) / (2.0 * threshold)).clamp(0.0, 1.0)
 
 
 def fuse(student: torch.Tensor, cva: torch.Tensor) -> torch.Tensor:
@@ -51,23 +53,24 @@ def fuse(student: torch.Tensor, cva: torch.Tensor) -> torch.Tensor:
     return (student.float().clamp(0.0, 1.0) * cva).sqrt()
 
 
-def fused_predictor(student: Predictor, threshold: float) -> Predictor:
+def fused_predictor(student: Predictor, threshold: float, window: int) -> Predictor:
     """A predictor of the combined map, for a pair whose CVA threshold is ``threshold``."""
 
     def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return fuse(student(a, b), cva_share(a, b, threshold))
+        return fuse(student(a, b), cva_share(a, b, threshold, window))
 
     return run
 
 
-def fuse_tiles(student: np.ndarray, tiles: TileSet) -> np.ndarray:
+def fuse_tiles(student: np.ndarray, tiles: TileSet, window: int) -> np.ndarray:
     """The combined map ``[N, T, T]`` of tiles whose student map ``student`` is given.
 
-    Each tile's CVA is scaled by its own pair's threshold (:func:`pair_thresholds`).
+    Each tile's CVA is averaged over ``window`` x ``window`` pixels and scaled by its own pair's
+    threshold (:func:`pair_thresholds`).
     """
     thresholds = torch.from_numpy(pair_thresholds(tiles))[:, None, None, None]
     magnitude = torch.from_numpy(tile_magnitude(tiles.before, tiles.after))[:, None]
-    cva = (smoothed(magnitude) / (2.0 * thresholds)).clamp(0.0, 1.0)
+    cva = (smoothed(magnitude, window) / (2.0 * thresholds)).clamp(0.0, 1.0)
     return fuse(torch.from_numpy(student), cva[:, 0]).numpy()
 
 

@@ -44,7 +44,7 @@ def load_predictor(
     student = OnnxStudent(onnx_path, threads)
     predictor = predictors.onnx_predictor(student, params.scales, params.flip, params.max_pixels)
     if params.method == "kdmsi-cva":
-        predictor = fused_predictor(predictor, params.pair_cva_threshold)
+        predictor = fused_predictor(predictor, params.pair_cva_threshold, student.info.cva_window)
     return student.info, predictor, engine
 
 
@@ -71,7 +71,10 @@ def detect_metadata(
     precision = describe(dtype)
     networks = {"kdmsi": "student", "kdmsi-cva": "student", "cam": "teacher"}
     network = {**networks, "kdmsi-refined": "refined"}.get(params.method, "")
-    fused = {"kdmsi_cva_threshold": f"{params.pair_cva_threshold:.6g}"}
+    fused = {
+        "kdmsi_cva_threshold": f"{params.pair_cva_threshold:.6g}",
+        "kdmsi_cva_window": str(info.cva_window),
+    }
     return {
         **(fused if params.method == "kdmsi-cva" else {}),
         "kdmsi_method": params.method,

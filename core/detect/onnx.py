@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from core.errors import KdmsiError
-from core.models.model_file import ModelInfo, load_model
+from core.models.model_file import info_from_dict, load_model
 
 SIZE_MULTIPLE = 16
 META_KEY = "kdmsi_info"
@@ -147,7 +147,7 @@ class OnnxStudent(nn.Module):
             raise KdmsiError(
                 f"{self.path} is not a kdmsi ONNX export; write one with `kdmsi export`."
             )
-        self.info = ModelInfo(**json.loads(meta[META_KEY]))
+        self.info = info_from_dict(json.loads(meta[META_KEY]))
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Map logits ``[N, 1, H/16, W/16]`` of images ``[N, C, H, W]`` in [0, 1].

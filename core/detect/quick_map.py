@@ -67,4 +67,4 @@ def quick_scores(
         network, info, states, model_path, device, SINGLE, False, dtype=dtype
     )
     prob = predict_tiles(predictor, tiles, device, batch_size)
-    return fuse_tiles(prob, tiles) if chosen.method == "kdmsi-cva" else prob
+    return fuse_tiles(prob, tiles, info.cva_window) if chosen.method == "kdmsi-cva" else prob

@@ -24,6 +24,10 @@ NETWORKS = ("student", "teacher", "refined")
 
 # The threshold rule of a model file whose training has not finished (the thresholds are 0.5).
 UNCHOSEN = "fixed 0.5"
+# Pixels: method kdmsi-cva averages CVA's magnitude over this square (core/detect/fusion.py);
+# files written before the window was stored used 3.
+CVA_WINDOW = 5
+LEGACY_CVA_WINDOW = 3
 
 
 @dataclass
@@ -44,6 +48,8 @@ class ModelInfo:
         threshold_fused: the same rule's threshold for the student with MSI combined with CVA
             (``--method kdmsi-cva``, :mod:`core.detect.fusion`).
         threshold_fused_single: the same for its single-scale map.
+        cva_window: the square (pixels) CVA's magnitude is averaged over in that combination;
+            its thresholds were chosen with it.
         refined_output_stride: stride of the refinement network, 0 when absent.
         train_summary: tags, epochs, selected epoch, validation AUC...
         method_choice: which map ``detect --method auto`` runs and why
@@ -63,6 +69,7 @@ class ModelInfo:
     threshold_cam: float = 0.5
     threshold_fused: float = 0.5
     threshold_fused_single: float = 0.5
+    cva_window: int = CVA_WINDOW
     refined_output_stride: int = 0
     train_summary: dict[str, Any] = field(default_factory=dict)
     method_choice: dict[str, Any] = field(default_factory=dict)
@@ -155,10 +162,19 @@ def load_model(path: Path) -> tuple[ModelInfo, dict[str, dict[str, torch.Tensor]
             f"({__version__}) reads; update kdmsi."
         )
     try:
-        info = ModelInfo(**payload["info"])
+        info = info_from_dict(payload["info"])
     except TypeError as exc:
         raise KdmsiError(
             f"The model file {path} has an unreadable description; train it again."
         ) from exc
     states = {name: payload[f"{name}_state"] for name in NETWORKS if f"{name}_state" in payload}
     return info, states
+
+
+def info_from_dict(values: dict[str, Any]) -> ModelInfo:
+    """A ModelInfo from its stored dictionary, with the values older files imply.
+
+    Raises:
+        TypeError: on unknown or missing fields.
+    """
+    return ModelInfo(**{"cva_window": LEGACY_CVA_WINDOW, **values})

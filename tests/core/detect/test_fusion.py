@@ -38,20 +38,24 @@ def test_cva_share_puts_the_threshold_at_one_half_and_clips():
     a = torch.zeros(1, 2, 5, 5)
     b = torch.zeros(1, 2, 5, 5)
     b[0, 0], b[0, 1] = 0.3, 0.4  # magnitude 0.5 everywhere: the average changes nothing
-    np.testing.assert_allclose(cva_share(a, b, 1.0).numpy(), 0.25, rtol=1e-6)
-    np.testing.assert_allclose(cva_share(a, b, 0.5).numpy(), 0.5, rtol=1e-6)
-    np.testing.assert_allclose(cva_share(a, 10 * b, 0.5).numpy(), 1.0)  # clipped
+    np.testing.assert_allclose(cva_share(a, b, 1.0, 5).numpy(), 0.25, rtol=1e-6)
+    np.testing.assert_allclose(cva_share(a, b, 0.5, 5).numpy(), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(cva_share(a, 10 * b, 0.5, 5).numpy(), 1.0)  # clipped
 
 
-def test_cva_share_averages_over_3_by_3_pixels():
-    a = torch.zeros(1, 1, 5, 5)
-    b = torch.zeros(1, 1, 5, 5)
-    b[0, 0, 2, 2] = 0.9  # one speckle pixel
-    b[0, 0, 0, 0] = 0.4  # one in a corner, whose neighbourhood holds 4 pixels
-    share = smoothed((b - a).abs())[0, 0].numpy()
-    assert share[2, 2] == pytest.approx(0.1) and share[1, 1] == pytest.approx(0.1 + 0.4 / 9)
-    assert share[0, 0] == pytest.approx(0.4 / 4) and share[4, 4] == 0.0
-    np.testing.assert_allclose(cva_share(a, b, 1.0)[0, 0].numpy(), share / 2, rtol=1e-6)
+def test_cva_share_averages_over_the_window():
+    a = torch.zeros(1, 1, 7, 7)
+    b = torch.zeros(1, 1, 7, 7)
+    b[0, 0, 3, 3] = 0.9  # one speckle pixel
+    b[0, 0, 0, 0] = 0.4  # one in a corner, whose 3 x 3 neighbourhood holds 4 pixels, 5 x 5 9
+    three = smoothed((b - a).abs(), 3)[0, 0].numpy()
+    assert three[3, 3] == pytest.approx(0.1) and three[2, 2] == pytest.approx(0.1)
+    assert three[1, 1] == pytest.approx(0.4 / 9) and three[0, 0] == pytest.approx(0.4 / 4)
+    assert three[5, 5] == 0.0
+    five = smoothed((b - a).abs(), 5)[0, 0].numpy()
+    assert five[3, 3] == pytest.approx(0.9 / 25) and five[5, 5] == pytest.approx(0.9 / 16)
+    assert five[0, 0] == pytest.approx(0.4 / 9) and five[1, 1] == pytest.approx(1.3 / 16)
+    np.testing.assert_allclose(cva_share(a, b, 1.0, 5)[0, 0].numpy(), five / 2, rtol=1e-6)
 
 
 def test_fuse_is_the_geometric_mean_and_needs_both_cues():
@@ -66,8 +70,8 @@ def test_fused_tiles_equal_the_fused_predictor_of_detect():
     def student(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # any map in [0, 1]
         return torch.sigmoid((b - a).mean(dim=1, keepdim=True) * 5)
 
-    direct = predict_tiles(fused_predictor(student, 0.2), tiles, CPU)
-    combined = fuse_tiles(predict_tiles(student, tiles, CPU), tiles)
+    direct = predict_tiles(fused_predictor(student, 0.2, 5), tiles, CPU)
+    combined = fuse_tiles(predict_tiles(student, tiles, CPU), tiles, 5)
     np.testing.assert_allclose(combined, direct, atol=1e-6)
     assert combined[1::2].mean() > combined[0::2].mean()  # changed tiles stand out
 
@@ -98,7 +102,7 @@ def test_tile_sets_carry_the_thresholds_through_subset_and_concat():
 def test_a_larger_pair_threshold_lowers_the_combined_map(threshold):
     tiles = _tiles(thresholds=np.full(6, threshold, dtype=np.float32))
     student = np.full((6, 16, 16), 0.64, dtype=np.float32)
-    fused = fuse_tiles(student, tiles)
+    fused = fuse_tiles(student, tiles, 3)
     assert fused.max() <= 0.8 + 1e-6  # sqrt(0.64 x 1)
     square, inside = fused[1::2, 4:12, 4:12], fused[1::2, 5:11, 5:11]  # colour change 0.82 there
     if threshold == 0.05:  # far above the threshold: CVA's share saturates at 1

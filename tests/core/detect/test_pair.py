@@ -19,7 +19,7 @@ from core.errors import KdmsiError
 from core.io.rasters import RasterPair
 from core.io.stretch import compute_stretch
 from core.io.windows import Window
-from core.models.model_file import ModelInfo, save_model
+from core.models.model_file import ModelInfo, load_model, save_model
 from core.models.teacher_student import CamConfig, TeacherStudent
 
 gdal.UseExceptions()
@@ -190,13 +190,14 @@ def test_auto_method_runs_the_refined_network_when_the_model_has_one(networks, p
         np.testing.assert_array_equal(read(out), read(explicit))
 
 
-def box_mean(image: np.ndarray) -> np.ndarray:
-    """Mean over each pixel's 3 x 3 neighbourhood within the image."""
-    padded = np.pad(image, 1)
-    counts = np.pad(np.ones_like(image), 1)
+def box_mean(image: np.ndarray, window: int) -> np.ndarray:
+    """Mean over each pixel's ``window`` x ``window`` neighbourhood within the image."""
+    pad = window // 2
+    padded = np.pad(image, pad)
+    counts = np.pad(np.ones_like(image), pad)
     total, count = np.zeros_like(image), np.zeros_like(image)
-    for dr in range(3):
-        for dc in range(3):
+    for dr in range(window):
+        for dc in range(window):
             total += padded[dr : dr + image.shape[0], dc : dc + image.shape[1]]
             count += counts[dr : dr + image.shape[0], dc : dc + image.shape[1]]
     return total / count
@@ -211,15 +212,18 @@ def test_kdmsi_cva_combines_the_student_map_with_the_cva_map(model, pair, tmp_pa
         measured = run_cva(opened, cva, tmp_path / "cva_mask.tif").threshold
         stretch = compute_stretch(opened)
         data = opened.read(Window(0, 0, 90, 70))
-    share = np.clip(box_mean(magnitude(data.before, data.after, stretch)) / (2 * measured), 0, 1)
+    window = load_model(model)[0].cva_window
+    assert window == 5  # a model written by this code
+    share = box_mean(magnitude(data.before, data.after, stretch), window) / (2 * measured)
     # one window holds the whole pair, so the combination is exact pixel by pixel, except on the
-    # last row and column, whose neighbourhoods hold the reflected pixels that grow the window
-    expected = np.sqrt(read(student) * share)
-    np.testing.assert_allclose(read(fused)[:-1, :-1], expected[:-1, :-1], atol=1e-5)
+    # last rows and columns, whose neighbourhoods hold the reflected pixels that grow the window
+    expected = np.sqrt(read(student) * np.clip(share, 0, 1))
+    np.testing.assert_allclose(read(fused)[:-2, :-2], expected[:-2, :-2], atol=1e-5)
     np.testing.assert_allclose(read(fused), expected, atol=0.05)
     stored = gdal.Open(str(fused)).GetMetadata()
     assert stored["kdmsi_method"] == "kdmsi-cva" and stored["kdmsi_network"] == "student"
     assert float(stored["kdmsi_cva_threshold"]) == pytest.approx(measured, rel=1e-5)
+    assert stored["kdmsi_cva_window"] == "5"
     given = tmp_path / "given.tif"  # a threshold in the parameters is used as it is
     detect_with_model(*pair, model, given, replace(fused_params, pair_cva_threshold=2 * measured))
     assert read(given).mean() < read(fused).mean()

@@ -18,7 +18,7 @@ import torch
 
 from core.detect.pair import detect_with_model
 from core.detect.params import DetectParams
-from core.models.model_file import load_model
+from core.models.model_file import LEGACY_CVA_WINDOW, load_model
 from core.models.teacher_student import CamConfig, TeacherStudent
 
 # (backbone, network) -> (number of tensors, SHA-256 of their names and shapes), from 872e4c3
@@ -84,6 +84,7 @@ def test_an_old_model_file_loads_and_detects(tmp_path, write_raster, scene):
     torch.save(payload, path)
     info, _states = load_model(path)
     assert (info.threshold, info.threshold_single, info.tile) == (0.3, 0.25, 64)
+    assert info.cva_window == LEGACY_CVA_WINDOW == 3  # what kdmsi-cva averaged over before
     before = write_raster(tmp_path / "a.tif", scene(96, 80, seed=3))
     after = write_raster(tmp_path / "b.tif", scene(96, 80, seed=4))
     out = tmp_path / "prob.tif"
@@ -95,3 +96,15 @@ def test_an_old_model_file_loads_and_detects(tmp_path, write_raster, scene):
     prob = gdal.Open(str(out)).ReadAsArray()
     assert prob.shape == (80, 96) and np.isfinite(prob).all()
     assert 0.0 <= prob.min() <= prob.max() <= 1.0
+
+
+def test_a_session_12_file_keeps_its_3_by_3_window_until_thresholds_are_chosen_again(tmp_path):
+    # files of session 12 chose kdmsi-cva's thresholds on 3 x 3 averages and stored no window
+    from dataclasses import asdict
+
+    from core.models.model_file import CVA_WINDOW, ModelInfo, info_from_dict
+
+    stored = asdict(ModelInfo("efficientnet-lite0", "minus", "cat", 16, [1, 2, 3], 64))
+    del stored["cva_window"]
+    assert info_from_dict(stored).cva_window == 3
+    assert info_from_dict({**stored, "cva_window": 5}).cva_window == 5 == CVA_WINDOW
