@@ -31,7 +31,7 @@ from core.eval.benchmark_data import (
     BenchmarkData,
     load_benchmark_data,
 )
-from core.eval.metrics import ConfusionMatrix, ThresholdSweep
+from core.eval.metrics import ConfusionMatrix, ThresholdSweep, default_thresholds
 from core.eval.strategies import Strategy, choose_tagged_tiles
 from core.eval.whole_pair import whole_pair_predictions
 from core.models.model_file import load_model
@@ -80,10 +80,13 @@ class MethodScore:
 def score(
     prob: np.ndarray, data: BenchmarkData, threshold: float
 ) -> tuple[ConfusionMatrix, ThresholdSweep]:
-    """Score test-tile probabilities at ``threshold`` and over a threshold sweep."""
+    """Score test-tile probabilities at ``threshold`` and over a threshold sweep.
+
+    The sweep holds ``threshold`` too, so the best F1 is never below the F1 at ``threshold``.
+    """
     truth, valid = data.truth[data.test], data.tiles.valid[data.test]
     matrix = ConfusionMatrix().update(prob >= threshold, truth, valid)
-    sweep = ThresholdSweep()
+    sweep = ThresholdSweep(np.append(default_thresholds(), threshold))
     sweep.update(prob, truth, valid)
     return matrix, sweep
 
@@ -216,7 +219,7 @@ def _learned_rows(
         prob, seconds = _timed(lambda p=predictor: predict_tiles(p, test, device))
         rows.append(_row(name, prob, data, threshold, seconds))
         if name == "KD-MSI + MSI":  # the same map combined with CVA (method kdmsi-cva)
-            fused, more = _timed(lambda p=prob: fuse_tiles(p, test))
+            fused, more = _timed(lambda p=prob: fuse_tiles(p, test, info.cva_window))
             rows.append(
                 _row("KD-MSI + MSI + CVA", fused, data, info.threshold_fused, seconds + more)
             )
