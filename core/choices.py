@@ -54,6 +54,7 @@ class Defaults:
     engine: Engine
     precision: Precision
     device: Device
+    min_pixels: int
 
 
 DEFAULTS = Defaults(**{**_FILE["defaults"], "scales": tuple(_FILE["defaults"]["scales"])})

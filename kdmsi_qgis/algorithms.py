@@ -266,7 +266,8 @@ class VectorizeChangeMap(KdmsiAlgorithm):
     NAME, TITLE = "vectorizechangemap", "Vectorize change map"
     HELP = (
         "Change polygons from a probability raster: pixels at or above the threshold (default: "
-        "the one stored by Detect changes, else 0.5), polygons under the minimum area dropped."
+        "the one stored by Detect changes, else 0.5); polygons under the minimum area or of "
+        "fewer pixels than the smallest polygon size are dropped."
     )
 
     def initAlgorithm(self, config: Any = None) -> None:
@@ -287,6 +288,15 @@ class VectorizeChangeMap(KdmsiAlgorithm):
                 "MIN_AREA", "Minimum area (map units²)", QgsProcessingParameterNumber.Double, 0.0
             )
         )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "MIN_PIXELS",
+                "Smallest polygon (pixels; 0 keeps every one)",
+                QgsProcessingParameterNumber.Integer,
+                DEFAULTS["min_pixels"],
+                minValue=0,
+            )
+        )
         self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT", "Change polygons"))
 
     def processAlgorithm(self, parameters: dict, context: Any, feedback: Any) -> dict:
@@ -302,6 +312,7 @@ class VectorizeChangeMap(KdmsiAlgorithm):
             if threshold is None
             else self.parameterAsDouble(parameters, "THRESHOLD", context),
             "min_area": self.parameterAsDouble(parameters, "MIN_AREA", context) or None,
+            "min_pixels": self.parameterAsInt(parameters, "MIN_PIXELS", context),
             "overwrite": True,
         }
         self.run_worker("vectorize", options, feedback)

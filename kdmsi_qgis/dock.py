@@ -344,13 +344,13 @@ class KdmsiDock(SetupActions, QgsDockWidget):
             "out": folder / f"{name}.tif",
             "device": self.options().device,
         }
-        vectorize = {"prob": detect["out"], "out": folder / f"{name}.gpkg", **self.tag_rules()}
+        vectorize = {"prob": detect["out"], "out": folder / f"{name}.gpkg", **self.polygon_rules()}
         return self.start(DetectTask(detect, vectorize, self.iface))
 
-    def tag_rules(self) -> dict[str, Any]:
-        """``{"tags": file}``: polygons respect the tags (none in tiles tagged unchanged)."""
+    def polygon_rules(self) -> dict[str, Any]:
+        """The smallest polygon, and ``tags``: no polygon in tiles tagged unchanged."""
         tags = file_of(self.ui.tags_combo.currentLayer())
-        return {"tags": tags} if tags else {}
+        return {"min_pixels": self.options().min_pixels, **({"tags": tags} if tags else {})}
 
     def revectorize(self) -> Optional[WorkerTask]:
         """``kdmsi vectorize`` of the last probability map at the slider's threshold."""
@@ -361,7 +361,7 @@ class KdmsiDock(SetupActions, QgsDockWidget):
         threshold = self.options().threshold
         out = Path(prob).with_name(f"{Path(prob).stem}_t{threshold:.3f}_{stamp()}.gpkg")
         task = VectorizeTask(
-            {"prob": prob, "out": out, "threshold": threshold, **self.tag_rules()},
+            {"prob": prob, "out": out, "threshold": threshold, **self.polygon_rules()},
             self.iface,
             replace=layers.remover(self.state.polygons),
         )

@@ -75,6 +75,7 @@ class PanelWidgets(QWidget):
         self.device_combo.setCurrentText(options.device)
         self.out_dir.setFilePath(options.out_dir)
         self.threshold.set_value(options.threshold)
+        self.min_pixels_spin.setValue(options.min_pixels)
 
     def shown_options(self) -> Options:
         """The parameters the widgets show."""
@@ -86,6 +87,7 @@ class PanelWidgets(QWidget):
             device=self.device_combo.currentText(),
             out_dir=self.out_dir.filePath(),
             threshold=self.threshold.value(),
+            min_pixels=self.min_pixels_spin.value(),
         )
 
     def _data_box(self) -> QGroupBox:
@@ -183,9 +185,17 @@ class PanelWidgets(QWidget):
         self.threshold = ThresholdControl()
         self.threshold_slider = self.threshold.slider
         self.threshold_label = self.threshold.label
+        self.min_pixels_spin = QSpinBox()
+        self.min_pixels_spin.setRange(0, 1_000_000)
+        self.min_pixels_spin.setSuffix(" px")
+        self.min_pixels_spin.setToolTip(
+            "Change regions of fewer pixels get no polygon (0 keeps every one); Re-vectorize "
+            "applies a new value."
+        )
         self.vectorize_button = _button("Re-vectorize", tip="Polygons at this threshold")
         self.export_button = _button("Export…", "export", "Shapefile or GeoPackage")
         form.addRow("Threshold", self.threshold)
+        form.addRow("Smallest polygon", self.min_pixels_spin)
         form.addRow(_row(self.vectorize_button, self.export_button))
         return box
 

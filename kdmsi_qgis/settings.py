@@ -30,6 +30,7 @@ class Options:
     device: str = DEFAULTS["device"]
     out_dir: str = ""
     threshold: float = 0.5
+    min_pixels: int = DEFAULTS["min_pixels"]
 
     @classmethod
     def load(cls) -> Options:

@@ -1,10 +1,11 @@
 """Turn a change probability (or mask) raster into change polygons.
 
-Pixels at or above the threshold are change; polygons under ``--min-area`` (map units squared)
-are dropped; ``--simplify`` (map units) simplifies without breaking topology. The output format
-follows the suffix: ``.shp`` (Shapefile with .prj) or ``.gpkg``. Attributes: ``area``,
-``mean_prob``, ``max_prob``. With ``--tags`` (the pair's tag layer) tiles tagged unchanged get no
-polygon, and tiles tagged changed that end with none are named.
+Pixels at or above the threshold are change; polygons under ``--min-area`` (map units squared) or of
+fewer than ``--min-pixels`` pixels (default 9: specks of change say little and bury the real
+polygons; 0 keeps every one) are dropped; ``--simplify`` (map units) simplifies without breaking
+topology. The output format follows the suffix: ``.shp`` (Shapefile with .prj) or ``.gpkg``.
+Attributes: ``area``, ``mean_prob``, ``max_prob``. With ``--tags`` (the pair's tag layer) tiles
+tagged unchanged get no polygon, and tiles tagged changed that end with none are named.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.callbacks import Callbacks
+from core.choices import DEFAULTS
 from core.cli.events import Reporter
 from core.cli.options import add_overwrite
 from core.io.probability import stored_threshold
@@ -36,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-area", type=float, default=0.0, help="drop smaller polygons (map units^2)"
     )
     parser.add_argument(
+        "--min-pixels", type=int, default=DEFAULTS.min_pixels,
+        help=f"drop polygons of fewer pixels (default {DEFAULTS.min_pixels}; 0 keeps all)",
+    )  # fmt: skip
+    parser.add_argument(
         "--simplify", type=float, default=0.0, help="simplification tolerance (map units)"
     )
     parser.add_argument(
@@ -54,7 +60,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from core.vector.vectorize import VectorizeParams, vectorize
 
     threshold = args.threshold if args.threshold is not None else stored_threshold(args.prob)
-    params = VectorizeParams(threshold, args.min_area, args.simplify, args.connectivity, args.tags)
+    params = VectorizeParams(
+        threshold, args.min_area, args.simplify, args.connectivity, args.tags, args.min_pixels
+    )
     callbacks = reporter.callbacks("vectorize")
     result = vectorize(args.prob, args.out, params, callbacks, args.overwrite)
     metrics = {"count": result.count, "total_area": result.total_area, "threshold": threshold}
@@ -66,7 +74,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         {"polygons": str(result.path)},
         metrics,
         f"{result.path}: {result.count} change polygons covering "
-        f"{area_in_words(args.prob, result.total_area)} (threshold {threshold:g})",
+        f"{area_in_words(args.prob, result.total_area)} (threshold {threshold:g}"
+        + (f"; regions under {args.min_pixels} pixels left out)" if args.min_pixels > 1 else ")"),
     )
 
 

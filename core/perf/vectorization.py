@@ -92,7 +92,7 @@ def _compare_format(
     ours_out, gdal_out = work / f"kdmsi-polygons.{suffix}", work / f"gdal-polygons.{suffix}"
     ours_cmd = kdmsi_command(
         "vectorize", "--prob", str(prob or mask), "--out", str(ours_out), "--threshold", "0.5",
-        "--connectivity", "4", "--overwrite",
+        "--connectivity", "4", "--min-pixels", "0", "--overwrite",
     )  # fmt: skip
     ours, theirs = [], []
     for _ in range(repeats):

@@ -1,14 +1,14 @@
 """Turn a change probability (or mask) raster into change polygons.
 
 Steps: read band 1 once, chunk by chunk; threshold it (change is ``value >= threshold``; nodata,
-masked and NaN pixels never are), label the connected change components (4- or 8-connectivity)
-and gather each one's mean and maximum probability, writing the labels to a temporary sparse
-GeoTIFF (:mod:`core.vector.labelling`); GDAL Polygonize of that raster gives the polygons
-(holes kept), each with its label; drop polygons under ``min_area``; optionally simplify
-(shapely, topology preserved); write ESRI Shapefile (with ``.prj``) or GeoPackage in the
-raster's CRS (:mod:`core.vector.writers`). Areas are in map units squared. An ungeoreferenced
-raster gives pixel coordinates the way QGIS shows such images (x = column, y = minus the row,
-see ``Grid.display_transform``) and no CRS (a GeoPackage's srs_id -1, "undefined Cartesian"), so
+masked and NaN pixels never are), label the connected change components (4- or 8-connectivity) and
+gather each one's mean and maximum probability, writing the labels to a temporary sparse GeoTIFF
+(:mod:`core.vector.labelling`); GDAL Polygonize of that raster gives the polygons (holes kept), each
+with its label; drop polygons under ``min_area`` or ``min_pixels``; optionally simplify (shapely,
+topology preserved); write ESRI Shapefile (with ``.prj``) or GeoPackage in the raster's CRS
+(:mod:`core.vector.writers`). Areas are in map units squared. An ungeoreferenced raster gives pixel
+coordinates the way QGIS shows such images (x = column, y = minus the row, see
+``Grid.display_transform``) and no CRS (a GeoPackage's srs_id -1, "undefined Cartesian"), so
 polygons overlay the image in QGIS.
 
 Value scale rule: a Byte band whose largest valid value is above 1 is read as 0..255 and divided
@@ -60,6 +60,8 @@ class VectorizeParams:
         tags: the tag layer of the pair (None: none): tiles tagged unchanged get no polygon,
             and tiles tagged changed that end with no change pixel are reported
             (:mod:`core.vector.tag_rules`).
+        min_pixels: polygons of fewer pixels are dropped too (0 or 1: none), whatever the CRS:
+            a polygon of ``n`` pixels has ``n`` times a pixel's area.
     """
 
     threshold: float = 0.5
@@ -67,6 +69,7 @@ class VectorizeParams:
     simplify: float = 0.0
     connectivity: int = 4
     tags: Path | None = None
+    min_pixels: int = 0
 
     def __post_init__(self) -> None:
         """Raise KdmsiError on a connectivity not 4 or 8 or a bad threshold, area or tolerance."""
@@ -76,6 +79,19 @@ class VectorizeParams:
             raise KdmsiError("The vectorize threshold must be a finite number such as 0.5.")
         if not (self.min_area >= 0 and self.simplify >= 0):  # also refuses NaN
             raise KdmsiError("Minimum area and simplification tolerance must be 0 or more.")
+        if self.min_pixels < 0 or int(self.min_pixels) != self.min_pixels:
+            raise KdmsiError(
+                "The smallest polygon size must be a whole number of pixels, 0 or more."
+            )
+
+    def smallest_area(self, pixel_area: float) -> float:
+        """The smallest polygon area kept (map units squared).
+
+        ``min_area``, or ``min_pixels`` pixels of ``pixel_area``, the larger (half a pixel less,
+        so that float areas compare safely).
+        """
+        by_pixels = (self.min_pixels - 0.5) * pixel_area if self.min_pixels > 1 else 0.0
+        return max(self.min_area, by_pixels)
 
 
 @dataclass
@@ -142,11 +158,12 @@ def _run_steps(
     A 0/1 mask (see :meth:`Source.is_binary_mask`) is polygonized as it is and its statistics
     are 1 everywhere. Without simplification GDAL copies the polygons in one call.
     """
+    min_area = params.smallest_area(source.pixel_area)
     if source.is_binary_mask(params.threshold) and rules is None:
         simplify = params.simplify > 0  # then every polygon's pid is the mask's value, 1
         memory = polygonize(source.dataset, source, params.connectivity, callbacks, simplify)
         if not simplify:
-            return copy_constant(memory, params.min_area, 1.0, target, source, callbacks)
+            return copy_constant(memory, min_area, 1.0, target, source, callbacks)
         stats = PolygonStats.constant(1, 1.0)
         return _write_simplified(memory, stats, params, target, source, callbacks)
     with tempfile.TemporaryDirectory(prefix="kdmsi-vectorize-") as work:
@@ -157,7 +174,7 @@ def _run_steps(
         memory = polygonize(labels, source, params.connectivity, callbacks, True)
         del labels
     if params.simplify == 0:
-        return copy_measured(memory, stats, params.min_area, target, source, callbacks)
+        return copy_measured(memory, stats, min_area, target, source, callbacks)
     return _write_simplified(memory, stats, params, target, source, callbacks)
 
 
@@ -169,8 +186,8 @@ def _write_simplified(
     source: Source,
     callbacks: Callbacks,
 ) -> tuple[int, float]:
-    """Write the polygons of at least ``min_area`` simplified, one by one in Python."""
-    view = numbered(memory, params.min_area)
+    """Write the polygons of at least the smallest area simplified, one by one in Python."""
+    view = numbered(memory, params.smallest_area(source.pixel_area))
     try:
         return write_polygons(view, stats, target, source, params.simplify, callbacks)
     finally:
@@ -189,7 +206,7 @@ def vectorize(
     Args:
         prob_path: single band raster (band 1 is used); see the module notes on value scale.
         out_path: ``.shp`` (ESRI Shapefile with ``.prj``) or ``.gpkg`` (GeoPackage).
-        params: threshold, minimum area, simplification and connectivity.
+        params: threshold, smallest polygon (area, pixels), simplification and connectivity.
         callbacks: progress and cancel hooks; None reports nothing.
         overwrite: replace an existing output; otherwise an existing output is refused.
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.callbacks import Callbacks
+from core.choices import DEFAULTS
 from core.data.synthetic import make_scene
 from core.data.tags import tags_from_mask, write_tags
 from core.data.tiles import pair_tiles
@@ -101,7 +102,7 @@ def run_demo(
     vectorize(
         probability,
         polygons,
-        VectorizeParams(threshold=threshold, min_area=4 * pair.grid.pixel_area),
+        VectorizeParams(threshold=threshold, min_pixels=DEFAULTS.min_pixels),
         callbacks,
     )
     from core.workflows.quicklook import write_quicklook

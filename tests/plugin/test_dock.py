@@ -157,6 +157,14 @@ def test_revectorize_and_export_shapefile_keep_the_crs(
     reopened = QgsVectorLayer(str(shp), "shp", "ogr")
     assert reopened.crs().authid() == "EPSG:4326"
     ds = None
+    # the panel's smallest polygon (9 pixels by default) goes to vectorize; 0 keeps the specks
+    assert revector.steps[0][1]["min_pixels"] == dock.ui.min_pixels_spin.value() == 9
+    sieved = dock.polygons_layer().featureCount()
+    dock.ui.min_pixels_spin.setValue(0)
+    every = dock.revectorize()
+    wait_for(every, timeout=120)
+    assert every.outcome.ok and every.steps[0][1]["min_pixels"] == 0
+    assert dock.polygons_layer().featureCount() > sieved
     dock.deleteLater()
 
 
