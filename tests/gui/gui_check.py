@@ -3,7 +3,8 @@
 It drives the installed plugin the way a person would: opens the KD-MSI panel over a before/after
 pair, creates the tile grid, tags tiles with simulated mouse clicks on the map canvas (the tagging
 map tool's own event path), trains one short run (canceled in its second epoch with the panel's
-Cancel, then continued with Resume), suggests tiles, detects changes, and takes a
+Cancel, then continued with Resume), suggests tiles, detects changes, moves the threshold,
+exports the polygons as a Shapefile, saves and reopens the project, and takes a
 screenshot of the whole screen at each stage with ImageMagick's ``import``. Every long step is a
 QgsTask; the script only reacts to their ``done`` signals and to timers, so QGIS's event loop
 never blocks. An overall timer quits QGIS if something hangs. ``tests/gui/run_gui_check.sh``
@@ -12,15 +13,13 @@ prepares the profile and the data and reads ``result.json``.
 Configuration (environment): KDMSI_GUI_BEFORE, KDMSI_GUI_AFTER, KDMSI_GUI_LABEL (pixel mask used
 only to pick which tiles to click), KDMSI_GUI_BANDS, KDMSI_GUI_WORK (output folder),
 KDMSI_GUI_SHOTS (screenshot folder), KDMSI_GUI_TIMEOUT (s), KDMSI_GUI_BACKBONE, KDMSI_GUI_EPOCHS,
-KDMSI_GUI_TILE.
+KDMSI_GUI_TILE, KDMSI_GUI_INSTALL (set: first run Raster > KD-MSI > Install dependencies and walk
+with the worker it builds in the profile; the runner then gives no KDMSI_PYTHON).
 """
 
 from __future__ import annotations
 
-import faulthandler
 import json
-import os
-import subprocess
 import threading
 import time
 import traceback
@@ -29,80 +28,26 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 from osgeo import gdal
-from qgis.core import (
-    QgsContrastEnhancement,
-    QgsCoordinateTransform,
-    QgsMultiBandColorRenderer,
-    QgsPointXY,
-    QgsProject,
-    QgsRasterLayer,
-    QgsRasterMinMaxOrigin,
-)
+from qgis.core import QgsCoordinateTransform, QgsPointXY, QgsProject, QgsVectorLayer
 from qgis.PyQt.QtCore import QPoint, Qt, QTimer
 from qgis.PyQt.QtTest import QTest
-from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QMessageBox
+from qgis.PyQt.QtWidgets import QAction, QApplication, QDockWidget
 from qgis.utils import iface, plugins
-
-ENV = os.environ
-WORK = Path(ENV.get("KDMSI_GUI_WORK", "/tmp/kdmsi-gui"))
-SHOTS = Path(ENV.get("KDMSI_GUI_SHOTS", str(WORK / "shots")))
-TIMEOUT_S = float(ENV.get("KDMSI_GUI_TIMEOUT", "900"))
-SCREEN = (1366, 768)
-CHANGED_TILES, UNCHANGED_TILES = 8, 10
-MIN_CHANGED_FRACTION = 0.02
-CHANGED_AREA = 0.04  # the threshold slider goes to the probability flagging this share
-SETTLE_MS = 1500
-EXIT_HUNG = 3  # QGIS did not close within 30 s of the exit action (run_gui_check.sh fails on it)
-
-
-def log(text: str) -> None:
-    """A line in WORK/gui_check.log (QGIS swallows stdout)."""
-    with (WORK / "gui_check.log").open("a") as handle:
-        handle.write(f"{time.strftime('%H:%M:%S')} {text}\n")
-
-
-def screenshot(name: str) -> Path:
-    """The whole X screen as a PNG, taken by ImageMagick's ``import``."""
-    path = SHOTS / name
-    subprocess.run(["/usr/bin/import", "-window", "root", str(path)], check=True, timeout=60)
-    log(f"screenshot {path} ({path.stat().st_size} bytes)")
-    return path
-
-
-def rgb_layer(path: str, name: str, bands: list[int]) -> QgsRasterLayer:
-    """A raster layer drawn with ``bands`` as red, green, blue and a 2-98 % stretch."""
-    layer = QgsRasterLayer(path, name)
-    if not layer.isValid():
-        raise RuntimeError(f"QGIS cannot open {path}")
-    red, green, blue = (bands + [bands[-1]] * 3)[:3]
-    layer.setRenderer(QgsMultiBandColorRenderer(layer.dataProvider(), red, green, blue))
-    layer.setContrastEnhancement(
-        QgsContrastEnhancement.StretchToMinimumMaximum,
-        QgsRasterMinMaxOrigin.CumulativeCut,
-        layer.extent(),
-    )
-    return layer
-
-
-def tiles_to_tag(tag_layer: Any, label_path: str) -> tuple[list[Any], list[Any]]:
-    """Features of tiles to click: the most changed ones, and unchanged ones spread out.
-
-    Without a label mask, every other tile is taken, alternating changed and unchanged.
-    """
-    features = list(tag_layer.getFeatures())
-    if not label_path:
-        return features[0:10:2], features[1:14:2]
-    dataset = gdal.Open(label_path)  # kept: a band outlives no dataset
-    band = dataset.GetRasterBand(1)
-    fractions = []
-    for f in features:
-        window = [int(f[k]) for k in ("px_col", "px_row", "px_width", "px_height")]
-        fractions.append(float(np.mean(band.ReadAsArray(*window) > 0)))
-    order = np.argsort(fractions)[::-1]
-    changed = [features[i] for i in order[:CHANGED_TILES] if fractions[i] >= MIN_CHANGED_FRACTION]
-    clean = [features[i] for i in range(len(features)) if fractions[i] == 0.0]
-    step = max(1, len(clean) // UNCHANGED_TILES)
-    return changed, clean[::step][:UNCHANGED_TILES]
+from walk_tools import (
+    CHANGED_AREA,
+    ENV,
+    SCREEN,
+    SETTLE_MS,
+    SHOTS,
+    TIMEOUT_S,
+    WORK,
+    answer_save_prompt,
+    exit_hung,
+    log,
+    rgb_layer,
+    screenshot,
+    tiles_to_tag,
+)
 
 
 class GuiCheck:
@@ -115,6 +60,7 @@ class GuiCheck:
         self.result: dict[str, Any] = {"ok": False, "shots": [], "steps": []}
         self.train_shot = False
         self.cancel_clicked = False
+        self.install_done = not ENV.get("KDMSI_GUI_INSTALL")
         self.timers: list[QTimer] = []
         self.finished = False
 
@@ -170,8 +116,36 @@ class GuiCheck:
             raise RuntimeError(f"{task.description()} failed: {task.outcome.error}\n{logs}")
 
     # ---- the steps ---------------------------------------------------------------------------
+    def install(self) -> None:
+        """Raster > KD-MSI > Install dependencies, as a first-time user; then the walk."""
+        iface.mainWindow().setGeometry(0, 0, *SCREEN)
+        action = iface.mainWindow().findChild(QAction, "kdmsi_install")
+        if action is None:
+            raise RuntimeError("the Install dependencies action is missing")
+        action.trigger()
+        task = self.plugin.install_task
+        task.taskCompleted.connect(lambda: self.guarded(self.installed, task))
+        task.taskTerminated.connect(lambda: self.fail(f"the install failed: {task.error}"))
+
+    def installed(self, task: Any) -> None:
+        """The worker is the environment just built in the profile; go on with the walk."""
+        from kdmsi_qgis.worker import find_python
+
+        python, source = find_python()
+        self.result["install"] = {"python": python, "found as": source, "plan": str(task.plan)}
+        log(f"installed; the worker is {python} ({source})")
+        if not Path(python).is_relative_to(task.venv):
+            raise RuntimeError(f"the worker is {python} ({source}), not the installed {task.venv}")
+        self.install_done = True
+        self.dock.widget().ensureWidgetVisible(self.dock.ui.log_view)  # the install's log
+        self.dock.ui.log_view.verticalScrollBar().setValue(0)  # the plan's sentence, on top
+        self.shoot_when_drawn("0_first_run.png", self.start)
+
     def start(self) -> None:
         """Full-screen window, the pair as RGB layers, the panel open and filled in."""
+        if not self.install_done:
+            self.install()
+            return
         window = iface.mainWindow()
         window.setGeometry(0, 0, *SCREEN)
         bands = [int(b) for b in ENV.get("KDMSI_GUI_BANDS", "1,2,3").split(",")]
@@ -183,7 +157,8 @@ class GuiCheck:
         browser = window.findChild(QDockWidget, "Browser")
         if browser is not None:
             browser.hide()  # more room for the map
-        self.plugin.panel_action.trigger()
+        if not self.dock.isVisible():
+            self.plugin.panel_action.trigger()
         ui = self.dock.ui
         picked = [c.currentLayer() for c in (ui.before_combo, ui.after_combo)]
         self.result["preselected"] = [layer.name() if layer else None for layer in picked]
@@ -292,9 +267,18 @@ class GuiCheck:
         self.when_done(self.dock.detect(), self.show_changes)
 
     def show_changes(self, task: Any) -> None:
-        """Move the threshold slider as a person would, then re-vectorize."""
+        """The probability map over the after image, as detect left it (slider at its threshold)."""
         self.check_ok(task)
         self.result["detect"] = task.outcome.metrics
+        self.result["detect_threshold"] = self.dock.ui.threshold.value()
+        from kdmsi_qgis.panel_state import raster_layer_of
+
+        probability = raster_layer_of(self.dock.state.probability, QgsProject.instance())
+        self.show_only(lambda layer: layer is probability)
+        self.shoot_when_drawn("4_probability_map.png", self.move_threshold)
+
+    def move_threshold(self) -> None:
+        """Move the threshold slider as a person would, then re-vectorize."""
         dataset = gdal.Open(self.dock.state.probability)
         band = dataset.GetRasterBand(1)
         sample = band.ReadAsArray(buf_xsize=256, buf_ysize=256)
@@ -303,18 +287,27 @@ class GuiCheck:
         self.result["threshold"] = self.dock.ui.threshold.value()
         self.when_done(self.dock.revectorize(), self.show_polygons)
 
+    def show_only(self, shown: Callable[[Any], bool]) -> None:
+        """Show the after image and the layers ``shown`` accepts; hide the rest."""
+        root = QgsProject.instance().layerTreeRoot()
+        for layer in QgsProject.instance().mapLayers().values():
+            visible = shown(layer) or layer.name().startswith("after")
+            root.findLayer(layer.id()).setItemVisibilityChecked(visible)
+
     def show_polygons(self, task: Any) -> None:
-        """Change polygons over the after image: the grid, suggestions and map hidden."""
+        """Change polygons over the after image (exported as a Shapefile too)."""
         self.check_ok(task)
         polygons = self.dock.polygons_layer()
         if polygons is None or polygons.featureCount() <= 0:
             raise RuntimeError("no change polygons were added")
         self.result["polygons"] = polygons.featureCount()
-        root = QgsProject.instance().layerTreeRoot()
-        for layer in QgsProject.instance().mapLayers().values():
-            visible = layer is polygons or layer.name().startswith("after")
-            root.findLayer(layer.id()).setItemVisibilityChecked(visible)
-        self.shoot_when_drawn("4_change_polygons.png", self.save_and_reopen)
+        exported = self.dock.export(WORK / "export" / "changes.shp")
+        written = QgsVectorLayer(str(exported), "exported", "ogr") if exported else None
+        if written is None or written.featureCount() != polygons.featureCount():
+            raise RuntimeError(f"Export wrote {exported}, not {polygons.featureCount()} polygons")
+        self.result["exported"] = str(exported)
+        self.show_only(lambda layer: layer is polygons)
+        self.shoot_when_drawn("5_change_polygons.png", self.save_and_reopen)
 
     def save_and_reopen(self) -> None:
         """Save the project, open it again as File > Open does, and find the panel as it was."""
@@ -333,7 +326,7 @@ class GuiCheck:
         self.result["reopened"] = {"before": before, "after": after}
         if after != before:
             raise RuntimeError(f"the reopened project shows {after}, not {before}")
-        self.shoot_when_drawn("5_reopened_project.png", self.succeed)
+        self.shoot_when_drawn("6_reopened_project.png", self.succeed)
 
     # ---- the end -----------------------------------------------------------------------------
     def succeed(self) -> None:
@@ -367,37 +360,6 @@ class GuiCheck:
         watchdog.start()
         QTimer.singleShot(200, iface.actionExit().trigger)
         QTimer.singleShot(1000, answer_save_prompt)
-
-
-def answer_save_prompt(seen: tuple[str, ...] = ()) -> None:
-    """Answer QGIS's "save the current project?" on exit with Discard, as a user would.
-
-    The walk saved its project already; QGIS asks again because drawing marks it changed. The
-    prompt is modal, so this timer runs inside its event loop; it looks again until QGIS is gone.
-    Any other dialog is logged (once) and left open: the watchdog then reports the hang.
-    """
-    box = QApplication.activeModalWidget()
-    if isinstance(box, QMessageBox):
-        discard = box.button(QMessageBox.Discard)
-        if box.text() not in seen:
-            log(f"dialog on exit: {box.text()!r}" + (", answered Discard" if discard else ""))
-            seen = (*seen, box.text())
-        if discard is not None:
-            discard.click()
-    QTimer.singleShot(1000, lambda: answer_save_prompt(seen))
-
-
-def exit_hung() -> None:
-    """QGIS did not close: save where every thread is (Python and native), then end it."""
-    with (WORK / "exit_hang_python.txt").open("w") as handle:
-        faulthandler.dump_traceback(handle, all_threads=True)
-    with (WORK / "exit_hang_gdb.txt").open("w") as handle:
-        command = ["gdb", "-p", str(os.getpid()), "-batch", "-ex", "thread apply all bt 30"]
-        try:
-            subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, timeout=120)
-        except (OSError, subprocess.TimeoutExpired) as exc:  # no gdb: the Python stacks remain
-            handle.write(f"gdb did not run: {exc}\n")
-    os._exit(EXIT_HUNG)
 
 
 def main() -> Optional[GuiCheck]:

@@ -10,7 +10,9 @@
 #
 # Variables: PY (worker Python, default .venv/bin/python), DATA (default ../shared/data),
 # SHOTS (default docs/screenshots), GUI_TIMEOUT (s, default 900), GUI_BACKBONE, GUI_EPOCHS,
-# KEEP=1 (keep the profile, outputs and logs in the temporary folder).
+# KEEP=1 (keep the profile, outputs and logs in the temporary folder), INSTALL=1 (first run
+# Raster > KD-MSI > Install dependencies and walk with the worker it builds in the fresh profile:
+# no KDMSI_PYTHON, no checkout .venv beside the plugin).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -55,11 +57,18 @@ else
     BEFORE=$WORK/scene/before.tif AFTER=$WORK/scene/after.tif LABEL=$WORK/scene/change.tif
     BANDS=1,2,3
 fi
-rm -f "$SHOTS"/[0-9]_*.png
+# a plain walk leaves the first-run screenshot of an INSTALL=1 walk alone
+rm -f "$SHOTS"/[1-9]_*.png
+[ -z "${INSTALL:-}" ] || rm -f "$SHOTS"/0_*.png
 
 echo "gui-check: QGIS with the plugin from $ZIP, profile and outputs in $WORK"
 status=0
-KDMSI_PYTHON=$PY \
+if [ -n "${INSTALL:-}" ]; then
+    WORKER=(env -u KDMSI_PYTHON KDMSI_GUI_INSTALL=1)
+else
+    WORKER=(env KDMSI_PYTHON="$PY")
+fi
+"${WORKER[@]}" PYTHONPATH="$ROOT/tests/gui${PYTHONPATH:+:$PYTHONPATH}" \
 KDMSI_GUI_BEFORE=$BEFORE KDMSI_GUI_AFTER=$AFTER KDMSI_GUI_LABEL=$LABEL KDMSI_GUI_BANDS=$BANDS \
 KDMSI_GUI_WORK=$WORK KDMSI_GUI_SHOTS=$SHOTS KDMSI_GUI_TIMEOUT=$GUI_TIMEOUT \
 KDMSI_GUI_BACKBONE=${GUI_BACKBONE:-efficientnet-lite0} KDMSI_GUI_EPOCHS=${GUI_EPOCHS:-3} \
