@@ -118,6 +118,11 @@ def open_source(prob_path: Path) -> Source:
     """Open the raster, pick the value scale and the CRS (traditional x/y axis order)."""
     try:
         dataset = gdal.Open(str(prob_path))
+        if dataset is not None and dataset.GetDriver().ShortName == "GTiff":
+            # decode the compressed blocks of one read on every core (GDAL >= 3.6; older
+            # versions ignore the option): reading is most of the time when change is sparse
+            threads = ["NUM_THREADS=ALL_CPUS"]
+            dataset = gdal.OpenEx(str(prob_path), gdal.OF_RASTER, open_options=threads)
     except RuntimeError as exc:
         raise KdmsiError(f"Cannot open {prob_path}; give a GDAL-readable raster.") from exc
     if dataset is None or dataset.RasterCount < 1:
