@@ -12,7 +12,7 @@ from qgis.core import Qgis, QgsProject, QgsRasterLayer, QgsVectorLayer
 from kdmsi_qgis.dock import KdmsiDock
 from kdmsi_qgis.inputs import file_of
 from kdmsi_qgis.layers import RESULTS_GROUP, tag_layer
-from kdmsi_qgis.settings import ProjectState
+from kdmsi_qgis.settings import Options, ProjectState
 from kdmsi_qgis.tasks import DetectTask
 
 
@@ -157,14 +157,17 @@ def test_revectorize_and_export_shapefile_keep_the_crs(
     reopened = QgsVectorLayer(str(shp), "shp", "ogr")
     assert reopened.crs().authid() == "EPSG:4326"
     ds = None
-    # the panel's smallest polygon (9 pixels by default) goes to vectorize; 0 keeps the specks
-    assert revector.steps[0][1]["min_pixels"] == dock.ui.min_pixels_spin.value() == 9
-    sieved = dock.polygons_layer().featureCount()
-    dock.ui.min_pixels_spin.setValue(0)
-    every = dock.revectorize()
-    wait_for(every, timeout=120)
-    assert every.outcome.ok and every.steps[0][1]["min_pixels"] == 0
-    assert dock.polygons_layer().featureCount() > sieved
+    # the panel's smallest polygon goes to vectorize; 0 keeps the specks
+    assert Options().min_pixels == 9  # the default, from core/defaults.json
+    counts = {}
+    for pixels in (9, 0):
+        dock.ui.min_pixels_spin.setValue(pixels)
+        task = dock.revectorize()
+        wait_for(task, timeout=120)
+        assert task.outcome.ok and task.steps[0][1]["min_pixels"] == pixels
+        counts[pixels] = dock.polygons_layer().featureCount()
+    assert counts[0] > counts[9] > 0
+    dock.ui.min_pixels_spin.setValue(9)  # the setting outlives the test
     dock.deleteLater()
 
 
