@@ -31,11 +31,10 @@ def make_dock(qgis_iface, mumbai_pair, out_dir):
 
 
 def test_create_tile_grid_adds_the_tag_layer_styled(
-    qgis_iface, qgis_new_project, mumbai_pair, tmp_path, wait_for
+    qgis_iface, qgis_new_project, mumbai_pair, tmp_path, finish_panel_task
 ):
     dock = make_dock(qgis_iface, mumbai_pair, tmp_path)
-    task = dock.create_grid()
-    wait_for(task, timeout=120)
+    task = finish_panel_task(dock, dock.create_grid(), timeout=120)  # the panel added it
     assert task.outcome.ok, task.outcome.error
     layer = dock.ui.tags_combo.currentLayer()
     assert isinstance(layer, QgsVectorLayer) and layer.isValid()
@@ -126,7 +125,7 @@ def test_open_model_refuses_a_file_that_is_not_a_model(qgis_iface, qgis_new_proj
 
 
 def test_revectorize_and_export_shapefile_keep_the_crs(
-    qgis_iface, qgis_new_project, mumbai_pair, tmp_path, wait_for
+    qgis_iface, qgis_new_project, mumbai_pair, tmp_path, wait_for, finish_panel_task
 ):
     dock = make_dock(qgis_iface, mumbai_pair, tmp_path)
     pair = dock.pair()
@@ -137,8 +136,7 @@ def test_revectorize_and_export_shapefile_keep_the_crs(
     dock.state.probability = str(tmp_path / "cva.tif")
     dock.state.polygons = str(tmp_path / "cva.gpkg")
     dock.ui.threshold_slider.setValue(600)  # thousandths
-    revector = dock.revectorize()
-    wait_for(revector, timeout=120)
+    revector = finish_panel_task(dock, dock.revectorize(), timeout=120)
     assert revector.outcome.ok, revector.outcome.error
     assert revector.outcome.metrics["threshold"] == 0.6
     group = QgsProject.instance().layerTreeRoot().findGroup(RESULTS_GROUP)
@@ -162,8 +160,7 @@ def test_revectorize_and_export_shapefile_keep_the_crs(
     counts = {}
     for pixels in (9, 0):
         dock.ui.min_pixels_spin.setValue(pixels)
-        task = dock.revectorize()
-        wait_for(task, timeout=120)
+        task = finish_panel_task(dock, dock.revectorize(), timeout=120)  # added by the panel
         assert task.outcome.ok and task.steps[0][1]["min_pixels"] == pixels
         counts[pixels] = dock.polygons_layer().featureCount()
     assert counts[0] > counts[9] > 0
