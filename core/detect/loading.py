@@ -27,7 +27,7 @@ def load_predictor(
         scratch: a folder for the temporary ONNX export of a ``.pt`` file.
         threads: onnxruntime threads (0: its default, all cores).
     """
-    engine = resolve_engine(params.engine, model_path, params.method)
+    engine = resolve_engine(params.engine, model_path, params.method, device.type, params.precision)
     if engine == "torch":
         info, states = load_model(model_path)
         predictor = predictors.make_predictor(

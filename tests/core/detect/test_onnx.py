@@ -18,7 +18,7 @@ from osgeo import gdal
 from core.detect.msi import msi
 from core.detect.onnx import OnnxStudent, _require, export_onnx
 from core.detect.pair import detect_with_model
-from core.detect.params import DetectParams
+from core.detect.params import DetectParams, resolve_engine
 from core.detect.predictors import make_predictor
 from core.errors import KdmsiError
 from core.io.rasters import RasterPair
@@ -150,3 +150,33 @@ def test_unaligned_sizes_and_wrong_engines_are_refused(model, exported, tmp_path
 def test_missing_optional_package_names_the_pip_command():
     with pytest.raises(KdmsiError, match=r"pip install kdmsi_no_such_package"):
         _require("kdmsi_no_such_package")
+
+
+@pytest.mark.parametrize(
+    "method, device, precision, expected",
+    [
+        ("kdmsi", "cpu", "auto", "onnx"),  # the faster engine on the CPU, the same map
+        ("kdmsi-cva", "cpu", "fp32", "onnx"),
+        ("kdmsi", "cuda", "auto", "torch"),  # GPUs stay with torch (half precision there)
+        ("kdmsi", "cpu", "bf16", "torch"),  # a precision ONNX does not run was asked for
+        ("cam", "cpu", "auto", "torch"),  # the teacher is not exported
+    ],
+)
+def test_auto_engine_runs_a_pt_students_map_with_onnx_on_the_cpu(
+    model, method, device, precision, expected
+):
+    assert resolve_engine("auto", model, method, device, precision) == expected
+    assert resolve_engine("torch", model, method, device, precision) == "torch"
+
+
+def test_the_default_detect_on_the_cpu_uses_onnx(model, tmp_path, write_raster, scene):
+    before = write_raster(tmp_path / "a.tif", scene(70, 50, seed=1))
+    after = write_raster(tmp_path / "b.tif", scene(70, 50, seed=2))
+    default = DetectParams(scales=(1.0,), flip=False, device="cpu")
+    detect_with_model(before, after, model, tmp_path / "auto.tif", default)
+    torch_fp32 = replace(default, engine="torch", precision="fp32")
+    detect_with_model(before, after, model, tmp_path / "torch.tif", torch_fp32)
+    auto = gdal.Open(str(tmp_path / "auto.tif"))
+    assert auto.GetMetadataItem("kdmsi_engine") == "onnx"
+    expected = gdal.Open(str(tmp_path / "torch.tif")).ReadAsArray()
+    np.testing.assert_allclose(auto.ReadAsArray(), expected, atol=1e-4, rtol=0)
