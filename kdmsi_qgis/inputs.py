@@ -17,8 +17,12 @@ def file_of(layer: Optional[QgsMapLayer]) -> str:
 
 
 def stamp() -> str:
-    """A time stamp for output names that never collide."""
-    return time.strftime("%Y%m%d_%H%M%S")
+    """A time stamp for output names, to the millisecond: two clicks in one second differ.
+
+    Example: ``20261129_070647_123``.
+    """
+    now = time.time()
+    return time.strftime("%Y%m%d_%H%M%S", time.localtime(now)) + f"_{int(now * 1000) % 1000:03d}"
 
 
 def short_path(path: str) -> str:

@@ -3,6 +3,7 @@ project state, preselected pair, suggested tiles."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from osgeo import ogr
 from qgis.core import Qgis, QgsProject, QgsRasterLayer, QgsVectorLayer
 
 from kdmsi_qgis.dock import KdmsiDock
-from kdmsi_qgis.inputs import file_of
+from kdmsi_qgis.inputs import file_of, stamp
 from kdmsi_qgis.layers import RESULTS_GROUP, tag_layer
 from kdmsi_qgis.settings import Options, ProjectState
 from kdmsi_qgis.tasks import DetectTask
@@ -291,3 +292,8 @@ def test_copy_diagnostics_puts_versions_worker_and_log_on_the_clipboard(
     assert find_python()[0] in text and "Worker check: worker not checked" in text
     assert text.endswith("Model written to run/model.pt: epoch 3 of 5.")
     dock.deleteLater()
+
+
+def test_output_names_are_stamped_to_the_millisecond():
+    # two Re-vectorize clicks in one second at one threshold used to get the same file name
+    assert re.fullmatch(r"\d{8}_\d{6}_\d{3}", stamp())
