@@ -25,6 +25,7 @@ from osgeo import gdal
 
 from core.callbacks import Callbacks
 from core.errors import KdmsiError
+from core.vector.boxes import BOX_LIMIT, component_boxes, run_boxes
 from core.vector.components import (
     Runs,
     label_chunk,
@@ -33,6 +34,7 @@ from core.vector.components import (
     smallest_connected,
 )
 from core.vector.polygonize import PolygonStats, Source, row_chunks, scaled, temp_raster
+from core.vector.reading import Chunk, read_ahead
 from core.vector.tag_rules import TagRules
 
 _BLOCK = 256
@@ -78,6 +80,7 @@ class _Pass:
     counts: list[np.ndarray] = field(default_factory=lambda: [np.zeros(1, np.int64)])
     maxima: list[np.ndarray] = field(default_factory=lambda: [np.full(1, -np.inf)])
     shown: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    boxes: list[np.ndarray] | None = field(default_factory=lambda: [np.zeros((1, 4), np.int64)])
 
     def adopt(self, count: int, pairs: np.ndarray) -> np.ndarray:
         """Choose the label written for each new label ``next_label..``, and remember it.
@@ -161,6 +164,10 @@ def _label_window(
         raise KdmsiError("The change map has over 2 billion separate change areas; raise the "
                          "threshold or vectorize it in parts.")  # fmt: skip
     shown = state.adopt(count, found.pairs)
+    if state.boxes is not None and state.next_label + count > BOX_LIMIT:
+        state.boxes = None  # too many components to polygonize one by one: not worth tracking
+    if state.boxes is not None and count:
+        state.boxes.append(run_boxes(runs, count, state.next_label, corner))
     index = pixel_index(runs, change.shape[1])
     labels = np.repeat(runs.labels, runs.lengths)
     state.measure(runs, labels, count, scaled(values.reshape(-1)[index], divisor))
@@ -178,27 +185,27 @@ def _label_rows(
     rules: TagRules | None,
     state: _Pass,
     band: gdal.Band,
-    chunk: tuple[int, int],
+    chunk: Chunk,
 ) -> None:
-    """Label, measure and write the change of one chunk (``chunk`` = first row, row count).
+    """Label, measure and write the change of one chunk of full rows.
 
     Only the windows of columns that hold a pixel above the threshold are worked on.
     """
-    threshold, connectivity = settings.threshold, settings.connectivity
-    row, rows = chunk
-    values = source.read(row, rows)
-    above = source.above(values, threshold)
+    row, values = chunk.row, chunk.values
+    above = source.above(values, settings.threshold)
     last_rows = []
     for col, end in _column_windows(above):
-        window, change = values[:, col:end], above[:, col:end]
-        change &= source.valid(window, row, col, settings.use_mask)
+        change = above[:, col:end]
+        change &= chunk.valid(col, end)
         if rules is not None:
             rules.apply(change, row, col)
         if change.any():
-            corner = (row, col)
             last_rows.append(
-                _label_window(state, band, corner, window, change, connectivity, source.divisor)
-            )
+                _label_window(
+                    state, band, (row, col), values[:, col:end], change,
+                    settings.connectivity, source.divisor,
+                )
+            )  # fmt: skip
     state.above = Runs.joined(last_rows) if last_rows else None
 
 
@@ -216,13 +223,29 @@ def _relabel(band: gdal.Band, state: _Pass, roots: np.ndarray) -> None:
             band.WriteArray(lookup[labels], w.col, w.row)
 
 
+@dataclass
+class LabelRaster:
+    """What :func:`label_raster` made.
+
+    Attributes:
+        raster: the temporary Int32 GeoTIFF of labels (0 where there is no change).
+        stats: the statistics of each component, indexed by its label.
+        boxes: each component's bounding box keyed by its label, top to bottom
+            (:func:`core.vector.boxes.component_boxes`), or None past ``BOX_LIMIT`` components.
+    """
+
+    raster: gdal.Dataset
+    stats: PolygonStats
+    boxes: dict[int, tuple[int, ...]] | None
+
+
 def label_raster(
     source: Source,
     params: tuple[float, int],
     path: Path,
     callbacks: Callbacks,
     rules: TagRules | None = None,
-) -> tuple[gdal.Dataset, PolygonStats]:
+) -> LabelRaster:
     """Write the labels of the change components to a temporary GeoTIFF; measure them.
 
     Args:
@@ -233,7 +256,7 @@ def label_raster(
         rules: the user's tags: tiles tagged unchanged are cleared, changed ones counted.
 
     Returns:
-        The label raster and the statistics of each component, indexed by its label.
+        The label raster, the statistics and the boxes of the components.
     """
     raster = temp_raster(source, path, gdal.GDT_Int32, _LABEL_TIFF + _compression())
     band = raster.GetRasterBand(1)
@@ -241,7 +264,7 @@ def label_raster(
     threshold, connectivity = params
     settings = _Settings(threshold, connectivity, source.mask_hides(threshold))
     chunks = row_chunks(source, _BLOCK)
-    for index, chunk in enumerate(chunks):
+    for index, chunk in enumerate(read_ahead(source, chunks, settings.use_mask)):
         callbacks.check_canceled()
         _label_rows(source, settings, rules, state, band, chunk)
         callbacks.progress(0.3 * (index + 1) / len(chunks), "thresholding")
@@ -249,4 +272,7 @@ def label_raster(
     roots = smallest_connected(state.next_label, pairs[0], pairs[1])
     _relabel(band, state, roots)
     band.FlushCache()
-    return raster, state.merged(roots)
+    boxes = None
+    if state.boxes is not None:
+        boxes = component_boxes(np.concatenate(state.boxes), roots)
+    return LabelRaster(raster, state.merged(roots), boxes)

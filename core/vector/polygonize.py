@@ -85,17 +85,6 @@ class Source:
         nodata /= self.divisor
         return not nodata < threshold - 1e-6 * (abs(nodata) + abs(threshold))
 
-    def valid(self, values: np.ndarray, row: int, col: int, use_mask: bool = True) -> np.ndarray:
-        """Finite values that the band's mask keeps, for the window of ``values`` at (col, row).
-
-        ``use_mask=False`` skips the mask (see :meth:`mask_hides`).
-        """
-        valid = np.isfinite(values)
-        if use_mask and self.band.GetMaskFlags() != gdal.GMF_ALL_VALID:
-            rows, cols = values.shape
-            valid &= self.band.GetMaskBand().ReadAsArray(col, row, cols, rows) > 0
-        return valid
-
 
 def scaled(values: np.ndarray, divisor: float) -> np.ndarray:
     """``values / divisor`` in float64: the probabilities that are compared and measured."""
@@ -191,6 +180,22 @@ def run_gdal(
         raise
 
 
+def polygon_layer(source: Source, with_pid: bool) -> tuple[gdal.Dataset, ogr.Layer]:
+    """Create the in-memory dataset and its layer ``polygons`` in the source's CRS.
+
+    With ``with_pid`` the layer has the integer field 0, ``pid``.
+    """
+    memory = gdal.GetDriverByName("Memory").Create("polygons", 0, 0, 0, gdal.GDT_Unknown)
+    srs = source.srs
+    if srs is None:  # an explicit local CRS rather than none; the writers set the output's
+        srs = osr.SpatialReference()
+        srs.SetLocalCS("pixels")
+    layer = memory.CreateLayer("polygons", srs, ogr.wkbPolygon)
+    if with_pid:
+        layer.CreateField(ogr.FieldDefn("pid", ogr.OFTInteger))
+    return memory, layer
+
+
 def polygonize(
     raster: gdal.Dataset,
     source: Source,
@@ -204,14 +209,7 @@ def polygonize(
     zero is no change. With ``with_pid`` GDAL writes each polygon's pixel value (its label, or 1
     for a mask) to the layer's field 0, ``pid``. Returns the in-memory dataset.
     """
-    memory = gdal.GetDriverByName("Memory").Create("polygons", 0, 0, 0, gdal.GDT_Unknown)
-    srs = source.srs
-    if srs is None:  # an explicit local CRS rather than none; the writers set the output's
-        srs = osr.SpatialReference()
-        srs.SetLocalCS("pixels")
-    layer = memory.CreateLayer("polygons", srs, ogr.wkbPolygon)
-    if with_pid:
-        layer.CreateField(ogr.FieldDefn("pid", ogr.OFTInteger))
+    memory, layer = polygon_layer(source, with_pid)
     band = raster.GetRasterBand(1)
     options = ["8CONNECTED=8"] if connectivity == 8 else []
     stage = (0.3, 0.6, "polygonizing")

@@ -38,8 +38,16 @@ from osgeo import gdal, ogr
 from core.callbacks import Callbacks
 from core.errors import KdmsiError
 from core.io.outputs import check_writable
+from core.vector.boxes import polygonize_boxes, worth_boxes
 from core.vector.labelling import label_raster
-from core.vector.polygonize import PolygonStats, Source, numbered, open_source, polygonize
+from core.vector.polygonize import (
+    PolygonStats,
+    Source,
+    numbered,
+    open_source,
+    polygon_layer,
+    polygonize,
+)
 from core.vector.tag_rules import TagRules
 from core.vector.writers import copy_constant, copy_measured, write_polygons
 
@@ -167,11 +175,16 @@ def _run_steps(
         stats = PolygonStats.constant(1, 1.0)
         return _write_simplified(memory, stats, params, target, source, callbacks)
     with tempfile.TemporaryDirectory(prefix="kdmsi-vectorize-") as work:
-        labels, stats = label_raster(
+        labels = label_raster(
             source, (params.threshold, params.connectivity), Path(work) / "labels.tif",
             callbacks, rules,
         )  # fmt: skip
-        memory = polygonize(labels, source, params.connectivity, callbacks, True)
+        stats = labels.stats
+        if worth_boxes(labels.boxes, source.width, source.height):
+            memory, layer = polygon_layer(source, True)
+            polygonize_boxes(labels.raster, labels.boxes, layer, params.connectivity, callbacks)
+        else:
+            memory = polygonize(labels.raster, source, params.connectivity, callbacks, True)
         del labels
     if params.simplify == 0:
         return copy_measured(memory, stats, min_area, target, source, callbacks)

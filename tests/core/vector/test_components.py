@@ -204,12 +204,14 @@ def test_a_sparse_label_raster_stays_sparse(tmp_path, write_raster):
     source = open_source(write_raster(tmp_path / "p.tif", prob))
     from core.callbacks import Callbacks
 
-    raster, stats = labelling.label_raster(source, (0.5, 4), tmp_path / "l.tif", Callbacks())
+    labels = labelling.label_raster(source, (0.5, 4), tmp_path / "l.tif", Callbacks())
+    raster, stats = labels.raster, labels.stats
     band = raster.GetRasterBand(1)
     blocks = [
         band.GetMetadataItem(f"BLOCK_OFFSET_{x}_{y}", "TIFF") for x in range(4) for y in range(4)
     ]
     assert sum(offset is not None for offset in blocks) == 1  # only the block with change
     assert int(stats.counts.sum()) == 200 and stats.maxima.max() == pytest.approx(0.9)
-    del raster
+    assert labels.boxes == {1: (600, 700, 610, 720)}
+    del raster, labels
     gdal.Unlink(str(tmp_path / "l.tif"))
