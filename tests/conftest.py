@@ -7,6 +7,7 @@ them skip with a clear reason when the folder is absent, as in a user's fresh cl
 from __future__ import annotations
 
 import gc
+import os
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -23,6 +24,20 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 # A 10 m north-up grid in UTM 33N (EPSG:32633), the default of the synthetic writers.
 UTM_ORIGIN = (500_000.0, 4_600_000.0)
 UTM_TRANSFORM = (UTM_ORIGIN[0], 10.0, 0.0, UTM_ORIGIN[1], 0.0, -10.0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the ONNX exports detect caches (and any worker process's) out of the user's cache."""
+    from core.detect.onnx_cache import CACHE_ENV
+
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("kdmsi-cache"))
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
 
 
 def require(path: Path) -> Path:

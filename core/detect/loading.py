@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -13,6 +14,9 @@ from core.detect.tiled import Predictor
 from core.errors import KdmsiError
 from core.models.model_file import ModelInfo, load_model
 from core.runtime.precision import autocast_dtype, describe
+
+if TYPE_CHECKING:
+    from core.detect.onnx import OnnxStudent
 
 
 def load_predictor(
@@ -36,16 +40,35 @@ def load_predictor(
             params.pair_cva_threshold or None,
         )  # fmt: skip
         return info, predictor, engine
-    from core.detect.onnx import OnnxStudent, export_onnx
-
-    onnx_path = Path(model_path)
-    if onnx_path.suffix.lower() != ".onnx":
-        onnx_path = export_onnx(model_path, scratch / "student.onnx")
-    student = OnnxStudent(onnx_path, threads)
+    student = _onnx_student(Path(model_path), scratch, threads)
     predictor = predictors.onnx_predictor(student, params.scales, params.flip, params.max_pixels)
     if params.method == "kdmsi-cva":
         predictor = fused_predictor(predictor, params.pair_cva_threshold, student.info.cva_window)
     return student.info, predictor, engine
+
+
+def onnx_file(model_path: Path, scratch: Path) -> Path:
+    """The ONNX network of a model: the file itself, or the cached export of a ``.pt`` file."""
+    if model_path.suffix.lower() == ".onnx":
+        return model_path
+    from core.detect.onnx_cache import onnx_export_for
+
+    return onnx_export_for(model_path, scratch)[0]
+
+
+def _onnx_student(model_path: Path, scratch: Path, threads: int) -> OnnxStudent:
+    """Open the model's ONNX network; a cached export that cannot be read is made again."""
+    from core.detect.onnx import OnnxStudent
+    from core.detect.onnx_cache import forget
+
+    path = onnx_file(model_path, scratch)
+    try:
+        return OnnxStudent(path, threads)
+    except KdmsiError:
+        if path == model_path:
+            raise
+        forget(path)
+        return OnnxStudent(onnx_file(model_path, scratch), threads)
 
 
 def check_bands(info: ModelInfo, bands: tuple[int, ...] | None, model_path: Path) -> tuple:

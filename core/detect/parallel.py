@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from core.callbacks import Callbacks
-from core.detect.loading import check_bands, detect_metadata, load_predictor
+from core.detect.loading import check_bands, detect_metadata, load_predictor, onnx_file
 from core.detect.params import DetectParams
 from core.detect.tiled import NODATA, RowBand, TilingParams, axis_plan, predict_rows
 from core.errors import KdmsiError
@@ -195,7 +195,7 @@ def detect_in_parallel(
     with tempfile.TemporaryDirectory(prefix=".kdmsi-blocks-", dir=out.parent) as folder:
         scratch = Path(folder)
         info, _, engine = load_predictor(model_path, params, torch.device("cpu"), scratch)
-        model = scratch / "student.onnx" if (scratch / "student.onnx").exists() else model_path
+        model = onnx_file(Path(model_path), scratch) if engine == "onnx" else model_path
         bands = check_bands(info, bands, model_path)
         with RasterPair.open(before, after, bands, callbacks) as pair:
             check_output(out, overwrite, geotiff_bytes(pair.grid))

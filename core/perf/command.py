@@ -71,7 +71,13 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     results = run_perf(config, args.work, command, reporter.callbacks("perf"))
     write_json(args.out, results)
     outputs = {"json": str(args.out)}
-    if not args.no_markdown:
+    if not args.no_markdown and only != BENCHMARK_NAMES:
+        reporter.log(
+            "warning",
+            f"Only {', '.join(only)} ran, so the perf section of {args.markdown} was left as it "
+            "is (it would lose the other rows); run every benchmark (make bench) to rewrite it.",
+        )
+    elif not args.no_markdown:
         replace_section(args.markdown, markdown(results))
         outputs["markdown"] = str(args.markdown)
     reporter.result(
