@@ -103,6 +103,8 @@ def install_commands(
 ) -> list[list[str]]:
     """The commands that create the managed environment and install ``plan``.
 
+    The plan's optional packages, if any, are the last command.
+
     The plan's constraints are written beside the environment (in the QGIS profile folder).
     """
     venv = venv or managed_venv_dir()
@@ -114,6 +116,8 @@ def install_commands(
     if "--no-index" not in plan.index_args:
         commands.append([python, "-m", "pip", "install", "--upgrade", "pip"])
     commands.append(plan.pip_command(python, constraints))
+    if plan.optional:  # last, so that its failure leaves a complete install
+        commands.append(plan.pip_command(python, constraints, plan.optional))
     return commands
 
 
@@ -167,13 +171,25 @@ class InstallTask(QgsTask):
         self.error = ""
 
     def run(self) -> bool:
-        """Choose the build for this machine, then run each command (rough progress)."""
+        """Choose the build for this machine, then run each command (rough progress).
+
+        The optional CPU engine comes last; when it cannot be installed the log says so and
+        the install still succeeds (detection then runs with torch).
+        """
         self.venv.parent.mkdir(parents=True, exist_ok=True)
         self.plan = usable_plan(detect_host(self.wheel_dir), self.line.emit)
         self.commands = install_commands(self.plan, self.venv)
+        last = len(self.commands) - 1
         for index, argv in enumerate(self.commands):
             if not self._run_one(argv, index):
-                return False
+                if not (self.plan.optional and index == last) or self.isCanceled():
+                    return False
+                self.error = ""
+                self.line.emit(
+                    f"The faster CPU engine ({', '.join(self.plan.optional)}) could not be "
+                    "installed; detection runs with torch instead, the same map about 1.5 times "
+                    "slower. Everything else is installed."
+                )
         return True
 
     def _run_one(self, argv: list[str], index: int) -> bool:

@@ -3,11 +3,12 @@
 GDAL Polygonize scans every pixel of the raster it is given. When a large raster holds a few
 change areas, that scan is almost all empty and takes as long as GDAL's whole run on the mask
 (about 1 s for 64 million pixels). The labelling pass knows each component's bounding box, so
-when the components are few (:data:`BOX_LIMIT`) and their boxes cover a small share of the
-raster (:data:`AREA_SHARE`), each component is polygonized alone: the pixels of its box that
-carry its label, on a small in-memory raster placed at the box. Every component lies wholly in
-its box, so the polygons are the ones the whole-raster scan gives (same rings, holes and
-``pid``); they come top to bottom by their box's top row, then left to right.
+when the components are few (:data:`BOX_LIMIT`), their boxes cover a small share of the raster
+(:data:`AREA_SHARE`) and none is very large (:data:`MAX_BOX_PIXELS`), each component is
+polygonized alone: the pixels of its box that carry its label, on a small in-memory raster placed
+at the box. Every component lies wholly in its box, so the polygons are the ones the whole-raster
+scan gives (same rings, holes and ``pid``); they come top to bottom by their box's top row, then
+left to right.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from core.vector.components import Runs
 
 BOX_LIMIT = 2048
 AREA_SHARE = 0.25
+MAX_BOX_PIXELS = 1 << 23  # 32 MB of labels, read at once
 
 
 def run_boxes(runs: Runs, count: int, first: int, corner: tuple[int, int]) -> np.ndarray:
@@ -68,11 +70,16 @@ def component_boxes(label_boxes: np.ndarray, roots: np.ndarray) -> dict[int, tup
 
 
 def worth_boxes(boxes: dict[int, tuple[int, ...]] | None, width: int, height: int) -> bool:
-    """Whether to polygonize box by box: few components whose boxes cover little of the raster."""
+    """Whether to polygonize box by box.
+
+    Yes for few components whose boxes cover little of the raster and none of which is larger
+    than :data:`MAX_BOX_PIXELS` (a box is read whole, while GDAL's scan of the raster keeps its
+    memory flat).
+    """
     if boxes is None or len(boxes) > BOX_LIMIT:
         return False
-    area = sum((bottom - top) * (right - left) for top, left, bottom, right in boxes.values())
-    return area <= AREA_SHARE * width * height
+    areas = [(bottom - top) * (right - left) for top, left, bottom, right in boxes.values()]
+    return sum(areas) <= AREA_SHARE * width * height and max(areas, default=0) <= MAX_BOX_PIXELS
 
 
 def polygonize_boxes(

@@ -6,6 +6,7 @@ driver (new and old), with numpy 1 and numpy 2 hosts, online and from a folder o
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,8 +112,11 @@ def test_install_commands_write_the_constraints_beside_the_environment(qgis_app,
     assert commands[0] == ["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(venv)]
     constraints = venv.parent / "constraints.txt"
     assert constraints.read_text().split() == ["torch==2.13.0", "numpy>=1.24.2,<2"]
-    assert commands[-1] == plan.pip_command(str(venv / "bin" / "python"), constraints)
-    assert commands[-1][-3:] == list(plan.requirements)
+    python = str(venv / "bin" / "python")
+    assert commands[-2] == plan.pip_command(python, constraints)
+    assert commands[-2][-3:] == list(plan.requirements)
+    assert commands[-1] == plan.pip_command(python, constraints, ("onnx", "onnxruntime"))
+    assert commands[-1][-2:] == ["onnx", "onnxruntime"]  # the optional CPU engine, last
     offline = plan_install(Host("Linux", "x86_64", wheel_dir=tmp_path))
     assert not any("--upgrade" in c for c in install_commands(offline, venv, "/usr/bin/python3"))
 
@@ -148,3 +152,36 @@ def test_install_dependencies_builds_a_worker_that_answers(qgis_app, tmp_path):
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0 and done.stdout.startswith("2.13.0"), done.stderr
+
+
+def test_the_cpu_engine_is_optional_and_only_where_detection_runs_on_the_cpu():
+    cpu = plan_install(Host("Linux", "x86_64", numpy_version="1.24.2"))
+    cuda = plan_install(Host("Linux", "x86_64", nvidia_driver="570.86.10"))
+    mac = plan_install(Host("Darwin", "arm64"))
+    assert cpu.optional == mac.optional == ("onnx", "onnxruntime")
+    assert cuda.build.startswith("cuda") and cuda.optional == ()
+    assert "onnxruntime" not in cpu.requirements  # its failure must not fail the install
+
+
+def test_a_failed_cpu_engine_install_leaves_a_working_install(qgis_app, tmp_path, monkeypatch):
+    from kdmsi_qgis import environment
+
+    plan = plan_install(Host("Linux", "x86_64", numpy_version="1.24.2"))
+    monkeypatch.setattr(environment, "usable_plan", lambda host, log: plan)
+    monkeypatch.setattr(environment, "detect_host", lambda wheel_dir: None)
+    ok = [sys.executable, "-c", "print('installed')"]
+    # a real pip that cannot find the package (an offline folder without it): status 1
+    fails = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links",
+             str(tmp_path), "kdmsi-no-such-package"]  # fmt: skip
+    outcomes = {"first": [ok, ok, fails], "required fails": [ok, fails, ok]}
+    for name, commands in outcomes.items():
+        monkeypatch.setattr(environment, "install_commands", lambda p, v, c=commands: list(c))
+        task = environment.InstallTask(venv=tmp_path / "venv")
+        lines: list[str] = []
+        task.line.connect(lines.append)
+        result = task.run()
+        if name == "first":
+            assert result and task.error == ""
+            assert "could not be installed; detection runs with torch" in lines[-1]
+        else:
+            assert not result and "failed (status 1)" in task.error

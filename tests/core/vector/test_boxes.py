@@ -126,6 +126,8 @@ def test_many_components_or_large_boxes_take_the_whole_raster_scan():
     assert boxes.worth_boxes(few, 100, 100)
     assert not boxes.worth_boxes(None, 100, 100)
     assert not boxes.worth_boxes({1: (0, 0, 60, 60)}, 100, 100)  # 36 % of the raster
+    side = int(boxes.MAX_BOX_PIXELS**0.5) + 1  # one box too large to read at once
+    assert not boxes.worth_boxes({1: (0, 0, side, side)}, 100 * side, 100 * side)
     many = {k: (0, k, 1, k + 1) for k in range(1, boxes.BOX_LIMIT + 2)}
     assert not boxes.worth_boxes(many, 10**6, 10**6)
 
