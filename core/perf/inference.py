@@ -59,7 +59,7 @@ class NaiveTiling:
 class ModeResult:
     """Timings of one mode (single scale or MSI) on one pair, per variant.
 
-    Variants: ``public`` (``detect`` as it runs by default), ``fp32`` (``--precision fp32``),
+    Variants: ``public`` (``detect`` as it runs by default), ``fp32`` (torch in float32),
     ``onnx`` (``--engine onnx``, when onnxruntime is installed) and ``naive``.
     """
 
@@ -146,10 +146,14 @@ def naive_detect(
 
 
 def _public_detect(paths: PairPaths, model: Path, out: Path, mode: str, variant: str) -> None:
-    """``detect`` of ``model`` (a .pt or .onnx file) in the precision ``variant`` names."""
+    """``detect`` of ``model`` (a .pt or .onnx file) as ``variant`` names.
+
+    ``fp32`` is torch in float32 (the baseline every ratio is taken against: ``--precision
+    fp32`` alone would run onnxruntime where it is installed); the others use detect's defaults.
+    """
     scales, flip = MODES[mode]
-    precision = "fp32" if variant == "fp32" else "auto"
-    params = DetectParams("kdmsi", scales, flip, device="cpu", precision=precision)
+    fixed = {"precision": "fp32", "engine": "torch"} if variant == "fp32" else {}
+    params = DetectParams("kdmsi", scales, flip, device="cpu", **fixed)
     detect_with_model(paths.before, paths.after, model, out, params, overwrite=True)
 
 

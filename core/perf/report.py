@@ -71,7 +71,7 @@ def _f(value: float | None, digits: int = 3) -> str:
 
 _VARIANT_NAMES = {
     "public": "`detect` default ({precision})",
-    "fp32": "`detect --precision fp32`",
+    "fp32": "`detect --engine torch --precision fp32`",
     "onnx": "`detect --engine onnx` (float32)",
     "naive": "naive loop (float32)",
 }
