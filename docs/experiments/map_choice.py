@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from suite_runs import score_families  # noqa: E402
+from suite_runs import score_families, verdict  # noqa: E402
 
 from core.callbacks import Callbacks  # noqa: E402
 from core.data.magnitude import tile_magnitude  # noqa: E402
@@ -131,12 +131,7 @@ def report(rows: dict[str, dict[str, float]]) -> str:
     ]
     lines.append("| mean (train, test) | " + " | ".join(means) + " |")
     for rule, base in RULES.items():
-        gain = [row[f"train {rule}"] - row[f"train {base}"] for row in rows.values()]
-        adopted = np.mean(gain) > 0 and min(gain) >= -0.02
-        lines.append(
-            f"\n{rule} (against {base}): mean gain on training tiles {np.mean(gain):+.4f}, worst "
-            f"family {min(gain):+.3f}: {'adopt' if adopted else 'drop'}"
-        )
+        lines.append(verdict(rows, rule, base, 4))
     return "\n".join(lines)
 
 

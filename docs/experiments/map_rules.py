@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from suite_runs import score_families  # noqa: E402
+from suite_runs import score_families, verdict  # noqa: E402
 
 from core.callbacks import Callbacks  # noqa: E402
 from core.data.magnitude import tile_magnitude  # noqa: E402
@@ -255,12 +255,7 @@ def report(rows: dict[str, dict[str, float]]) -> str:
     )
     for rule in rules[1:]:
         base = BASELINES[rule]
-        gain = [row[f"train {rule}"] - row[f"train {base}"] for row in rows.values()]
-        adopted = np.mean(gain) > 0 and min(gain) >= -0.02
-        lines.append(
-            f"\n{rule} (against {base}): mean gain on training tiles {np.mean(gain):+.3f}, worst "
-            f"family {min(gain):+.3f}: {'adopt' if adopted else 'drop'}"
-        )
+        lines.append(verdict(rows, rule, base))
     return "\n".join(lines)
 
 

@@ -39,3 +39,17 @@ def score_families(
             rows[family.name] = family_row(family, args.run, args.budget, args.seed)
             print(family.name, {k: round(v, 3) for k, v in rows[family.name].items()}, flush=True)
     print(report(rows))
+
+
+def verdict(rows: dict[str, Row], rule: str, base: str, digits: int = 3) -> str:
+    """The adoption rule's sentence for ``rule`` against ``base`` on the training tiles.
+
+    Adopted when the mean over families rises and no family falls by more than 0.02.
+    """
+    gain = [row[f"train {rule}"] - row[f"train {base}"] for row in rows.values()]
+    mean = sum(gain) / len(gain)
+    adopted = mean > 0 and min(gain) >= -0.02
+    return (
+        f"\n{rule} (against {base}): mean gain on training tiles {mean:+.{digits}f}, worst "
+        f"family {min(gain):+.3f}: {'adopt' if adopted else 'drop'}"
+    )

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from osgeo import ogr
+from test_components import read  # (WKB, area, mean_prob, max_prob) per feature
 
 from core.vector import boxes, polygonize
 from core.vector import vectorize as vectorize_module
@@ -29,20 +30,6 @@ def sparse_mask() -> np.ndarray:
     mask[80:90, 680:700] = True  # on the raster's bottom right edge
     mask[0, 0] = True  # one pixel at the top left corner
     return mask
-
-
-def features(path: Path) -> list[tuple[bytes, float, float, float]]:
-    """``(WKB, area, mean_prob, max_prob)`` of every feature, in the file's order."""
-    dataset = ogr.Open(str(path))
-    return [
-        (
-            bytes(f.GetGeometryRef().ExportToWkb()),
-            f.GetField("area"),
-            f.GetField("mean_prob"),
-            f.GetField("max_prob"),
-        )
-        for f in dataset.GetLayer(0)
-    ]
 
 
 def top_rows(path: Path) -> list[float]:
@@ -78,7 +65,7 @@ def test_box_polygons_equal_the_whole_raster_scan(
     whole = vectorize(path, tmp_path / f"whole{suffix}", params)
     assert by_box.count == whole.count == calls[0]
     assert by_box.total_area == pytest.approx(whole.total_area, rel=1e-12)
-    ours, theirs = features(tmp_path / f"boxes{suffix}"), features(tmp_path / f"whole{suffix}")
+    ours, theirs = read(tmp_path / f"boxes{suffix}"), read(tmp_path / f"whole{suffix}")
     if transform[1] == 10.0:  # coordinates exact in binary: the same WKB
         assert sorted(ours) == sorted(theirs)
     else:  # the box's corner is computed first: coordinates may differ in the last bit
@@ -97,7 +84,7 @@ def test_ungeoreferenced_rasters_take_the_box_path_too(tmp_path, monkeypatch, wr
     by_box = vectorize(path, tmp_path / "boxes.gpkg", VectorizeParams())
     monkeypatch.setattr(vectorize_module, "worth_boxes", lambda *args: False)
     whole = vectorize(path, tmp_path / "whole.gpkg", VectorizeParams())
-    assert sorted(features(by_box.path)) == sorted(features(whole.path))
+    assert sorted(read(by_box.path)) == sorted(read(whole.path))
     assert by_box.count == 6
 
 
