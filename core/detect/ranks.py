@@ -87,7 +87,8 @@ def detect_on_ranks(
                 stretch = PairStretch.from_dict(stretch)
                 predict_rows(pair, predictor, stretch, sink, tiling, device, callbacks, sink.band)
                 sink.rows.flush()
-            _wait_for_folder(folder)  # every rank's band is on disk
+            # every rank's band is on disk; no folder check here: rank 0 may already remove it
+            distributed.any_rank(False)
             if env.is_main:
                 metadata = detect_metadata(info, params, model_path, engine, device)
                 parts = [(band, folder / f"band{i}.npy") for i, band in enumerate(split)]

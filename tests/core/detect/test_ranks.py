@@ -60,7 +60,8 @@ def runs(inputs, tmp_path_factory) -> dict[str, tuple[Path, subprocess.Completed
     for name, prefix in (("one", [sys.executable]), ("two", TORCHRUN)):
         out = folder / f"{name}.tif"
         found[name] = (out, detect(prefix, inputs, out))
-        assert found[name][1].returncode == 0, found[name][1].stderr[-3000:]
+        done = found[name][1]
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return found
 
 
