@@ -13,6 +13,7 @@ import numpy as np
 from osgeo import gdal
 
 from core.errors import KdmsiError
+from core.io.block_maxima import BlockMaxima
 from core.io.grid import Grid
 from core.io.outputs import check_free_space, check_writable
 from core.io.overviews import build_overviews, overview_error, overview_pixels
@@ -136,6 +137,8 @@ class GeoTiffWriter:
         if nodata is not None:
             for index in range(1, bands + 1):
                 self._ds.GetRasterBand(index).SetNoDataValue(nodata)
+        first = self._ds.GetRasterBand(1)
+        self._maxima = BlockMaxima(first) if self.dtype.kind == "f" else None
 
     def write(self, window: Window, array: np.ndarray, band: int = 1) -> None:
         """Write a ``[rows, cols]`` array at ``window`` into ``band`` (1-based).
@@ -143,12 +146,13 @@ class GeoTiffWriter:
         Raises:
             KdmsiError: when GDAL cannot write (e.g. the disk filled up).
         """
+        array = array.astype(self.dtype, copy=False)
         try:
-            self._ds.GetRasterBand(band).WriteArray(
-                array.astype(self.dtype, copy=False), window.col, window.row
-            )
+            self._ds.GetRasterBand(band).WriteArray(array, window.col, window.row)
         except RuntimeError as exc:
             raise _write_error(self.path, exc) from exc
+        if band == 1 and self._maxima is not None:
+            self._maxima.update(window.row, window.col, array)
 
     def set_description(self, band: int, text: str) -> None:
         """Name a band (shown by QGIS and gdalinfo)."""
@@ -162,7 +166,7 @@ class GeoTiffWriter:
         return self
 
     def _finish(self) -> None:
-        """Flush the blocks, then build the overviews from the file and flush them.
+        """Flush the blocks, build the overviews from the file, store the blocks' maxima.
 
         Raises:
             KdmsiError: when GDAL cannot write the blocks or build the overviews.
@@ -171,13 +175,14 @@ class GeoTiffWriter:
             self._ds.FlushCache()
         except RuntimeError as error:
             raise _write_error(self.path, error) from error
-        if not self.overviews:
-            return
-        try:
-            build_overviews(self._ds, self.dtype)
-            self._ds.FlushCache()
-        except RuntimeError as error:
-            raise overview_error(self.path, error) from error
+        if self.overviews:
+            try:
+                build_overviews(self._ds, self.dtype)
+                self._ds.FlushCache()
+            except RuntimeError as error:
+                raise overview_error(self.path, error) from error
+        if self._maxima is not None:  # every block is in place: record where they lie
+            self._maxima.attach(self._ds.GetRasterBand(1))
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
         try:

@@ -191,6 +191,9 @@ def _vectorization(r: dict) -> list[str]:
             *(_vector_row(f"float32 probability -> .{k}", sparse[f"probability_{k}"])
               for k in ("shp", "gpkg")),
         ]  # fmt: skip
+        if "plain_shp" in sparse:
+            name = "the same, written by another tool (no block maxima) -> .shp"
+            lines.append(_vector_row(name, sparse["plain_shp"]))
     return [*lines, "", f"Target ratio: at most {r['target_ratio']} (kdmsi time / GDAL time)."]
 
 

@@ -34,7 +34,7 @@ from core.vector.components import (
     smallest_connected,
 )
 from core.vector.polygonize import PolygonStats, Source, row_chunks, scaled, temp_raster
-from core.vector.reading import Chunk, read_ahead
+from core.vector.reading import Chunk, blocks_to_read, read_ahead
 from core.vector.tag_rules import TagRules
 
 _BLOCK = 256
@@ -264,7 +264,8 @@ def label_raster(
     threshold, connectivity = params
     settings = _Settings(threshold, connectivity, source.mask_hides(threshold))
     chunks = row_chunks(source, _BLOCK)
-    for index, chunk in enumerate(read_ahead(source, chunks, settings.use_mask)):
+    reach = blocks_to_read(source, threshold)
+    for index, chunk in enumerate(read_ahead(source, chunks, settings.use_mask, reach)):
         callbacks.check_canceled()
         _label_rows(source, settings, rules, state, band, chunk)
         callbacks.progress(0.3 * (index + 1) / len(chunks), "thresholding")

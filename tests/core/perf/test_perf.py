@@ -52,7 +52,7 @@ def test_section_is_replaced_not_appended(tmp_path):
     sparse = vectorization["sparse"]
     cases = [*vectorization["formats"].values(), vectorization["probability_shp"],
              vectorization["probability_gpkg"], sparse["probability_shp"],
-             sparse["probability_gpkg"]]  # fmt: skip
+             sparse["probability_gpkg"], sparse["plain_shp"]]  # fmt: skip
     for case in cases:
         assert case["same_count"] and case["same_area"]
         assert case["kdmsi_count"] == case["gdal_count"] > 4
@@ -60,6 +60,7 @@ def test_section_is_replaced_not_appended(tmp_path):
         assert case["kdmsi_peak_rss_mb"] > 10  # a real process's high-water mark
     assert sparse["probability_shp"]["kdmsi_count"] == sparse["blobs"] == 5
     assert "Sparse change: a 320 x 320 px float32 probability with 5 change blobs" in text
+    assert "written by another tool (no block maxima) -> .shp" in text
     assert "inference" not in results
 
 
