@@ -187,7 +187,7 @@ class InstallTask(QgsTask):
                 self.error = ""
                 self.line.emit(
                     f"The faster CPU engine ({', '.join(self.plan.optional)}) could not be "
-                    "installed; detection runs with torch instead, the same map about 1.5 times "
+                    "installed; detection runs with torch instead, the same map about 1.3 times "
                     "slower. Everything else is installed."
                 )
         return True
