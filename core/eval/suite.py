@@ -32,6 +32,7 @@ from core.errors import KdmsiError
 from core.eval.benchmark import BenchmarkParams, run_benchmark
 
 MEAN_ROW = "mean over families"
+SPREAD_ROW = "mean over families, ± std over seeds"
 RESULT_FILE = "result.json"
 CHOSEN_NOTE = (
     "*auto chose*: the map `detect --method auto` ran in each seed's run, chosen on held-out tags "
@@ -195,9 +196,37 @@ def markdown_tables(results: dict[str, Any]) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         mean = np.nanmean(np.array(list(table.values())), axis=0) if table else []
         lines.append(f"| **{MEAN_ROW}** | | | " + " | ".join(_cell(v) for v in mean) + " |")
+        if seeds > 1:
+            spread = [_spread(seed_means(results, key, method)) for method in methods]
+            lines.append(f"| {SPREAD_ROW} | | | " + " | ".join(spread) + " |")
         lines += ["", CHOSEN_NOTE]
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
+
+
+def seed_means(results: dict[str, Any], key: str, method: str) -> list[float]:
+    """Per seed, the mean over families of ``method``'s F1 (seeds some family lacks: left out).
+
+    The spread of these means is what a second draw of tags and training would change; the
+    table's mean row averages them.
+    """
+    means = []
+    for index in range(len(results["seeds"])):
+        values = []
+        for per_setting in results["families"].values():
+            runs = per_setting.get(key, [])
+            rows = runs[index]["rows"] if index < len(runs) else []
+            values += [r["metrics"]["f1"] for r in rows if r["method"] == method]
+        if values and len(values) == len(results["families"]):
+            means.append(float(np.mean(values)))
+    return means
+
+
+def _spread(means: list[float]) -> str:
+    """``mean ± std`` (sample std) of per-seed means, or ``n/a`` with fewer than two."""
+    if len(means) < 2:
+        return "n/a"
+    return f"{np.mean(means):.3f} ± {np.std(means, ddof=1):.3f}"
 
 
 def _chosen(runs: list[dict]) -> str:

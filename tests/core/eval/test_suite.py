@@ -19,7 +19,7 @@ import pytest
 from core.callbacks import Callbacks
 from core.errors import KdmsiError
 from core.eval.benchmark_data import BenchmarkData, budget_subset
-from core.eval.suite import MEAN_ROW, load_families
+from core.eval.suite import MEAN_ROW, SPREAD_ROW, load_families, markdown_tables, seed_means
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -157,3 +157,32 @@ def test_suggest_tags_the_tiles_the_first_model_is_least_sure_about(suite, tmp_p
     assert (tmp_path / "first_round" / "model.pt").is_file()
     random = choose_tagged_tiles(data, 4, "random", params, (1, 2, 3), tmp_path, cpu, callbacks)
     assert np.array_equal(random.train, budget_subset(data, 4, 0).train)
+
+
+def scored(f1: dict[str, float]) -> dict:
+    """A run as the suite keeps it, with only what the tables read."""
+    rows = [{"method": method, "metrics": {"f1": value}} for method, value in f1.items()]
+    return {"rows": rows, "data": {"train": {"changed": 3, "unchanged": 2}}, "training": {}}
+
+
+def test_the_table_gives_the_spread_of_the_family_mean_over_seeds():
+    runs = {  # family -> per seed (CVA, product)
+        "One": [(0.2, 0.4), (0.3, 0.5), (0.1, 0.3)],
+        "Two": [(0.4, 0.2), (0.5, 0.3), (0.3, 0.7)],
+    }
+    results = {
+        "settings": [{"key": "48", "budget": 48, "strategy": "random"}],
+        "seeds": [0, 1, 2],
+        "families": {
+            name: {"48": [scored({"CVA": c, "Product": p}) for c, p in seeds]}
+            for name, seeds in runs.items()
+        },
+    }
+    assert seed_means(results, "48", "Product") == pytest.approx([0.3, 0.4, 0.5])
+    table = markdown_tables(results)
+    assert f"| {SPREAD_ROW} | | | 0.300 ± 0.100 | 0.400 ± 0.100 |" in table
+    assert f"| **{MEAN_ROW}** | | | 0.300 | 0.400 |" in table
+    results["families"]["Two"]["48"].pop()  # a seed one family lacks is left out of the spread
+    assert seed_means(results, "48", "Product") == pytest.approx([0.3, 0.4])
+    results["seeds"] = [0]
+    assert SPREAD_ROW not in markdown_tables(results)  # one seed: no spread to give
