@@ -37,19 +37,22 @@ class BlockMaxima:
         self.maxima = np.full((self.blocks_y, self.blocks_x), np.nan)
 
     def update(self, row: int, col: int, array: np.ndarray) -> None:
-        """Take the values ``array`` written with its top left pixel at ``row, col``."""
+        """Take the values ``array`` written with its top left pixel at ``row, col``.
+
+        Works on the array in place (no copy of it): the largest value of each row within each
+        block, then of those rows.
+        """
         rows, cols = array.shape
         if not rows or not cols:
             return
-        by0, bx0 = row // self.block_y, col // self.block_x
-        by1 = (row + rows - 1) // self.block_y + 1
-        bx1 = (col + cols - 1) // self.block_x + 1
-        padded = np.full(((by1 - by0) * self.block_y, (bx1 - bx0) * self.block_x), np.nan)
-        top, left = row - by0 * self.block_y, col - bx0 * self.block_x
-        padded[top : top + rows, left : left + cols] = array
-        blocks = padded.reshape(by1 - by0, self.block_y, bx1 - bx0, self.block_x)
-        largest = np.fmax.reduce(np.fmax.reduce(blocks, axis=3), axis=1)
-        np.fmax(self.maxima[by0:by1, bx0:bx1], largest, out=self.maxima[by0:by1, bx0:bx1])
+        bx0, bx1 = col // self.block_x, (col + cols - 1) // self.block_x + 1
+        starts = np.maximum(np.arange(bx0, bx1) * self.block_x - col, 0)
+        for by in range(row // self.block_y, (row + rows - 1) // self.block_y + 1):
+            top = max(by * self.block_y - row, 0)
+            end = min((by + 1) * self.block_y - row, rows)
+            per_row = np.fmax.reduceat(array[top:end], starts, axis=1)
+            largest = np.fmax.reduce(per_row, axis=0)
+            np.fmax(self.maxima[by, bx0:bx1], largest, out=self.maxima[by, bx0:bx1])
 
     def bounds(self) -> np.ndarray:
         """Per block, ``floor(max * 255) + 1`` clipped to 0..255 (0: nothing but NaN)."""
