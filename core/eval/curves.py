@@ -8,9 +8,7 @@ from typing import Any
 import numpy as np
 
 from core.eval.suite import slug
-
-# The product's default path: what a user gets from kdmsi train, then kdmsi detect.
-PRODUCT_ROW = "KD-MSI + MSI, detect on whole pairs"
+from core.eval.whole_pair import PRODUCT_ROW  # what a user gets: kdmsi train, then detect
 
 
 def curve_points(
