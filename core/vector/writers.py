@@ -28,6 +28,10 @@ from osgeo import gdal, ogr, osr
 from core.callbacks import Callbacks
 from core.vector.polygonize import PolygonStats, Source, run_gdal
 
+# Orienting rings in SpatiaLite writes a Shapefile 3x faster than GDAL's rewinding, polygon by
+# polygon, but loading SpatiaLite costs about 0.1 s: with fewer polygons GDAL rewinds them.
+ORIENT_IN_SQL_FROM = 10_000
+
 
 def simplified(geometry: ogr.Geometry, tolerance: float) -> ogr.Geometry:
     """Simplify with shapely, preserving topology; keep the original if it would degenerate."""
@@ -166,7 +170,11 @@ def copy_layer(
     """
     path, driver, layer_name = target
     condition = f" WHERE {where}" if where else ""
-    oriented = driver == "ESRI Shapefile" and has_spatialite(memory)
+    oriented = (
+        driver == "ESRI Shapefile"
+        and memory.GetLayerByName(name).GetFeatureCount() >= ORIENT_IN_SQL_FROM
+        and has_spatialite(memory)
+    )
     if oriented:
         select, condition = (
             text.replace("OGR_GEOM_AREA", "ST_Area(GEOMETRY)") for text in (columns, condition)
