@@ -18,11 +18,14 @@ def score_families(
     description: str,
     family_row: Callable[[Family, Path, int, int], Row],
     report: Callable[[dict[str, Row]], str],
+    rules: dict[str, str] | None = None,
 ) -> None:
-    """Parse ``RUN SUITE DATA [--budget B] [--seed S] [--only NAME ...]``, score, print a report.
+    """Parse ``RUN SUITE DATA [--budget B] [--seed S | --seeds S ...] [--only NAME ...]``; score.
 
     Each family's row (``family_row(family, run, budget, seed)``) is printed as soon as it is
-    done, then ``report`` of all rows.
+    done, then ``report`` of all rows. With several ``--seeds`` the rows are named "family, seed
+    S", and each of ``rules`` (rule: the rule it is judged against) is also judged on every
+    family's F1 averaged over the seeds first (:func:`seed_means`).
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("run", type=Path, help="the suite run's folder (--run-dir)")
@@ -30,15 +33,36 @@ def score_families(
     parser.add_argument("data_root", type=Path, help="the data folder (--data-root)")
     parser.add_argument("--budget", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="*", help="several seeds (instead of --seed)")
     parser.add_argument("--only", nargs="*", help="family names to score (default: all)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
+    seeds = args.seeds or [args.seed]
     rows = {}
     for family in load_families(args.suite, args.data_root, Callbacks()):
-        if not args.only or family.name in args.only:
-            rows[family.name] = family_row(family, args.run, args.budget, args.seed)
-            print(family.name, {k: round(v, 3) for k, v in rows[family.name].items()}, flush=True)
+        if args.only and family.name not in args.only:
+            continue
+        for seed in seeds:
+            name = family.name if len(seeds) == 1 else f"{family.name}, seed {seed}"
+            rows[name] = family_row(family, args.run, args.budget, seed)
+            print(name, {k: round(v, 3) for k, v in rows[name].items()}, flush=True)
     print(report(rows))
+    if len(seeds) > 1:
+        print("\nEvery family's F1 averaged over seeds " + ", ".join(map(str, seeds)) + " first:")
+        for rule, base in (rules or {}).items():
+            print(verdict(seed_means(rows), rule, base))
+
+
+def seed_means(rows: dict[str, Row]) -> dict[str, Row]:
+    """Rows named "family, seed S" averaged per family (F1 keys only, not the picks)."""
+    grouped: dict[str, list[Row]] = {}
+    for name, row in rows.items():
+        grouped.setdefault(name.rsplit(", seed ", 1)[0], []).append(row)
+    return {
+        family: {key: sum(r[key] for r in group) / len(group) for key in group[0]
+                 if key.startswith(("train ", "test "))}
+        for family, group in grouped.items()
+    }  # fmt: skip
 
 
 def verdict(rows: dict[str, Row], rule: str, base: str, digits: int = 3) -> str:
