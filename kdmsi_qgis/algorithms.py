@@ -227,9 +227,9 @@ class DetectChanges(KdmsiAlgorithm):
     NAME, TITLE = "detectchanges", "Detect changes"
     HELP = (
         "Change probability GeoTIFF of a pair on the before raster's grid, from a model made by "
-        "'Train from tags' (method auto runs the map chosen on your held-out tags, usually the "
-        "trained network combined with the colour difference: kdmsi-cva), or with change "
-        "vector analysis alone (method cva, no model)."
+        "'Train from tags' (method auto runs the trained network combined with the colour "
+        "difference, kdmsi-cva; the other methods draw one part alone, to compare), or with "
+        "change vector analysis alone (method cva, no model)."
     )
 
     def initAlgorithm(self, config: Any = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 METHOD_NAMES = {
+    "kdmsi": "the trained network alone",
     "cam": "the teacher network's activation map",
     "cva": "change vector analysis (the plain colour difference)",
 }

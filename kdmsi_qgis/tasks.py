@@ -224,16 +224,20 @@ class TrainTask(WorkerTask):
         metrics = self.outcome.metrics
         if not metrics.get("reliable", True):
             self.notify(
-                f"Model trained ({self.model}), but no map it offers tells the held-out changed "
-                "tiles from the unchanged ones better than chance: tag more tiles (Suggest "
+                f"Model trained ({self.model}), but the map Detect draws does not tell the "
+                "held-out changed tiles from the unchanged ones better than chance: tag more "
+                "tiles (Suggest "
                 "shows which) and train again. The log says how many.",
                 Qgis.Warning,
             )
-        elif str(metrics.get("method")) in METHOD_NAMES:  # a map that is not the network's
-            name = METHOD_NAMES[str(metrics["method"])]
+        elif str(metrics.get("leader")) in METHOD_NAMES:  # another map ranked the tags better
+            name = METHOD_NAMES[str(metrics["leader"])]
             self.notify(
                 f"Model trained: {self.model}. On your held-out tags {name} ranked the tiles "
-                "better than the trained network, so Detect will draw that map.",
+                "better than the trained network combined with the colour difference; Detect "
+                "still draws the combined map, since such a lead on a few tags did not carry over "
+                "to the change pixels in our tests. The Processing tool 'Detect changes' can "
+                "draw the other map to compare.",
                 Qgis.Info,
             )
         else:

@@ -212,6 +212,7 @@ def _train(args: argparse.Namespace, reporter: Reporter, env: DistEnv) -> None:
             "val_auc": result.best_auc,
             "method": result.method,
             "reliable": result.reliable,
+            "leader": result.leader,
         },
         f"Model written to {result.model_path}: "
         + (

@@ -110,6 +110,12 @@ def _explain_auto(method: str, model_path: Path, callbacks: Callbacks) -> None:
     reason = info.method_choice.get("reason")
     name = f"{METHOD_NAMES.get(method, method)} ({method})"
     callbacks.info(f"Detect runs {name}" + (f", because {reason}." if reason else "."))
+    leader = info.method_choice.get("leader")
+    if leader and leader != method:
+        callbacks.info(
+            f"On the held-out tags {METHOD_NAMES.get(leader, leader)} ranked the tiles better; "
+            f"run detect with --method {leader} to compare."
+        )
     if not info.reliable:
         callbacks.warning(
             f"The model {model_path} did not tell its held-out changed tiles from the unchanged "

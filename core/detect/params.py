@@ -100,8 +100,9 @@ class DetectParams:
 def resolve_method(method: str, model_path: Path) -> str:
     """The method ``auto`` stands for with this model file.
 
-    It is the map chosen on the held-out tags after training (:mod:`core.train.method_choice`),
-    except that a model holding the refinement network (trained on request) runs it whenever a
+    It is the map stored after training (:mod:`core.train.method_choice`: ``kdmsi-cva`` for
+    models trained since session 16, the map chosen on the held-out tags for older ones), except
+    that a model holding the refinement network (trained on request) runs it whenever a
     map of the trained network was chosen. An ONNX export holds the student alone, so ``auto``
     means ``kdmsi`` there.
     """

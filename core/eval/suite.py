@@ -35,8 +35,9 @@ MEAN_ROW = "mean over families"
 SPREAD_ROW = "mean over families, ± std over seeds"
 RESULT_FILE = "result.json"
 CHOSEN_NOTE = (
-    "*auto chose*: the map `detect --method auto` ran in each seed's run, chosen on held-out tags "
-    "(core/train/method_choice.py); `?` marks a model whose chosen map did not beat chance on them."
+    "*auto chose*: the map `detect --method auto` ran in each seed's run "
+    "(core/train/method_choice.py: the combined map `kdmsi-cva` since session 16, before that "
+    "chosen on held-out tags); `?` marks a model whose map did not beat chance on held-out tags."
 )
 
 

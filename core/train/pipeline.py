@@ -179,7 +179,9 @@ def train_model(
         result.model_path, tiles, val_set, device, callbacks, dtype, val_fraction
     )
     if choice is not None:
-        result = replace(result, method=choice.method, reliable=choice.reliable)
+        result = replace(
+            result, method=choice.method, reliable=choice.reliable, leader=choice.leader
+        )
     if refine_params is not None and refine_params.epochs > 0:
         backbone = {"pretrained": params.pretrained, "weights": params.weights}
         refine_params = replace(refine_params, **backbone)  # the backbone weights training used

@@ -115,6 +115,7 @@ class TrainResult:
     epochs: int
     method: str = "kdmsi"
     reliable: bool = True
+    leader: str | None = None
 
 
 class Trainer:

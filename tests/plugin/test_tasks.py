@@ -23,6 +23,7 @@ def test_train_task_writes_a_model(
     levir_pair, levir_tags, tmp_path, qgis_iface, wait_for, train_options
 ):
     events = []
+    qgis_iface.messageBar().clear_messages()
     task = TrainTask(train_options(levir_pair, levir_tags, tmp_path / "run"), qgis_iface)
     task.event_received.connect(events.append)
     wait_for(task, timeout=300)
@@ -31,6 +32,16 @@ def test_train_task_writes_a_model(
     assert (tmp_path / "run" / "checkpoint.pt").exists()
     kinds = {e["event"] for e in events}
     assert {"progress", "metric", "result"} <= kinds
+    metrics = task.outcome.metrics
+    assert metrics["method"] == "kdmsi-cva"  # detect's auto map, whatever the held-out tags say
+    if not metrics["reliable"]:
+        level, words = Qgis.Warning, "better than chance"
+    elif metrics["leader"]:
+        level, words = Qgis.Info, "still draws the combined map"
+    else:
+        level, words = Qgis.Success, "Model trained"
+    said = qgis_iface.messageBar().get_messages(level)
+    assert any(str(task.model) in m and words in m for m in said), said
 
 
 def test_detect_task_adds_probability_and_polygons(

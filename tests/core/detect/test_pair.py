@@ -246,7 +246,9 @@ def test_auto_method_runs_the_map_chosen_on_held_out_tags(networks, pair, tmp_pa
         "resnet18", "minus", "cat", 16, [4, 3, 2], 32, 0.41, 0.37, threshold_cam=0.3,
         threshold_fused=0.2, threshold_fused_single=0.25,
     )  # fmt: skip
+    leader = "cva" if chosen == "kdmsi-cva" else None  # the map that ranked the tags better
     choice = {"method": chosen, "reliable": False, "reason": f"{chosen} ranks them best"}
+    choice["leader"] = leader
     model = tmp_path / "chosen.pt"
     save_model(model, replace(info, method_choice=choice), states)
     messages = []
@@ -265,6 +267,8 @@ def test_auto_method_runs_the_map_chosen_on_held_out_tags(networks, pair, tmp_pa
     name = f"{METHOD_NAMES[chosen]} ({chosen})"
     assert ("info", f"Detect runs {name}, because {chosen} ranks them best.") in messages
     assert any(level == "warning" and "unreliable" in m for level, m in messages)
+    named = [m for level, m in messages if "run detect with --method cva to compare" in m]
+    assert len(named) == (1 if leader else 0)
 
 
 def test_a_model_from_a_canceled_training_is_flagged(networks, pair, tmp_path):

@@ -19,6 +19,7 @@ from core.train.method_choice import (
     chance_bound,
     choose_method,
     decide,
+    leader_sentence,
     tags_needed,
     too_few_sentence,
     u_distribution,
@@ -57,22 +58,34 @@ def test_the_default_is_kept_within_the_margin():
     choice = decide(_auc(0.80, 0.80 + MARGIN / 2, 0.80 + MARGIN / 2, 0.70), 10, 10)
     assert choice.method == "kdmsi-cva"
     assert choice.reliable  # 0.80 > chance bound 0.73 of 10 + 10 tags
+    assert choice.leader is None
+    assert leader_sentence(choice) is None
     assert "held-out tags" in choice.reason and "AUC 0.80" in choice.reason
 
 
-def test_a_candidate_ahead_by_the_margin_replaces_the_default():
+def test_a_candidate_ahead_by_the_margin_is_named_but_not_used():
     choice = decide(_auc(0.55, 0.50, 0.60, 0.90), 10, 10)
-    assert choice.method == "cva"
-    assert choice.reliable
-    assert "is behind by at least" in choice.reason
-    assert decide(_auc(0.50, 0.50, 0.60, 0.52), 10, 10).method == "cam"
-    assert decide(_auc(0.50, 0.70, 0.60, 0.52), 10, 10).method == "kdmsi"
+    assert choice.method == "kdmsi-cva"
+    assert choice.leader == "cva"
+    assert not choice.reliable  # the default's 0.55 is under the bound of 10 + 10 tags
+    sentence = leader_sentence(choice)
+    assert "AUC 0.90 against 0.55" in sentence and "--method cva" in sentence
+    assert decide(_auc(0.50, 0.50, 0.80, 0.52), 10, 10).leader == "cam"
+    assert decide(_auc(0.50, 0.80, 0.60, 0.52), 10, 10).leader == "kdmsi"
+
+
+def test_a_lead_that_does_not_beat_chance_names_no_leader():
+    assert chance_bound(5, 5) == pytest.approx(0.84)
+    assert decide(_auc(0.60, 0.5, 0.5, 0.80), 5, 5).leader is None  # 0.80 < 0.84
+    assert decide(_auc(0.60, 0.5, 0.5, 0.88), 5, 5).leader == "cva"
+    assert decide(_auc(0.60, 0.5, 0.5, 1.0), 2, 2).leader is None  # no AUC can show it
 
 
 def test_nan_counts_as_chance_and_weak_maps_are_unreliable():
     choice = decide(_auc(float("nan"), float("nan"), 0.31, 0.62), 6, 6)
-    assert choice.method == "cva"
-    assert not choice.reliable  # 0.62 < chance_bound(6, 6)
+    assert choice.method == "kdmsi-cva"
+    assert not choice.reliable  # NaN counts as 0.5 < chance_bound(6, 6)
+    assert choice.leader is None  # cva's 0.62 is ahead by the margin but not past chance
     assert chance_bound(6, 6) > 0.62
     assert math.isnan(choice.auc["kdmsi"])  # the measured values are kept as they were
 
@@ -109,13 +122,16 @@ def test_choose_method_measures_every_candidate_and_stores_the_choice(saved, tmp
     assert info.method_choice["method"] == choice.method == info.auto_method
     assert info.method_choice["auc"] == choice.auc
     assert info.method_choice["chance_bound"] == pytest.approx(0.9375)  # U >= 15 of 16
+    assert info.method_choice["leader"] == choice.leader
     assert 0.0 <= info.threshold_cam <= 1.0
     assert set(states) == {"student", "teacher"}  # the networks are kept as they were
     assert any("Map used by detect" in m for m in messages)
-    if choice.auc["kdmsi-cva"] <= 1.0 - MARGIN:  # a perfect candidate is ahead by the margin
-        assert choice.method != "kdmsi-cva" and choice.auc[choice.method] == 1.0
+    assert choice.method == "kdmsi-cva"  # always the default, whatever the others score
+    if choice.auc["kdmsi-cva"] <= 1.0 - MARGIN:  # CVA's perfect ranking is ahead by the margin
+        assert choice.leader is not None and choice.auc[choice.leader] == 1.0
+        assert any("To compare, run detect with --method" in m for m in messages)
     else:
-        assert choice.method == "kdmsi-cva"
+        assert choice.leader is None
 
 
 def test_inconsistent_tags_are_reported_with_how_many_more_to_tag(saved, tmp_path):
