@@ -9,7 +9,7 @@ measured by the AUC of those scores against the held-out tags: how well it tells
 unchanged ones.
 
 The rule (issue 18, adopted in session 16 under the issue's rule on the training tiles of all 9
-families and 3 seeds, BENCHMARKS.md "map choice"):
+families and 3 seeds, BENCHMARKS.md "Three seeds on all 9 families"):
 
 - ``auto`` always runs the default, ``kdmsi-cva`` (first of ``CANDIDATES``). Until session 16 it
   ran another candidate whose AUC was higher by ``MARGIN``; with 48 tags, of which 5 to 10 are
