@@ -9,6 +9,12 @@ METHOD_NAMES = {
     "cam": "the teacher network's activation map",
     "cva": "change vector analysis (the plain colour difference)",
 }
+# What Detect draws when it keeps the default map: the combined map, or the refinement network's
+# map for a model trained with it (the train result's "method").
+DRAWN_NAMES = {
+    "kdmsi-cva": "the combined map",
+    "kdmsi-refined": "the refinement network's map",
+}
 
 
 def log_line(event: dict) -> Optional[str]:

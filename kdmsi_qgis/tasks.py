@@ -13,7 +13,7 @@ from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsRasterLayer, QgsTask
 from qgis.PyQt.QtCore import QTimer, pyqtSignal
 
 from kdmsi_qgis import layers
-from kdmsi_qgis.log_lines import METHOD_NAMES
+from kdmsi_qgis.log_lines import DRAWN_NAMES, METHOD_NAMES
 from kdmsi_qgis.worker import WorkerNotFound, WorkerOutcome, WorkerProcess, build_command
 
 LOG_TAG = "KD-MSI"
@@ -232,10 +232,11 @@ class TrainTask(WorkerTask):
             )
         elif str(metrics.get("leader")) in METHOD_NAMES:  # another map ranked the tags better
             name = METHOD_NAMES[str(metrics["leader"])]
+            drawn = DRAWN_NAMES.get(str(metrics.get("method")), "the combined map")
             self.notify(
                 f"Model trained: {self.model}. On your held-out tags {name} ranked the tiles "
                 "better than the trained network combined with the colour difference; Detect "
-                "still draws the combined map, since such a lead on a few tags did not carry over "
+                f"still draws {drawn}, since such a lead on a few tags did not carry over "
                 "to the change pixels in our tests. The Processing tool 'Detect changes' can "
                 "draw the other map to compare.",
                 Qgis.Info,

@@ -13,6 +13,7 @@ import torch
 from core.callbacks import Callbacks
 from core.data.tilesets import TileSet
 from core.detect.fusion import fuse_tiles
+from core.detect.params import resolve_method
 from core.detect.predictors import make_predictor, predict_tiles
 from core.detect.tiled import Predictor
 from core.models.model_file import CVA_WINDOW, ModelInfo, load_model, save_model
@@ -186,4 +187,5 @@ def train_model(
         backbone = {"pretrained": params.pretrained, "weights": params.weights}
         refine_params = replace(refine_params, **backbone)  # the backbone weights training used
         refine(result.model_path, tiles, refine_params, device, callbacks, dtype)
+        result = replace(result, method=resolve_method("auto", result.model_path))
     return result

@@ -15,11 +15,13 @@ import torch
 from core.callbacks import Callbacks
 from core.data.tilesets import TileSet
 from core.data.trainsets import check_tags
+from core.detect.params import resolve_method
 from core.errors import Canceled, KdmsiError
 from core.io.windows import Window
 from core.models.model_file import ModelInfo, load_model
 from core.models.rebuild import build_network
 from core.train.pipeline import split_tags, train_model
+from core.train.refinement import RefineParams
 from core.train.trainer import Trainer, TrainParams
 
 CPU = torch.device("cpu")
@@ -170,6 +172,15 @@ def test_resume_continues_to_more_epochs(trained, tmp_path):
     assert [s for name, _, s in recorder.metrics if name == "loss"] == [5, 6]
     saved = torch.load(copy / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert saved["state"]["epoch"] == 3 and saved["state"]["iteration"] == 6
+
+
+def test_a_refined_model_reports_the_map_detect_draws(tmp_path):
+    refine = RefineParams(epochs=1, batch_size=4)
+    result = train_model(
+        synthetic_tiles(), PARAMS, BANDS, tmp_path, CPU, Callbacks(), 0.25, refine_params=refine
+    )
+    assert load_model(result.model_path)[0].refined_output_stride
+    assert result.method == resolve_method("auto", result.model_path) == "kdmsi-refined"
 
 
 def test_resume_without_checkpoint(tmp_path):
