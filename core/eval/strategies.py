@@ -4,8 +4,10 @@
 ``suggest``: what a user of ``kdmsi suggest`` does: tag half of the budget at random, train, then
 tag the untagged training tiles the model is least sure about (the peak of its chosen map closest
 to that map's threshold, as ``kdmsi suggest`` ranks them) until the budget is spent; the benchmark
-then trains again on all of them. Tags come from the masks, as everywhere in the benchmark; the
-test tiles are never among the candidates.
+then trains again on all of them, holding out tags for the epoch, threshold and map choices
+from the random half only (the suggested tiles are the ambiguous ones, so an Otsu threshold on
+them would cut lower). Tags come from the masks, as everywhere in the benchmark; the test tiles
+are never among the candidates.
 """
 
 from __future__ import annotations
@@ -39,22 +41,30 @@ def choose_tagged_tiles(
     run_dir: Path,
     device: torch.device,
     callbacks: Callbacks,
+    reuse: bool = False,
 ) -> BenchmarkData:
-    """``data`` with only the training tiles the simulated user tags (all when ``budget <= 0``)."""
+    """``data`` with only the training tiles the simulated user tags (all when ``budget <= 0``).
+
+    With ``reuse``, a finished first-round model in ``run_dir/first_round`` is used again.
+    """
     if budget <= 0 or strategy == "random":
         return budget_subset(data, budget, train.seed)
     first = budget_subset(data, budget // 2, train.seed)
-    callbacks.info(f"suggest: first round on {len(first.train)} random tags")
-    result = train_model(
-        data.tiles.subset(first.train), train, bands, run_dir / "first_round", device, callbacks
-    )
-    info, states = load_model(result.model_path)
+    model_path = run_dir / "first_round" / "model.pt"
+    if reuse and model_path.is_file() and load_model(model_path)[0].finished:
+        callbacks.info(f"suggest: reusing the first round's model {model_path}")
+    else:
+        callbacks.info(f"suggest: first round on {len(first.train)} random tags")
+        model_path = train_model(
+            data.tiles.subset(first.train), train, bands, model_path.parent, device, callbacks
+        ).model_path
+    info, states = load_model(model_path)
     dtype = autocast_dtype(train.precision, device)
     chosen = quick_map(info)  # the map kdmsi suggest scores with
     pool = np.setdiff1d(data.train, first.train)
     tiles = data.tiles.subset(pool)
-    prob = quick_scores(chosen, info, states, result.model_path, tiles, device, dtype=dtype)
+    prob = quick_scores(chosen, info, states, model_path, tiles, device, dtype=dtype)
     scores = tile_peaks(prob, tiles.valid)
     extra = pool[most_uncertain(scores, chosen.threshold, budget - len(first.train))]
     callbacks.info(f"suggest: {len(extra)} more tags on the tiles the model is least sure about")
-    return replace(data, train=np.sort(np.concatenate([first.train, extra])))
+    return replace(data, train=np.sort(np.concatenate([first.train, extra])), suggested=extra)
