@@ -139,7 +139,7 @@ def run_benchmark(
         callbacks.info(f"Reusing the finished model {run_dir / 'model.pt'}; choosing again.")
         result, train_seconds = reused_result(run_dir, params.train.epochs), float("nan")
         _split, held_out = split_tags(
-            train_tiles, DEFAULTS.val_fraction, params.train.seed, Callbacks(), data.holdable
+            train_tiles, DEFAULTS.val_fraction, params.train.seed, Callbacks()
         )
         dtype = autocast_dtype(params.train.precision, device)
         choose_after_training(result.model_path, train_tiles, held_out, device, callbacks, dtype)
@@ -147,7 +147,7 @@ def run_benchmark(
         result, train_seconds = _timed(
             lambda: train_model(
                 train_tiles, params.train, bands, run_dir, device, callbacks,
-                refine_params=params.refine, holdable=data.holdable,
+                refine_params=params.refine,
             )
         )  # fmt: skip
     rows.extend(_learned_rows(result.model_path, data, train_tiles, params, device))

@@ -6,7 +6,7 @@ scoring test tiles. The test tiles' masks never reach training or any choice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,20 +33,12 @@ class BenchmarkData:
         truth: bool ``[N, T, T]`` pixel reference of each tile (scoring only).
         train: indices of training tiles.
         test: indices of test tiles.
-        suggested: indices of the training tiles tagged from ``kdmsi suggest``'s proposals (the
-            simulated user's second round; empty for random tags).
     """
 
     tiles: TileSet
     truth: np.ndarray
     train: np.ndarray
     test: np.ndarray
-    suggested: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-
-    @property
-    def holdable(self) -> np.ndarray:
-        """Per training tile, True when its tag may be held out: the tags not from suggestions."""
-        return ~np.isin(self.train, self.suggested)
 
     @property
     def cva_threshold(self) -> np.ndarray:

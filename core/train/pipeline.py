@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from core.callbacks import Callbacks
@@ -29,18 +28,10 @@ MIN_HELD_OUT_PER_CLASS = 2
 
 
 def split_tags(
-    tiles: TileSet,
-    fraction: float,
-    seed: int,
-    callbacks: Callbacks,
-    holdable: np.ndarray | None = None,
+    tiles: TileSet, fraction: float, seed: int, callbacks: Callbacks
 ) -> tuple[TileSet, TileSet | None]:
-    """Hold out ``fraction`` of each class for model selection (None when too few tags).
-
-    ``holdable`` (bool per tile, None: all) limits the held-out tags to some tiles, e.g. those a
-    user tagged before following ``kdmsi suggest`` (:func:`core.train.selection.stratified_split`).
-    """
-    train_idx, val_idx = stratified_split(tiles.labels, fraction, seed, holdable)
+    """Hold out ``fraction`` of each class for model selection (None when too few tags)."""
+    train_idx, val_idx = stratified_split(tiles.labels, fraction, seed)
     held = tiles.subset(val_idx)
     counts = held.counts
     if fraction <= 0 or min(counts.values()) < MIN_HELD_OUT_PER_CLASS:
@@ -153,7 +144,6 @@ def train_model(
     resume: bool = False,
     refine_params: RefineParams | None = None,
     env: DistEnv = SINGLE,
-    holdable: np.ndarray | None = None,
 ) -> TrainResult:
     """Train KD-MSI on tagged tiles and write ``run_dir/model.pt``.
 
@@ -161,10 +151,9 @@ def train_model(
     are held out), the map ``detect --method auto`` runs is chosen on them
     (:mod:`core.train.method_choice`) and, when ``refine_params.epochs > 0``, the refinement
     network is trained on pseudo labels of all tagged tiles. With several ranks (``env``) all of
-    them train; rank 0 alone then chooses the thresholds and the map and refines. ``holdable``
-    limits which tags may be held out (:func:`split_tags`).
+    them train; rank 0 alone then chooses the thresholds and the map and refines.
     """
-    train_set, val_set = split_tags(tiles, val_fraction, params.seed, callbacks, holdable)
+    train_set, val_set = split_tags(tiles, val_fraction, params.seed, callbacks)
     info = ModelInfo(
         backbone=params.backbone,
         teacher_fusion=params.teacher_fusion,

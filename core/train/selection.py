@@ -9,7 +9,7 @@ import numpy as np
 
 
 def stratified_split(
-    labels: np.ndarray, fraction: float, seed: int, holdable: np.ndarray | None = None
+    labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split indices into (train, held-out) keeping the class balance.
 
@@ -20,9 +20,6 @@ def stratified_split(
         labels: 0/1 tag of each tile.
         fraction: share of each class held out.
         seed: random seed.
-        holdable: bool per tile, the tiles that may be held out (None: all). The count per class
-            stays ``round(fraction * n_class)`` but is drawn from the holdable tiles only (fewer
-            when they are fewer); the same seed and ``None`` give the split of all tiles.
     """
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
@@ -31,10 +28,6 @@ def stratified_split(
         index = np.flatnonzero(labels == value)
         rng.shuffle(index)
         count = min(round(fraction * len(index)), max(len(index) - 1, 0))
-        if holdable is not None:
-            mask = np.asarray(holdable, dtype=bool)[index]
-            index = np.concatenate([index[mask], index[~mask]])  # holdable first, order kept
-            count = min(count, int(mask.sum()))
         held.extend(index[:count].tolist())
         train.extend(index[count:].tolist())
     return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(held, dtype=np.int64))

@@ -156,8 +156,6 @@ def test_suggest_tags_the_tiles_the_first_model_is_least_sure_about(suite, tmp_p
     assert any("least sure" in m for m in logs)
     model = tmp_path / "first_round" / "model.pt"
     assert model.is_file()
-    assert np.array_equal(chosen.suggested, np.setdiff1d(chosen.train, first))
-    assert np.array_equal(chosen.holdable, np.isin(chosen.train, first))  # random half only
     stamp = model.stat().st_mtime_ns
     again = choose_tagged_tiles(
         data, 4, "suggest", params, (1, 2, 3), tmp_path, cpu, callbacks, reuse=True
@@ -166,7 +164,6 @@ def test_suggest_tags_the_tiles_the_first_model_is_least_sure_about(suite, tmp_p
     assert np.array_equal(again.train, chosen.train)
     random = choose_tagged_tiles(data, 4, "random", params, (1, 2, 3), tmp_path, cpu, callbacks)
     assert np.array_equal(random.train, budget_subset(data, 4, 0).train)
-    assert len(random.suggested) == 0 and random.holdable.all()
 
 
 def scored(f1: dict[str, float]) -> dict:

@@ -83,32 +83,6 @@ def test_split_is_deterministic_per_seed():
     assert len(first[1]) == len(other[1])
 
 
-def test_split_draws_held_out_tags_only_from_holdable_tiles():
-    labels = np.array([0] * 20 + [1] * 10)
-    holdable = np.arange(30) % 2 == 0  # every other tile of each class
-    train, held = stratified_split(labels, 0.2, seed=3, holdable=holdable)
-    assert holdable[held].all()
-    assert (labels[held] == 0).sum() == 4 and (labels[held] == 1).sum() == 2  # counts unchanged
-    assert sorted([*train, *held]) == list(range(30))
-
-
-def test_split_with_few_holdable_tiles_holds_out_fewer():
-    labels = np.array([0] * 20 + [1] * 10)
-    holdable = np.zeros(30, dtype=bool)
-    holdable[[0, 25]] = True
-    _, held = stratified_split(labels, 0.2, seed=0, holdable=holdable)
-    assert list(held) == [0, 25]
-    _, none = stratified_split(labels, 0.2, seed=0, holdable=np.zeros(30, dtype=bool))
-    assert len(none) == 0
-
-
-def test_split_with_every_tile_holdable_is_the_plain_split():
-    labels = np.random.default_rng(1).integers(0, 2, size=80)
-    plain = stratified_split(labels, 0.2, seed=7)
-    every = stratified_split(labels, 0.2, seed=7, holdable=np.ones(80, dtype=bool))
-    assert np.array_equal(plain[0], every[0]) and np.array_equal(plain[1], every[1])
-
-
 # --- roc_auc ------------------------------------------------------------------------------
 
 

@@ -312,15 +312,6 @@ def test_split_tags_holds_out_per_class():
     assert any(level == "info" and "4 held out" in m for level, m in recorder.logs)
 
 
-def test_split_tags_holds_out_only_holdable_tags():
-    tiles = synthetic_tiles(20)
-    holdable = np.zeros(len(tiles), dtype=bool)
-    holdable[:10] = True  # as if the last ten tags came from kdmsi suggest
-    _, held = split_tags(tiles, 0.2, 0, Recorder().callbacks, holdable)
-    assert held is not None and len(held) == 4
-    assert set(held.names) <= {tiles.names[i] for i in range(10)}
-
-
 @pytest.mark.parametrize(("n", "fraction"), [(6, 0.2), (40, 0.0), (8, 0.25)])
 def test_split_tags_with_too_few_tags_trains_on_all(n, fraction):
     recorder = Recorder()
