@@ -25,6 +25,9 @@ as detect runs it), the CVA part as ``core/detect/fusion.py`` makes it (5 x 5 av
 
     python docs/experiments/fusion_weight.py RUN SUITE DATA --budget 48 --seeds 0 1 2
     python docs/experiments/fusion_weight.py RUN SUITE DATA --budget 0 --seed 0
+
+Outcome (session 17): dropped at both budgets (48 tags, seed means: -0.009, worst family -0.045;
+all tags: -0.006, worst -0.054); BENCHMARKS.md, "Weighing CVA less".
 """
 
 from __future__ import annotations
