@@ -34,7 +34,7 @@ from core.eval.benchmark_data import (
 from core.eval.metrics import ConfusionMatrix, ThresholdSweep, default_thresholds
 from core.eval.strategies import Strategy, choose_tagged_tiles
 from core.eval.whole_pair import whole_pair_predictions
-from core.models.model_file import load_model
+from core.models.model_file import finished_model, load_model
 from core.runtime.precision import autocast_dtype
 from core.train.pipeline import choose_after_training, split_tags, train_model
 from core.train.refinement import RefineParams
@@ -170,11 +170,6 @@ def run_benchmark(
         "rows": [asdict(r) for r in rows],
         "wall_seconds": time.perf_counter() - start,
     }
-
-
-def finished_model(path: Path) -> bool:
-    """True when ``path`` is a model file whose training ran to its end (thresholds chosen)."""
-    return path.is_file() and load_model(path)[0].finished
 
 
 def reused_result(run_dir: Path, epochs: int) -> TrainResult:

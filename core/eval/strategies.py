@@ -22,7 +22,7 @@ from core.callbacks import Callbacks
 from core.detect.quick_map import quick_map, quick_scores
 from core.detect.tile_ranking import most_uncertain, tile_peaks
 from core.eval.benchmark_data import BenchmarkData, budget_subset
-from core.models.model_file import load_model
+from core.models.model_file import finished_model, load_model
 from core.runtime.precision import autocast_dtype
 from core.train.pipeline import train_model
 from core.train.trainer import TrainParams
@@ -50,7 +50,7 @@ def choose_tagged_tiles(
         return budget_subset(data, budget, train.seed)
     first = budget_subset(data, budget // 2, train.seed)
     model_path = run_dir / "first_round" / "model.pt"
-    if reuse and model_path.is_file() and load_model(model_path)[0].finished:
+    if reuse and finished_model(model_path):
         callbacks.info(f"suggest: reusing the first round's model {model_path}")
     else:
         callbacks.info(f"suggest: first round on {len(first.train)} random tags")

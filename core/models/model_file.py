@@ -171,6 +171,11 @@ def load_model(path: Path) -> tuple[ModelInfo, dict[str, dict[str, torch.Tensor]
     return info, states
 
 
+def finished_model(path: Path) -> bool:
+    """True when ``path`` is a model file whose training ran to its end (thresholds chosen)."""
+    return Path(path).is_file() and load_model(path)[0].finished
+
+
 def info_from_dict(values: dict[str, Any]) -> ModelInfo:
     """A ModelInfo from its stored dictionary, with the values older files imply.
 

@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from map_rules import held_out_index  # noqa: E402
-from suite_runs import score_families, verdict  # noqa: E402
+from suite_runs import mean_cells, score_families, verdict  # noqa: E402
 
 from core.callbacks import Callbacks  # noqa: E402
 from core.data.magnitude import tile_magnitude  # noqa: E402
@@ -139,12 +139,7 @@ def report(rows: dict[str, dict[str, float]]) -> str:
     for name, row in rows.items():
         cells = [f"{row[f'train {k}']:.3f}, {row[f'test {k}']:.3f}" for k in keys]
         lines.append(f"| {name} | {row['weight']} | " + " | ".join(cells) + " |")
-    means = [
-        f"{np.mean([r[f'train {k}'] for r in rows.values()]):.3f}, "
-        f"{np.mean([r[f'test {k}'] for r in rows.values()]):.3f}"
-        for k in keys
-    ]
-    lines.append("| mean | | " + " | ".join(means) + " |")
+    lines.append("| mean | | " + " | ".join(mean_cells(rows, keys)) + " |")
     for rule, base in RULES.items():
         lines.append(verdict(rows, rule, base, 4))
     return "\n".join(lines)

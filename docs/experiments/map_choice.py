@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from suite_runs import score_families, verdict  # noqa: E402
+from suite_runs import mean_cells, score_families, verdict  # noqa: E402
 
 from core.callbacks import Callbacks  # noqa: E402
 from core.data.magnitude import tile_magnitude  # noqa: E402
@@ -130,12 +130,7 @@ def report(rows: dict[str, dict[str, float]]) -> str:
             for r in rules
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    means = [
-        f"{np.mean([row[f'train {r}'] for row in rows.values()]):.3f}, "
-        f"{np.mean([row[f'test {r}'] for row in rows.values()]):.3f}"
-        for r in rules
-    ]
-    lines.append("| mean (train, test) | " + " | ".join(means) + " |")
+    lines.append("| mean (train, test) | " + " | ".join(mean_cells(rows, rules)) + " |")
     for rule, base in RULES.items():
         lines.append(verdict(rows, rule, base, 4))
     return "\n".join(lines)

@@ -37,13 +37,11 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from suite_runs import score_families, verdict  # noqa: E402
+from suite_runs import mean_cells, score_families, verdict  # noqa: E402
 
 from core.callbacks import Callbacks  # noqa: E402
 from core.data.datasets import find_pairs  # noqa: E402
@@ -110,12 +108,7 @@ def report(rows: dict[str, dict[str, float]]) -> str:
             for n in SETTINGS
         ]
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
-    means = [
-        f"{np.mean([row[f'train {n}'] for row in rows.values()]):.3f}, "
-        f"{np.mean([row[f'test {n}'] for row in rows.values()]):.3f}"
-        for n in SETTINGS
-    ]
-    lines.append("| mean (train, test) | " + " | ".join(means) + " |")
+    lines.append("| mean (train, test) | " + " | ".join(mean_cells(rows, list(SETTINGS))) + " |")
     for rule, base in RULES.items():
         lines.append(verdict(rows, rule, base, 4))
     return "\n".join(lines)

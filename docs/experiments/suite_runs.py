@@ -77,3 +77,12 @@ def verdict(rows: dict[str, Row], rule: str, base: str, digits: int = 3) -> str:
         f"\n{rule} (against {base}): mean gain on training tiles {mean:+.{digits}f}, worst "
         f"family {min(gain):+.3f}: {'adopt' if adopted else 'drop'}"
     )
+
+
+def mean_cells(rows: dict[str, Row], names: list[str] | tuple[str, ...]) -> list[str]:
+    """Per name, "train, test": the mean over ``rows`` of ``train NAME`` and ``test NAME``."""
+    return [
+        f"{sum(r[f'train {n}'] for r in rows.values()) / len(rows):.3f}, "
+        f"{sum(r[f'test {n}'] for r in rows.values()) / len(rows):.3f}"
+        for n in names
+    ]
