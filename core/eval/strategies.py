@@ -4,7 +4,7 @@
 ``suggest``: what a user of ``kdmsi suggest`` does: tag half of the budget at random, train, then
 tag the untagged training tiles the model is least sure about (the peak of its chosen map closest
 to that map's threshold, as ``kdmsi suggest`` ranks them) until the budget is spent; the benchmark
-then trains again on all of them (tags held out from all 48, as a user's training does; holding
+then trains again on all of them (tags held out from all of them, as a user's training does; holding
 them out from the random half only was tried and dropped, BENCHMARKS.md). Tags come from the
 masks, as everywhere in the benchmark; the test tiles are never among the candidates.
 """
