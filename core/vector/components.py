@@ -66,13 +66,14 @@ class Runs:
 def runs_of(change: np.ndarray) -> Runs:
     """Find the runs of a 2-D boolean mask (row-major order, labels 0).
 
-    With a column of zeros on each side, every row's changes alternate start, end, start, end,
-    so the nonzero differences taken in row-major order pair up.
+    With a column of ``False`` on each side, every row's changes alternate start, end, start,
+    end, so the places where a pixel differs from its left neighbour, taken in row-major order,
+    pair up (compared as booleans: several times faster than differences of integers).
     """
     rows, width = change.shape
-    padded = np.zeros((rows, width + 2), np.int8)
+    padded = np.zeros((rows, width + 2), bool)
     padded[:, 1:-1] = change
-    steps = np.flatnonzero(np.diff(padded, axis=1))
+    steps = np.flatnonzero(padded[:, 1:] != padded[:, :-1])
     run_rows, starts = np.divmod(steps[0::2], width + 1)
     return Runs(run_rows, starts, steps[1::2] % (width + 1), np.zeros(run_rows.size, np.int64))
 
