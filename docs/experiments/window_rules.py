@@ -12,12 +12,18 @@ blobs. Candidates, each fixed before this script was run on any family:
 - ``half overlap``: windows overlap by half a tile, so every pixel is near the centre of a window
   and the blend weights favour it (about 2.2x the windows of ``now``).
 
-Every map is the product's default, the student with MSI combined with CVA (``kdmsi-cva``), cut at
-the model's threshold. Tags only choose anything; pixel labels only score. Adoption rule (issue 18,
-fixed before the run), for each candidate separately: judged on the *training* tiles' pixel labels,
-the mean changed-class F1 over families must rise and no family may fall by more than 0.02. The
-test tiles only report. Also reported: the grid contrast, the map's mean over the central half of
-the baseline's windows divided by its mean over their border ring (1.0: no lattice).
+Every map is the product's default, the student with MSI combined with CVA (``kdmsi-cva``). Session
+12 cut every tiling at the model's threshold, which was chosen on tile-by-tile maps (each tile one
+window: the lattice's shape), so a map without the lattice was cut at a threshold made for
+another map. Since session 18 (fixed before this version was run on any model) each tiling is cut
+at its own threshold, chosen as the product chooses it but on that tiling's whole-pair maps:
+Otsu's threshold over the held-out changed-tagged training tiles (all training tiles where too
+few tags were held out), the tiles cut from the maps ``detect`` writes. Tags only choose
+anything; pixel labels only score. Adoption rule (issue 18, fixed before the run), for each
+candidate separately: judged on the *training* tiles' pixel labels, the mean changed-class F1 over
+families must rise and no family may fall by more than 0.02. The test tiles only report. Also
+reported: the grid contrast, the map's mean over the central half of the baseline's windows divided
+by its mean over their border ring (1.0: no lattice).
 
 Usage::
 
@@ -38,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from map_rules import held_out_index  # noqa: E402
 from suite_runs import score_families  # noqa: E402
 
 from core.callbacks import Callbacks  # noqa: E402
@@ -53,6 +60,7 @@ from core.eval.whole_pair import read_map, tiles_from_maps  # noqa: E402
 from core.io.rasters import RasterPair  # noqa: E402
 from core.io.stretch import compute_stretch  # noqa: E402
 from core.models.model_file import load_model  # noqa: E402
+from core.train.threshold_choice import otsu_on_changed_tiles  # noqa: E402
 
 CPU = torch.device("cpu")
 RULES = ("now", "context", "half overlap")
@@ -127,10 +135,13 @@ def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, f
     data = budget_subset(data, budget, seed)
     model = run / slug(family.name) / slug(str(budget)) / f"seed{seed}" / "model.pt"
     info, _states = load_model(model)
-    threshold = info.threshold_for("kdmsi-cva", DetectParams().scales)
+    held_index = held_out_index(data, seed)
+    held = data.tiles.subset(held_index)
     row = {}
     for rule in RULES:
         maps = whole_pair_maps(family, model, rule)
+        threshold = otsu_on_changed_tiles(held, tiles_from_maps(data, maps)[held_index]).value
+        row[f"threshold {rule}"] = threshold
         row[f"train {rule}"] = f1(data, maps, data.train, threshold)
         row[f"test {rule}"] = f1(data, maps, data.test, threshold)
         row[f"contrast {rule}"] = float(
