@@ -21,7 +21,9 @@ LearnedMethod = Literal["kdmsi", "kdmsi-cva", "cam", "kdmsi-refined"]
 Engine = Literal["auto", "torch", "onnx"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Device = str  # "auto", "cpu", "cuda", "cuda:N" or "mps" (see DEVICE_KINDS)
-Backbone = Literal["efficientnet-lite0", "resnet18", "resnet50"]
+Backbone = Literal[
+    "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "resnet18", "resnet50"
+]
 Fusion = Literal["minus", "abs", "cat"]
 TeacherFusion = Literal["minus", "abs"]
 

