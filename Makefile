@@ -9,7 +9,7 @@ APT_PACKAGES := qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-f
 	python3-venv python3-pip python3-matplotlib xvfb xauth imagemagick
 PYTEST := QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
-.PHONY: setup demo test test-all lint format bench bench-accuracy bench-suite clean zip deploy gui-check
+.PHONY: setup demo test test-all lint format bench bench-accuracy bench-suite bench-suite-quick clean zip deploy gui-check
 
 setup: $(STAMP)
 
@@ -66,6 +66,23 @@ SEEDS ?= 0
 bench-suite: setup
 	$(VENV)/bin/kdmsi benchmark --suite resources/benchmark-suite.json --data-root $(DATA) \
 		--budgets 0 48 --seeds $(SEEDS) --refine-epochs 0 --out suite-results.json
+
+# The quick form of the suite: one seed at 48 tags, the families split between two processes of
+# one thread (--part 0/2 and 1/2), then gathered from the kept results (--reuse-models). About
+# 50 minutes on 2 cores (BENCHMARKS.md); an interrupted run goes on where it stopped.
+QUICK_RUN ?= suite-quick
+bench-suite-quick: setup
+	@pids=""; for part in 0/2 1/2; do \
+		OMP_NUM_THREADS=1 $(VENV)/bin/kdmsi benchmark --suite resources/benchmark-suite.json \
+			--data-root $(DATA) --budgets 48 --seeds 0 --refine-epochs 0 --device cpu \
+			--reuse-models --run-dir $(QUICK_RUN) --part $$part \
+			--out $(QUICK_RUN)-part$${part%/*}.json > $(QUICK_RUN)-part$${part%/*}.log 2>&1 & \
+		pids="$$pids $$!"; \
+	done; \
+	for pid in $$pids; do wait $$pid || { echo "a part failed: see $(QUICK_RUN)-part*.log"; exit 1; }; done
+	$(VENV)/bin/kdmsi benchmark --suite resources/benchmark-suite.json --data-root $(DATA) \
+		--budgets 48 --seeds 0 --refine-epochs 0 --device cpu --reuse-models \
+		--run-dir $(QUICK_RUN) --out $(QUICK_RUN).json
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

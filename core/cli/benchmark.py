@@ -81,6 +81,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--run-dir", type=Path, help="where models go (default: OUT without suffix)"
     )
+    parser.add_argument(
+        "--part", type=parse_part, metavar="K/N",
+        help="--suite: run only every N-th family from the K-th (0/2 and 1/2 split a suite "
+        "between two processes; a last run with --reuse-models and the same --run-dir gathers "
+        "the tables)",
+    )  # fmt: skip
+
+
+def parse_part(text: str) -> tuple[int, int]:
+    """``K/N`` -> ``(K, N)`` with 0 <= K < N.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else, in one sentence.
+    """
+    index, _slash, count = text.partition("/")
+    if index.isdigit() and count.isdigit() and int(index) < int(count):
+        return int(index), int(count)
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a part: write K/N with 0 <= K < N, e.g. 0/2 and 1/2 for two processes"
+    )
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
@@ -152,13 +172,17 @@ def run_suite_command(
 ) -> None:
     """``--suite``: every family, budget and seed; JSON, tables and learning curves."""
     from core.eval.curves import write_learning_curves
-    from core.eval.suite import load_families, markdown_tables, run_suite, settings_of
+    from core.eval.suite import load_families, markdown_tables, part_of, run_suite, settings_of
 
     if args.data_root is None:
         raise KdmsiError("--suite needs --data-root DIR, the folder that holds its datasets.")
     callbacks = reporter.callbacks("benchmark")
     start = time.perf_counter()
     families = load_families(args.suite, args.data_root, callbacks)
+    if args.part is not None:
+        families = part_of(families, args.part)
+        names = ", ".join(f.name for f in families) or "no family"
+        callbacks.info(f"Part {args.part[0]}/{args.part[1]} of the suite: {names}.")
     settings = settings_of(tuple(args.budgets), tuple(args.strategies))
     results = run_suite(families, base, settings, tuple(args.seeds), run_root, device, callbacks)
     tables = markdown_tables(results)
@@ -181,6 +205,7 @@ def reporter_argv(args: argparse.Namespace) -> list[str]:
         parts = ["--suite", str(args.suite), "--data-root", str(args.data_root)]
         parts += ["--budgets", *map(str, args.budgets), "--strategies", *args.strategies]
         parts += ["--out", str(args.out)]
+        parts += ["--part", f"{args.part[0]}/{args.part[1]}"] if args.part else []
     else:
         parts = ["--data", *map(str, args.data), "--out", str(args.out), "--tile", str(args.tile)]
         parts += ["--budget", str(args.budget), "--strategy", args.strategy] if args.budget else []

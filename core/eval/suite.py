@@ -86,6 +86,16 @@ def load_families(path: Path, data_root: Path, callbacks: Callbacks) -> list[Fam
     return families
 
 
+def part_of(families: list[Family], part: tuple[int, int]) -> list[Family]:
+    """Every ``count``-th family from the ``index``-th (``part = (index, count)``, index from 0).
+
+    ``count`` processes given the parts ``0/count`` to ``count - 1/count`` run every family once;
+    a last run with ``--reuse-models`` over the same run folder puts the tables together.
+    """
+    index, count = part
+    return families[index::count]
+
+
 def settings_of(budgets: tuple[int, ...], strategies: tuple[str, ...]) -> list[dict[str, Any]]:
     """Every (budget, strategy) to run, keyed ``"48"`` (random) or ``"48 suggest"``.
 

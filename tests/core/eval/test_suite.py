@@ -135,6 +135,40 @@ def test_the_suite_command_reports_every_family_budget_and_curve(suite, tmp_path
     assert json.loads(again.read_text())["families"] == payload["families"]
 
 
+def run_suite_command(args: list) -> subprocess.CompletedProcess:
+    """``kdmsi benchmark ARGS --device cpu --jsonl`` in a child process of one thread."""
+    return subprocess.run(
+        [sys.executable, "-m", "core", "benchmark", *map(str, args), "--device", "cpu", "--jsonl"],
+        cwd=PROJECT_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+
+
+def test_a_suite_split_in_parts_is_put_together_by_a_reuse_run(suite, tmp_path):
+    path, data = suite
+    base = ["--suite", path, "--data-root", data, "--budgets", 4, "--train-fraction", 0.5]
+    base += ["--epochs", 1, "--batch-size", 2, "--refine-epochs", 0, "--run-dir", tmp_path / "r"]
+    for part, family in (("0/2", "One"), ("1/2", "Two")):
+        run = run_suite_command([*base, "--part", part, "--out", tmp_path / f"{part[0]}.json"])
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert f"Part {part} of the suite: {family}." in run.stdout
+        assert set(json.loads((tmp_path / f"{part[0]}.json").read_text())["families"]) == {family}
+    gather = run_suite_command([*base, "--reuse-models", "--out", tmp_path / "all.json"])
+    assert gather.returncode == 0, gather.stdout[-3000:] + gather.stderr[-3000:]
+    assert gather.stdout.count("suite: reusing") == 2 and "Epoch" not in gather.stdout
+    assert set(json.loads((tmp_path / "all.json").read_text())["families"]) == {"One", "Two"}
+
+
+@pytest.mark.parametrize("text", ["2/2", "1", "a/2", "-1/2", "1/0"])
+def test_a_part_that_is_not_k_of_n_is_refused_in_one_sentence(text):
+    run = run_suite_command(["--suite", "s.json", "--data-root", ".", "--out", "o.json",
+                             f"--part={text}"])  # fmt: skip
+    assert run.returncode == 2
+    error = json.loads(run.stdout.splitlines()[-1])
+    assert error["event"] == "error"
+    assert f"{text!r} is not a part: write K/N with 0 <= K < N, e.g. 0/2" in error["message"]
+
+
 def test_suggest_tags_the_tiles_the_first_model_is_least_sure_about(suite, tmp_path):
     import torch
 
