@@ -27,6 +27,10 @@ before ``detect`` changes. The test tiles only report. Maps are computed on tile
 with MSI and flips, as detect runs it). Usage::
 
     python docs/experiments/affinity_refine.py RUN SUITE DATA --budget 48 --seed 0
+
+Outcome (session 18, seed 0): passes, +0.010 on the training tiles' mean, worst family -0.015
+(Mumbai); test tiles +0.002. In ``detect`` as ``core/detect/affinity.py``, off until seeds 1 and 2
+agree (BENCHMARKS.md, "Session 18").
 """
 
 from __future__ import annotations

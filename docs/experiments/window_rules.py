@@ -32,6 +32,10 @@ window's map, so the tilings are judged again with it: this script run from a tr
 ``--rules now,half overlap``. It judges half overlap against now, both refined; and, by the same
 rule, "now" refined against "now" of the plain run judges the refinement on whole-pair maps.
 
+Outcome (session 18, seed 0, all 9 families, each tiling at its own threshold): context -0.017
+(worst family -0.123) and half overlap +0.0007 (worst -0.033): both dropped. On refined maps only
+"now" was run (half overlap had already failed): refined against plain +0.018, worst -0.011.
+
 Usage (``--rules now,half overlap`` runs only those tilings)::
 
     python docs/experiments/window_rules.py RUN resources/benchmark-suite.json DATA --budget 48
