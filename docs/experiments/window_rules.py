@@ -25,7 +25,7 @@ families must rise and no family may fall by more than 0.02. The test tiles only
 reported: the grid contrast, the map's mean over the central half of the baseline's windows divided
 by its mean over their border ring (1.0: no lattice).
 
-Usage::
+Usage (``--rules now,half overlap`` runs only those tilings)::
 
     python docs/experiments/window_rules.py RUN resources/benchmark-suite.json DATA --budget 48
 """
@@ -35,6 +35,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +128,9 @@ def f1(
     return matrix.as_dict()["f1"]
 
 
-def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, float]:
+def family_row(
+    family: Family, run: Path, budget: int, seed: int, rules: tuple[str, ...] = RULES
+) -> dict[str, float]:
     """Every rule's F1 (training and test tiles) and grid contrast for one family's model."""
     data = load_benchmark_data(
         list(family.roots), family.tile, family.bands, 0.7, seed, Callbacks()
@@ -138,7 +141,7 @@ def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, f
     held_index = held_out_index(data, seed)
     held = data.tiles.subset(held_index)
     row = {}
-    for rule in RULES:
+    for rule in rules:
         maps = whole_pair_maps(family, model, rule)
         threshold = otsu_on_changed_tiles(held, tiles_from_maps(data, maps)[held_index]).value
         row[f"threshold {rule}"] = threshold
@@ -150,21 +153,21 @@ def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, f
     return row
 
 
-def report(rows: dict[str, dict[str, float]]) -> str:
+def report(rows: dict[str, dict[str, float]], rules: tuple[str, ...] = RULES) -> str:
     """A markdown table per family and rule, and each candidate's verdict."""
     parts = ("train", "test", "contrast")
     lines = [
-        "| family | " + " | ".join(f"{p} {r}" for p in parts for r in RULES) + " |",
-        "|---|" + "---|" * (len(parts) * len(RULES)),
+        "| family | " + " | ".join(f"{p} {r}" for p in parts for r in rules) + " |",
+        "|---|" + "---|" * (len(parts) * len(rules)),
     ]
     mean = {k: float(np.mean([row[k] for row in rows.values()])) for k in next(iter(rows.values()))}
     for name, row in {**rows, "mean": mean}.items():
         lines.append(
             f"| {name} | "
-            + " | ".join(f"{row[f'{p} {r}']:.3f}" for p in parts for r in RULES)
+            + " | ".join(f"{row[f'{p} {r}']:.3f}" for p in parts for r in rules)
             + " |"
         )
-    for rule in RULES[1:]:
+    for rule in rules[1:]:
         gain = [row[f"train {rule}"] - row["train now"] for row in rows.values()]
         adopted = np.mean(gain) > 0 and min(gain) >= -0.02
         lines.append(
@@ -174,9 +177,25 @@ def report(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def chosen_rules() -> tuple[str, ...]:
+    """``--rules now,half overlap`` (taken out of ``sys.argv``): the tilings to run; all if absent.
+
+    "now" always comes first: the others are judged against it.
+    """
+    if "--rules" not in sys.argv:
+        return RULES
+    at = sys.argv.index("--rules")
+    asked = sys.argv[at + 1].split(",")
+    del sys.argv[at : at + 2]
+    return ("now", *(rule for rule in RULES[1:] if rule in asked))
+
+
 def main() -> None:
     """Score every rule on the families of the suite run and apply the adoption rule."""
-    score_families(__doc__.splitlines()[0], family_row, report)
+    rules = chosen_rules()
+    score_families(
+        __doc__.splitlines()[0], partial(family_row, rules=rules), partial(report, rules=rules)
+    )
 
 
 if __name__ == "__main__":
