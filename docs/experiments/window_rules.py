@@ -25,6 +25,13 @@ families must rise and no family may fall by more than 0.02. The test tiles only
 reported: the grid contrast, the map's mean over the central half of the baseline's windows divided
 by its mean over their border ring (1.0: no lattice).
 
+Session 18, on refined maps (fixed before it was run): the colour-affinity refinement of each
+window (``core/detect/affinity.py``, judged on tiles by ``affinity_refine.py``) changes every
+window's map, so the tilings are judged again with it: this script run from a tree whose
+``kdmsi-cva`` refines each window, on copies of the models that store ``affinity_rounds`` 10,
+``--rules now,half overlap``. It judges half overlap against now, both refined; and, by the same
+rule, "now" refined against "now" of the plain run judges the refinement on whole-pair maps.
+
 Usage (``--rules now,half overlap`` runs only those tilings)::
 
     python docs/experiments/window_rules.py RUN resources/benchmark-suite.json DATA --budget 48
