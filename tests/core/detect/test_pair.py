@@ -21,7 +21,7 @@ from core.errors import KdmsiError
 from core.io.rasters import RasterPair
 from core.io.stretch import compute_stretch
 from core.io.windows import Window
-from core.models.model_file import ModelInfo, load_model, save_model
+from core.models.model_file import AFFINITY_ROUNDS, ModelInfo, load_model, save_model
 from core.models.teacher_student import CamConfig, TeacherStudent
 
 gdal.UseExceptions()
@@ -205,19 +205,19 @@ def box_mean(image: np.ndarray, window: int) -> np.ndarray:
     return total / count
 
 
-def without_refinement(model, tmp_path):
-    """A copy of ``model`` whose combined map is not refined (``affinity_rounds`` 0)."""
+def with_rounds(model, rounds: int, tmp_path):
+    """A copy of ``model`` whose combined map is refined ``rounds`` times."""
     info, states = load_model(model)
-    assert (info.cva_window, info.affinity_rounds) == (5, 10)  # a model written by this code
-    path = tmp_path / "rounds0.pt"
-    save_model(path, replace(info, affinity_rounds=0), states)
+    assert (info.cva_window, info.affinity_rounds) == (5, AFFINITY_ROUNDS)  # written by this code
+    path = tmp_path / f"rounds{rounds}.pt"
+    save_model(path, replace(info, affinity_rounds=rounds), states)
     return path
 
 
 def test_kdmsi_cva_combines_the_student_map_with_the_cva_map(model, pair, tmp_path):
     fused, student, cva = (tmp_path / f"{name}.tif" for name in ("fused", "student", "cva"))
     fused_params = replace(SINGLE, method="kdmsi-cva")
-    plain = without_refinement(model, tmp_path)
+    plain = with_rounds(model, 0, tmp_path)
     detect_with_model(*pair, plain, fused, fused_params)
     detect_with_model(*pair, plain, student, SINGLE)
     with RasterPair.open(*pair, (4, 3, 2)) as opened:
@@ -242,8 +242,8 @@ def test_kdmsi_cva_combines_the_student_map_with_the_cva_map(model, pair, tmp_pa
 def test_kdmsi_cva_refines_each_window_with_its_colours(networks, model, pair, tmp_path):
     refined, plain = tmp_path / "refined.tif", tmp_path / "plain.tif"
     params = replace(SINGLE, method="kdmsi-cva")
-    detect_with_model(*pair, model, refined, params)
-    detect_with_model(*pair, without_refinement(model, tmp_path), plain, params)
+    detect_with_model(*pair, with_rounds(model, 10, tmp_path), refined, params)
+    detect_with_model(*pair, with_rounds(model, 0, tmp_path), plain, params)
     threshold = float(gdal.Open(str(refined)).GetMetadata()["kdmsi_cva_threshold"])
     a, b = whole_pair(*pair, (4, 3, 2))  # the one window detect predicts
     with torch.inference_mode():
