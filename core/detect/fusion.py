@@ -28,7 +28,10 @@ import torch.nn.functional as F
 from core.data.magnitude import BINS, tile_magnitude
 from core.data.otsu import otsu
 from core.data.tilesets import TileSet
+from core.detect.affinity import refine
 from core.detect.tiled import Predictor
+
+REFINE_BATCH = 16  # tiles refined at once (the weights take 3 MB per 128 px tile)
 
 
 def smoothed(magnitude: torch.Tensor, window: int) -> torch.Tensor:
@@ -53,25 +56,42 @@ def fuse(student: torch.Tensor, cva: torch.Tensor) -> torch.Tensor:
     return (student.float().clamp(0.0, 1.0) * cva).sqrt()
 
 
-def fused_predictor(student: Predictor, threshold: float, window: int) -> Predictor:
-    """A predictor of the combined map, for a pair whose CVA threshold is ``threshold``."""
+def fused_predictor(
+    student: Predictor, threshold: float, window: int, rounds: int = 0
+) -> Predictor:
+    """A predictor of the combined map, for a pair whose CVA threshold is ``threshold``.
+
+    With ``rounds``, each window's combined map is refined with its pixels' colours
+    (:func:`core.detect.affinity.refine`, the model's ``affinity_rounds``).
+    """
 
     def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return fuse(student(a, b), cva_share(a, b, threshold, window))
+        combined = fuse(student(a, b), cva_share(a, b, threshold, window))
+        return refine(combined, torch.cat([a, b], dim=1), rounds)
 
     return run
 
 
-def fuse_tiles(student: np.ndarray, tiles: TileSet, window: int) -> np.ndarray:
+def fuse_tiles(student: np.ndarray, tiles: TileSet, window: int, rounds: int = 0) -> np.ndarray:
     """The combined map ``[N, T, T]`` of tiles whose student map ``student`` is given.
 
     Each tile's CVA is averaged over ``window`` x ``window`` pixels and scaled by its own pair's
-    threshold (:func:`pair_thresholds`).
+    threshold (:func:`pair_thresholds`); with ``rounds``, each tile's combined map is then
+    refined with its own colours, as ``detect`` refines each window.
     """
     thresholds = torch.from_numpy(pair_thresholds(tiles))[:, None, None, None]
     magnitude = torch.from_numpy(tile_magnitude(tiles.before, tiles.after))[:, None]
     cva = (smoothed(magnitude, window) / (2.0 * thresholds)).clamp(0.0, 1.0)
-    return fuse(torch.from_numpy(student), cva[:, 0]).numpy()
+    combined = fuse(torch.from_numpy(student), cva[:, 0])
+    if rounds <= 0:
+        return combined.numpy()
+    out = np.empty(combined.shape, np.float32)
+    for start in range(0, len(out), REFINE_BATCH):
+        part = slice(start, start + REFINE_BATCH)
+        pixels = np.concatenate([tiles.before[part], tiles.after[part]], axis=1)
+        features = torch.from_numpy(pixels).float() / 255.0
+        out[part] = refine(combined[part, None], features, rounds)[:, 0].numpy()
+    return out
 
 
 def pair_thresholds(tiles: TileSet) -> np.ndarray:

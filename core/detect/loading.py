@@ -43,7 +43,10 @@ def load_predictor(
     student = _onnx_student(Path(model_path), scratch, threads)
     predictor = predictors.onnx_predictor(student, params.scales, params.flip, params.max_pixels)
     if params.method == "kdmsi-cva":
-        predictor = fused_predictor(predictor, params.pair_cva_threshold, student.info.cva_window)
+        predictor = fused_predictor(
+            predictor, params.pair_cva_threshold, student.info.cva_window,
+            student.info.affinity_rounds,
+        )  # fmt: skip
     return student.info, predictor, engine
 
 
@@ -97,6 +100,7 @@ def detect_metadata(
     fused = {
         "kdmsi_cva_threshold": f"{params.pair_cva_threshold:.6g}",
         "kdmsi_cva_window": str(info.cva_window),
+        "kdmsi_affinity_rounds": str(info.affinity_rounds),
     }
     return {
         **(fused if params.method == "kdmsi-cva" else {}),

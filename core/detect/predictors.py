@@ -81,7 +81,7 @@ def make_predictor(
             return predictor
         if cva_threshold is None:
             raise ValueError("kdmsi-cva needs the pair's CVA threshold")
-        return fused_predictor(predictor, cva_threshold, info.cva_window)
+        return fused_predictor(predictor, cva_threshold, info.cva_window, info.affinity_rounds)
     if method == "cam":
         teacher = inference_network(info, states, "teacher", path, device)
         run = _in_parts(partial(cam_probability, teacher), max_pixels)

@@ -67,4 +67,6 @@ def quick_scores(
         network, info, states, model_path, device, SINGLE, False, dtype=dtype
     )
     prob = predict_tiles(predictor, tiles, device, batch_size)
-    return fuse_tiles(prob, tiles, info.cva_window) if chosen.method == "kdmsi-cva" else prob
+    if chosen.method != "kdmsi-cva":
+        return prob
+    return fuse_tiles(prob, tiles, info.cva_window, info.affinity_rounds)

@@ -215,7 +215,9 @@ def _learned_rows(
         prob, seconds = _timed(lambda p=predictor: predict_tiles(p, test, device))
         rows.append(_row(name, prob, data, threshold, seconds))
         if name == "KD-MSI + MSI":  # the same map combined with CVA (method kdmsi-cva)
-            fused, more = _timed(lambda p=prob: fuse_tiles(p, test, info.cva_window))
+            fused, more = _timed(
+                lambda p=prob: fuse_tiles(p, test, info.cva_window, info.affinity_rounds)
+            )
             rows.append(
                 _row("KD-MSI + MSI + CVA", fused, data, info.threshold_fused, seconds + more)
             )

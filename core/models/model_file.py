@@ -28,6 +28,11 @@ UNCHOSEN = "fixed 0.5"
 # files written before the window was stored used 3.
 CVA_WINDOW = 5
 LEGACY_CVA_WINDOW = 3
+# Rounds of colour-affinity refinement of that combination (core/detect/affinity.py); files
+# written before it existed used none. 0 (off) until the trial that passed on seed 0 (10 rounds,
+# BENCHMARKS.md) is confirmed on seeds 1 and 2, as its pre-registration requires.
+AFFINITY_ROUNDS = 0
+LEGACY_AFFINITY_ROUNDS = 0
 
 
 @dataclass
@@ -50,6 +55,8 @@ class ModelInfo:
         threshold_fused_single: the same for its single-scale map.
         cva_window: the square (pixels) CVA's magnitude is averaged over in that combination;
             its thresholds were chosen with it.
+        affinity_rounds: rounds of colour-affinity refinement of the combination
+            (:mod:`core.detect.affinity`); its thresholds were chosen with them.
         refined_output_stride: stride of the refinement network, 0 when absent.
         train_summary: tags, epochs, selected epoch, validation AUC...
         method_choice: which map ``detect --method auto`` runs and why
@@ -70,6 +77,7 @@ class ModelInfo:
     threshold_fused: float = 0.5
     threshold_fused_single: float = 0.5
     cva_window: int = CVA_WINDOW
+    affinity_rounds: int = AFFINITY_ROUNDS
     refined_output_stride: int = 0
     train_summary: dict[str, Any] = field(default_factory=dict)
     method_choice: dict[str, Any] = field(default_factory=dict)
@@ -182,4 +190,5 @@ def info_from_dict(values: dict[str, Any]) -> ModelInfo:
     Raises:
         TypeError: on unknown or missing fields.
     """
-    return ModelInfo(**{"cva_window": LEGACY_CVA_WINDOW, **values})
+    legacy = {"cva_window": LEGACY_CVA_WINDOW, "affinity_rounds": LEGACY_AFFINITY_ROUNDS}
+    return ModelInfo(**{**legacy, **values})

@@ -16,7 +16,7 @@ from core.detect.fusion import fuse_tiles
 from core.detect.params import resolve_method
 from core.detect.predictors import make_predictor, predict_tiles
 from core.detect.tiled import Predictor
-from core.models.model_file import CVA_WINDOW, ModelInfo, load_model, save_model
+from core.models.model_file import AFFINITY_ROUNDS, CVA_WINDOW, ModelInfo, load_model, save_model
 from core.runtime.distributed import SINGLE, DistEnv
 from core.train.method_choice import MethodChoice, choose_method
 from core.train.refinement import RefineParams, train_refiner
@@ -70,13 +70,15 @@ def choose_thresholds(
     ``dtype`` is the autocast type inference will use, so that the thresholds fit its maps.
     """
     info, states = load_model(model_path)
-    info = replace(info, cva_window=CVA_WINDOW)  # this code's combination, reused models too
+    # this code's combination, reused models too
+    info = replace(info, cva_window=CVA_WINDOW, affinity_rounds=AFFINITY_ROUNDS)
     multi_scale, single_scale = student_predictors(info, states, model_path, device, dtype)
     prob_msi = predict_tiles(multi_scale, tiles, device)
     prob_one = predict_tiles(single_scale, tiles, device)
     multi, single = otsu_on_changed_tiles(tiles, prob_msi), otsu_on_changed_tiles(tiles, prob_one)
-    fused = otsu_on_changed_tiles(tiles, fuse_tiles(prob_msi, tiles, info.cva_window))
-    fused_single = otsu_on_changed_tiles(tiles, fuse_tiles(prob_one, tiles, info.cva_window))
+    window, rounds = info.cva_window, info.affinity_rounds
+    fused = otsu_on_changed_tiles(tiles, fuse_tiles(prob_msi, tiles, window, rounds))
+    fused_single = otsu_on_changed_tiles(tiles, fuse_tiles(prob_one, tiles, window, rounds))
     info = replace(
         info,
         threshold=multi.value,

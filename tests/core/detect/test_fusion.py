@@ -8,6 +8,7 @@ import torch
 
 from core.data.magnitude import tile_magnitude
 from core.data.tilesets import TileSet
+from core.detect.affinity import refine
 from core.detect.fusion import (
     cva_share,
     fuse,
@@ -110,3 +111,15 @@ def test_a_larger_pair_threshold_lowers_the_combined_map(threshold):
     else:  # sqrt(0.64 x 0.82 / 1.0) inside; the square's rim is averaged with unchanged pixels
         np.testing.assert_allclose(inside, np.sqrt(0.64 * 0.815 / 1.0), atol=0.01)
         assert square.min() < inside.min()
+
+
+def test_tiles_are_refined_one_by_one_with_their_own_colours():
+    tiles = _tiles(n=20, size=32, thresholds=np.full(20, 0.2, np.float32))
+    student = np.random.default_rng(1).random((20, 32, 32)).astype(np.float32)
+    plain = fuse_tiles(student, tiles, 5)
+    refined = fuse_tiles(student, tiles, 5, rounds=10)  # 20 tiles: two batches of refinement
+    colours = torch.from_numpy(np.concatenate([tiles.before, tiles.after], axis=1)).float() / 255
+    for i in (0, 19):
+        expected = refine(torch.from_numpy(plain[i : i + 1, None]), colours[i : i + 1], 10)
+        np.testing.assert_allclose(refined[i], expected[0, 0].numpy(), atol=1e-6)
+    assert np.abs(refined - plain).mean() > 1e-3

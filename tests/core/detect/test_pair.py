@@ -11,7 +11,9 @@ from osgeo import gdal
 
 from core.callbacks import Callbacks
 from core.data.magnitude import magnitude
+from core.detect.affinity import refine
 from core.detect.cva import run_cva
+from core.detect.fusion import cva_share, fuse
 from core.detect.msi import cam_probability, msi
 from core.detect.pair import CVA_PASS_SHARE, detect_with_model
 from core.detect.params import METHOD_NAMES, DetectParams
@@ -19,7 +21,7 @@ from core.errors import KdmsiError
 from core.io.rasters import RasterPair
 from core.io.stretch import compute_stretch
 from core.io.windows import Window
-from core.models.model_file import ModelInfo, load_model, save_model
+from core.models.model_file import AFFINITY_ROUNDS, ModelInfo, load_model, save_model
 from core.models.teacher_student import CamConfig, TeacherStudent
 
 gdal.UseExceptions()
@@ -203,18 +205,26 @@ def box_mean(image: np.ndarray, window: int) -> np.ndarray:
     return total / count
 
 
+def with_rounds(model, rounds: int, tmp_path):
+    """A copy of ``model`` whose combined map is refined ``rounds`` times."""
+    info, states = load_model(model)
+    assert (info.cva_window, info.affinity_rounds) == (5, AFFINITY_ROUNDS)  # written by this code
+    path = tmp_path / f"rounds{rounds}.pt"
+    save_model(path, replace(info, affinity_rounds=rounds), states)
+    return path
+
+
 def test_kdmsi_cva_combines_the_student_map_with_the_cva_map(model, pair, tmp_path):
     fused, student, cva = (tmp_path / f"{name}.tif" for name in ("fused", "student", "cva"))
     fused_params = replace(SINGLE, method="kdmsi-cva")
-    detect_with_model(*pair, model, fused, fused_params)
-    detect_with_model(*pair, model, student, SINGLE)
+    plain = with_rounds(model, 0, tmp_path)
+    detect_with_model(*pair, plain, fused, fused_params)
+    detect_with_model(*pair, plain, student, SINGLE)
     with RasterPair.open(*pair, (4, 3, 2)) as opened:
         measured = run_cva(opened, cva, tmp_path / "cva_mask.tif").threshold
         stretch = compute_stretch(opened)
         data = opened.read(Window(0, 0, 90, 70))
-    window = load_model(model)[0].cva_window
-    assert window == 5  # a model written by this code
-    share = box_mean(magnitude(data.before, data.after, stretch), window) / (2 * measured)
+    share = box_mean(magnitude(data.before, data.after, stretch), 5) / (2 * measured)
     # one window holds the whole pair, so the combination is exact pixel by pixel, except on the
     # last rows and columns, whose neighbourhoods hold the reflected pixels that grow the window
     expected = np.sqrt(read(student) * np.clip(share, 0, 1))
@@ -223,10 +233,25 @@ def test_kdmsi_cva_combines_the_student_map_with_the_cva_map(model, pair, tmp_pa
     stored = gdal.Open(str(fused)).GetMetadata()
     assert stored["kdmsi_method"] == "kdmsi-cva" and stored["kdmsi_network"] == "student"
     assert float(stored["kdmsi_cva_threshold"]) == pytest.approx(measured, rel=1e-5)
-    assert stored["kdmsi_cva_window"] == "5"
+    assert stored["kdmsi_cva_window"] == "5" and stored["kdmsi_affinity_rounds"] == "0"
     given = tmp_path / "given.tif"  # a threshold in the parameters is used as it is
-    detect_with_model(*pair, model, given, replace(fused_params, pair_cva_threshold=2 * measured))
+    detect_with_model(*pair, plain, given, replace(fused_params, pair_cva_threshold=2 * measured))
     assert read(given).mean() < read(fused).mean()
+
+
+def test_kdmsi_cva_refines_each_window_with_its_colours(networks, model, pair, tmp_path):
+    refined, plain = tmp_path / "refined.tif", tmp_path / "plain.tif"
+    params = replace(SINGLE, method="kdmsi-cva")
+    detect_with_model(*pair, with_rounds(model, 10, tmp_path), refined, params)
+    detect_with_model(*pair, with_rounds(model, 0, tmp_path), plain, params)
+    threshold = float(gdal.Open(str(refined)).GetMetadata()["kdmsi_cva_threshold"])
+    a, b = whole_pair(*pair, (4, 3, 2))  # the one window detect predicts
+    with torch.inference_mode():
+        combined = fuse(msi(networks.student, a, b, (1.0,), False), cva_share(a, b, threshold, 5))
+        expected = refine(combined, torch.cat([a, b], dim=1), 10)[0, 0, :70, :90].numpy()
+    np.testing.assert_allclose(read(refined), expected, atol=1e-4)
+    assert np.abs(read(refined) - read(plain)).mean() > 1e-3  # the refinement did something
+    assert gdal.Open(str(refined)).GetMetadata()["kdmsi_affinity_rounds"] == "10"
 
 
 def test_kdmsi_cva_progress_runs_once_from_0_to_1(model, pair, tmp_path):

@@ -68,7 +68,9 @@ def test_the_chosen_map_and_its_single_scale_threshold(model, tiles, chosen, met
     single = make_predictor(network, info, states, model, CPU, (1.0,), False)
     expected = {
         "cva": np.clip(tile_magnitude(tiles.before, tiles.after) / 0.2, 0, 1),
-        "kdmsi-cva": fuse_tiles(predict_tiles(single, tiles, CPU), tiles, info.cva_window),
+        "kdmsi-cva": fuse_tiles(
+            predict_tiles(single, tiles, CPU), tiles, info.cva_window, info.affinity_rounds
+        ),
     }.get(method)
     if expected is None:
         expected = predict_tiles(single, tiles, CPU)

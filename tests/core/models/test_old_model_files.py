@@ -18,7 +18,7 @@ import torch
 
 from core.detect.pair import detect_with_model
 from core.detect.params import DetectParams
-from core.models.model_file import LEGACY_CVA_WINDOW, load_model
+from core.models.model_file import LEGACY_AFFINITY_ROUNDS, LEGACY_CVA_WINDOW, load_model
 from core.models.teacher_student import CamConfig, TeacherStudent
 
 # (backbone, network) -> (number of tensors, SHA-256 of their names and shapes), from 872e4c3
@@ -85,6 +85,7 @@ def test_an_old_model_file_loads_and_detects(tmp_path, write_raster, scene):
     info, _states = load_model(path)
     assert (info.threshold, info.threshold_single, info.tile) == (0.3, 0.25, 64)
     assert info.cva_window == LEGACY_CVA_WINDOW == 3  # what kdmsi-cva averaged over before
+    assert info.affinity_rounds == LEGACY_AFFINITY_ROUNDS == 0  # and it refined nothing
     before = write_raster(tmp_path / "a.tif", scene(96, 80, seed=3))
     after = write_raster(tmp_path / "b.tif", scene(96, 80, seed=4))
     out = tmp_path / "prob.tif"
