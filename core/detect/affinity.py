@@ -15,10 +15,11 @@ tag is involved; the settings were fixed before their trial
 (``docs/experiments/affinity_refine.py``).
 
 Method ``kdmsi-cva`` refines each window's combined map the model's ``affinity_rounds`` times
-(:mod:`core.detect.fusion`). On the transfer suite's 9 families (48 tags, seed 0) 10 rounds raised
-the training tiles' F1 by 0.010 on average, no family lower by more than 0.015 (BENCHMARKS.md);
-the trial's pre-registration asks for seeds 1 and 2 to agree before the default
-(``AFFINITY_ROUNDS`` in :mod:`core.models.model_file`) turns it on, so models are written with 0.
+(:mod:`core.detect.fusion`). On the transfer suite's 9 families (48 tags) 10 rounds raised the
+training tiles' F1 by 0.010 on seed 0 and 0.005 on seed 1 on average, no family lower by more
+than 0.016 (BENCHMARKS.md); the trial's pre-registration asks for seed 2 to agree as well before
+the default (``AFFINITY_ROUNDS`` in :mod:`core.models.model_file`) turns it on, so models are
+written with 0.
 """
 
 from __future__ import annotations
