@@ -17,6 +17,7 @@ from core.detect.msi import MAX_PIXELS
 from core.detect.tiled import TilingParams
 from core.errors import KdmsiError
 from core.models.model_file import load_model
+from core.runtime.precision import cpu_has_bf16
 
 ONNX_METHODS = ("kdmsi", "kdmsi-cva")  # the student alone is exported
 
@@ -126,9 +127,11 @@ def resolve_engine(
     """``torch`` or ``onnx`` for the requested engine, model file, method, device and precision.
 
     ``auto`` runs an ONNX file with onnxruntime, and on the CPU also a ``.pt`` model's student
-    (methods ``kdmsi`` and ``kdmsi-cva``, float32) when onnx and onnxruntime are installed: the
-    same map to about 1e-6, 1.5x faster than torch on the CPUs measured (BENCHMARKS.md); torch
-    otherwise (GPUs, other networks, half precision asked for).
+    (methods ``kdmsi`` and ``kdmsi-cva``) in float32 when onnx and onnxruntime are installed: the
+    same map to about 1e-6, 1.3-1.5x faster than torch in float32 (BENCHMARKS.md); torch
+    otherwise (GPUs, other networks, half precision asked for, and ``--precision auto`` on a CPU
+    with native bfloat16, where torch runs bfloat16, the precision the model's thresholds were
+    chosen in, and was 1.19x faster than ONNX in float32 on one: BENCHMARKS.md, session 18).
 
     Raises:
         KdmsiError: an unknown engine, a torch engine for an ONNX file, or ONNX for a method
@@ -136,7 +139,8 @@ def resolve_engine(
     """
     check_choice(engine, "engine", "--engine")
     is_onnx = Path(model_path).suffix.lower() == ".onnx"
-    faster = device_type == "cpu" and method in ONNX_METHODS and precision in ("auto", "fp32")
+    float32 = precision == "fp32" or (precision == "auto" and not cpu_has_bf16())
+    faster = device_type == "cpu" and method in ONNX_METHODS and float32
     onnx = is_onnx or (faster and onnx_installed())
     chosen = engine if engine != "auto" else ("onnx" if onnx else "torch")
     if chosen == "torch" and is_onnx:
