@@ -29,8 +29,8 @@ UNCHOSEN = "fixed 0.5"
 CVA_WINDOW = 5
 LEGACY_CVA_WINDOW = 3
 # Rounds of colour-affinity refinement of that combination (core/detect/affinity.py); files
-# written before it existed used none. 0 (off) until the trial that passed on seeds 0 and 1 (10
-# rounds, BENCHMARKS.md) also passes on seed 2, as its pre-registration requires.
+# written before it existed used none. 0 (off): 10 rounds passed the trial on seeds 0 and 1 and
+# failed on seed 2 (BENCHMARKS.md, session 18).
 AFFINITY_ROUNDS = 0
 LEGACY_AFFINITY_ROUNDS = 0
 

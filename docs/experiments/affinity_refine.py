@@ -32,8 +32,9 @@ with MSI and flips, as detect runs it). Usage::
 at a time, 7x faster; the same maps to 3e-6); this script keeps its own, as it was run.
 
 Outcome (session 18): passes on seed 0 (+0.010 on the training tiles' mean, worst family -0.015,
-Mumbai; test tiles +0.002) and seed 1 (+0.005, worst -0.016, classic SAR; test +0.008). In
-``detect`` as ``core/detect/affinity.py``, off until seed 2 agrees (BENCHMARKS.md, "Session 18").
+Mumbai; test tiles +0.002) and seed 1 (+0.005, worst -0.016, classic SAR; test +0.008), fails on
+seed 2 (-0.005, worst -0.083, classic SAR): dropped. In ``detect`` as ``core/detect/affinity.py``,
+off (BENCHMARKS.md, "Session 18").
 """
 
 from __future__ import annotations
