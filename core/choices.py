@@ -57,6 +57,7 @@ class Defaults:
     precision: Precision
     device: Device
     min_pixels: int
+    affinity_rounds: int
 
 
 DEFAULTS = Defaults(**{**_FILE["defaults"], "scales": tuple(_FILE["defaults"]["scales"])})

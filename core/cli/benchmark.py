@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from core.choices import CHOICES, DEFAULTS
 from core.cli.events import Reporter
-from core.cli.options import add_epochs
+from core.cli.options import add_affinity_rounds, add_epochs
 from core.errors import KdmsiError
 from core.io.bands import parse_bands
 
@@ -63,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=DEFAULTS.lr)
     parser.add_argument("--backbone", default=DEFAULTS.backbone, choices=CHOICES["backbone"])
     parser.add_argument("--refine-epochs", type=int, default=8, help="0 skips the refinement row")
+    add_affinity_rounds(parser)
     parser.add_argument(
         "--reuse-models",
         action="store_true",
@@ -157,6 +158,7 @@ def base_params(args: argparse.Namespace, seed: int) -> BenchmarkParams:
             seed=seed,
             output_stride=args.output_stride,
             precision=args.precision,
+            affinity_rounds=args.affinity_rounds,
         ),
         refine=RefineParams(epochs=args.refine_epochs, seed=seed),
         reuse=args.reuse_models,
@@ -212,6 +214,8 @@ def reporter_argv(args: argparse.Namespace) -> list[str]:
     parts += ["--seeds", *map(str, args.seeds), "--epochs", str(args.epochs), "--lr", str(args.lr)]
     parts += ["--refine-epochs", str(args.refine_epochs), "--backbone", args.backbone]
     parts += ["--output-stride", str(args.output_stride), "--precision", args.precision]
+    if args.affinity_rounds:
+        parts += ["--affinity-rounds", str(args.affinity_rounds)]
     if args.bands:
         parts += ["--bands", ",".join(map(str, args.bands))]
     return parts + (["--reuse-models"] if args.reuse_models else [])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from core.choices import CHOICES, DEFAULTS
 from core.cli.events import Reporter
-from core.cli.options import add_epochs
+from core.cli.options import add_affinity_rounds, add_epochs
 from core.errors import KdmsiError
 from core.io.bands import parse_bands
 
@@ -104,6 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="epochs of the refinement network (default 0: none; the student with MSI "
         "scored better in the benchmark); when trained, detect's auto runs it",
     )
+    add_affinity_rounds(parser)
 
 
 def _tiles(args: argparse.Namespace, callbacks: object) -> tuple[object, tuple[int, ...], str]:
@@ -173,6 +174,7 @@ def _train(args: argparse.Namespace, reporter: Reporter, env: DistEnv) -> None:
         frozen_stages=args.frozen_stages,
         freeze_bn=args.freeze_bn,
         precision=args.precision,
+        affinity_rounds=args.affinity_rounds,
     )
     if not args.resume and (args.out / "checkpoint.pt").exists():
         raise KdmsiError(

@@ -19,8 +19,9 @@ Method ``kdmsi-cva`` refines each window's combined map the model's ``affinity_r
 training tiles' F1 by 0.010 on seed 0 and 0.005 on seed 1 but lowered it by 0.005 on seed 2
 (classic SAR -0.083), so issue 18's rule dropped it and models are written with 0
 (``AFFINITY_ROUNDS`` in :mod:`core.models.model_file`; BENCHMARKS.md, session 18). It helps
-aerial imagery and hurts 10 m Sentinel-2 cities and SAR: a variant with distances in metres is
-a candidate for a new trial.
+aerial imagery and hurts 10 m Sentinel-2 cities and SAR, so ``kdmsi train --affinity-rounds 10``
+opts in (``TrainParams.affinity_rounds``); a variant with distances in metres is a candidate
+for a new trial.
 """
 
 from __future__ import annotations

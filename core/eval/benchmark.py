@@ -142,7 +142,10 @@ def run_benchmark(
             train_tiles, DEFAULTS.val_fraction, params.train.seed, Callbacks()
         )
         dtype = autocast_dtype(params.train.precision, device)
-        choose_after_training(result.model_path, train_tiles, held_out, device, callbacks, dtype)
+        choose_after_training(
+            result.model_path, train_tiles, held_out, device, callbacks, dtype,
+            affinity_rounds=params.train.affinity_rounds,
+        )  # fmt: skip
     else:
         result, train_seconds = _timed(
             lambda: train_model(

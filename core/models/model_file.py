@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from core import __version__
+from core.choices import DEFAULTS
 from core.errors import KdmsiError
 
 FORMAT = "kdmsi-model"
@@ -30,8 +31,8 @@ CVA_WINDOW = 5
 LEGACY_CVA_WINDOW = 3
 # Rounds of colour-affinity refinement of that combination (core/detect/affinity.py); files
 # written before it existed used none. 0 (off): 10 rounds passed the trial on seeds 0 and 1 and
-# failed on seed 2 (BENCHMARKS.md, session 18).
-AFFINITY_ROUNDS = 0
+# failed on seed 2 (BENCHMARKS.md, session 18). `kdmsi train --affinity-rounds` opts in.
+AFFINITY_ROUNDS = DEFAULTS.affinity_rounds
 LEGACY_AFFINITY_ROUNDS = 0
 
 

@@ -61,17 +61,18 @@ def choose_thresholds(
     device: torch.device,
     callbacks: Callbacks,
     dtype: torch.dtype | None = None,
+    affinity_rounds: int = AFFINITY_ROUNDS,
 ) -> ModelInfo:
     """Store the thresholds chosen on ``tiles`` (tags only) in the model.
 
     The student's with MSI and single scale, and the same two combined with CVA
-    (:mod:`core.detect.fusion`).
+    (:mod:`core.detect.fusion`), refined ``affinity_rounds`` times with the pair's colours.
 
     ``dtype`` is the autocast type inference will use, so that the thresholds fit its maps.
     """
     info, states = load_model(model_path)
     # this code's combination, reused models too
-    info = replace(info, cva_window=CVA_WINDOW, affinity_rounds=AFFINITY_ROUNDS)
+    info = replace(info, cva_window=CVA_WINDOW, affinity_rounds=affinity_rounds)
     multi_scale, single_scale = student_predictors(info, states, model_path, device, dtype)
     prob_msi = predict_tiles(multi_scale, tiles, device)
     prob_one = predict_tiles(single_scale, tiles, device)
@@ -103,16 +104,17 @@ def choose_after_training(
     callbacks: Callbacks,
     dtype: torch.dtype | None = None,
     val_fraction: float = 0.2,
+    affinity_rounds: int = AFFINITY_ROUNDS,
 ) -> MethodChoice | None:
     """Choose the thresholds and the map ``detect --method auto`` runs, and store them.
 
     Both are chosen on the held-out tags (the thresholds on all ``tiles`` when none were held
     out); :func:`train_model` calls this after training, and the benchmark calls it again on a
-    reused model so that its choices follow the current rules.
+    reused model so that its choices follow the current rules. ``affinity_rounds`` is stored in
+    the model and used by the combined map (``TrainParams.affinity_rounds``).
     """
-    choose_thresholds(
-        model_path, held_out if held_out is not None else tiles, device, callbacks, dtype
-    )
+    chosen_on = held_out if held_out is not None else tiles
+    choose_thresholds(model_path, chosen_on, device, callbacks, dtype, affinity_rounds)
     return choose_method(model_path, held_out, device, callbacks, dtype, len(tiles), val_fraction)
 
 
@@ -179,8 +181,9 @@ def train_model(
     dtype = trainer.amp_dtype
     del trainer  # its networks, optimizer and batches are no longer needed
     choice = choose_after_training(
-        result.model_path, tiles, val_set, device, callbacks, dtype, val_fraction
-    )
+        result.model_path, tiles, val_set, device, callbacks, dtype, val_fraction,
+        params.affinity_rounds,
+    )  # fmt: skip
     if choice is not None:
         result = replace(
             result, method=choice.method, reliable=choice.reliable, leader=choice.leader

@@ -27,7 +27,7 @@ from core.data.tilesets import TileSet
 from core.errors import Canceled, KdmsiError
 from core.models.cam import saturation_fraction
 from core.models.inputs import to_tensor
-from core.models.model_file import ModelInfo, save_model
+from core.models.model_file import AFFINITY_ROUNDS, ModelInfo, save_model
 from core.models.teacher_student import CamConfig, TeacherStudent
 from core.runtime import distributed
 from core.runtime.distributed import SINGLE, DistEnv
@@ -57,6 +57,9 @@ class TrainParams:
     (:class:`core.models.teacher_student.TeacherStudent`); the default was chosen by measurement
     (``python -m core.perf.train_speed``, see docs/distributed.md).
     ``freeze_bn`` keeps every batch norm on its running statistics.
+    ``affinity_rounds`` refines the student-and-CVA map with the pair's own colours that many
+    times (:mod:`core.detect.affinity`; 0, off, by default: it helped aerial photographs and hurt
+    10 m Sentinel-2 cities and SAR in the transfer suite, BENCHMARKS.md, session 18).
     """
 
     backbone: Backbone = DEFAULTS.backbone
@@ -76,6 +79,7 @@ class TrainParams:
     frozen_stages: int = 3
     freeze_bn: bool = False
     precision: Precision = DEFAULTS.precision
+    affinity_rounds: int = AFFINITY_ROUNDS
 
     def cam_config(self, in_channels: int) -> CamConfig:
         """The network configuration these parameters describe."""

@@ -65,6 +65,25 @@ def test_epochs_default_is_the_training_default(command):
     assert args.epochs == TrainParams().epochs == 60
 
 
+@pytest.mark.parametrize("command", [["train"], ["benchmark", "--data", "d"]])
+def test_affinity_rounds_default_off_and_reach_the_training(command):
+    from core.cli.main import build_parser
+    from core.train.trainer import TrainParams
+
+    parser = build_parser()
+    assert parser.parse_args([*command, "--out", "x"]).affinity_rounds == 0
+    assert TrainParams().affinity_rounds == 0
+    args = parser.parse_args([*command, "--out", "x", "--affinity-rounds", "10"])
+    assert args.affinity_rounds == 10
+
+
+@pytest.mark.parametrize("value", ["-1", "51", "two"])
+def test_affinity_rounds_outside_0_to_50_are_refused(value, tmp_path):
+    run = kdmsi("train", "--data", tmp_path, "--out", tmp_path / "run", "--affinity-rounds", value)
+    assert run.returncode == 2
+    assert "--affinity-rounds" in run.stderr and "from 0 to 50" in run.stderr
+
+
 def test_version():
     run = kdmsi("--version")
     assert run.returncode == 0

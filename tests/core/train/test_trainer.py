@@ -15,13 +15,17 @@ import torch
 from core.callbacks import Callbacks
 from core.data.tilesets import TileSet
 from core.data.trainsets import check_tags
+from core.detect.fusion import fuse_tiles
 from core.detect.params import resolve_method
+from core.detect.predictors import predict_tiles
 from core.errors import Canceled, KdmsiError
 from core.io.windows import Window
 from core.models.model_file import ModelInfo, load_model
 from core.models.rebuild import build_network
-from core.train.pipeline import split_tags, train_model
+from core.runtime.precision import autocast_dtype
+from core.train.pipeline import split_tags, student_predictors, train_model
 from core.train.refinement import RefineParams
+from core.train.threshold_choice import otsu_on_changed_tiles
 from core.train.trainer import Trainer, TrainParams
 
 CPU = torch.device("cpu")
@@ -181,6 +185,23 @@ def test_a_refined_model_reports_the_map_detect_draws(tmp_path):
     )
     assert load_model(result.model_path)[0].refined_output_stride
     assert result.method == resolve_method("auto", result.model_path) == "kdmsi-refined"
+
+
+def test_affinity_rounds_are_stored_and_used_for_the_combined_threshold(tmp_path):
+    """``TrainParams.affinity_rounds`` (``kdmsi train --affinity-rounds``) reaches the model file,
+    and the combined map's threshold is chosen on maps refined that many times."""
+    tiles, params = synthetic_tiles(), replace(PARAMS, affinity_rounds=3)
+    result = train_model(tiles, params, BANDS, tmp_path, CPU, Callbacks(), 0.25)
+    info, states = load_model(result.model_path)
+    assert info.affinity_rounds == 3 and info.train_summary["params"]["affinity_rounds"] == 3
+    _, held_out = split_tags(tiles, 0.25, PARAMS.seed, Callbacks())
+    dtype = autocast_dtype(params.precision, CPU)  # the precision training chose them in
+    multi_scale, _ = student_predictors(info, states, result.model_path, CPU, dtype)
+    prob = predict_tiles(multi_scale, held_out, CPU)
+    for rounds, expected in ((3, True), (0, False)):
+        fused = fuse_tiles(prob, held_out, info.cva_window, rounds)
+        choice = otsu_on_changed_tiles(held_out, fused)
+        assert (choice.value == pytest.approx(info.threshold_fused, abs=1e-6)) is expected
 
 
 def test_resume_without_checkpoint(tmp_path):
