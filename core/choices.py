@@ -58,6 +58,7 @@ class Defaults:
     device: Device
     min_pixels: int
     affinity_rounds: int
+    affinity_rounds_aerial: int
 
 
 DEFAULTS = Defaults(**{**_FILE["defaults"], "scales": tuple(_FILE["defaults"]["scales"])})

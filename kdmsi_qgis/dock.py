@@ -30,7 +30,7 @@ from kdmsi_qgis.inputs import (
 from kdmsi_qgis.log_lines import log_line
 from kdmsi_qgis.maptool import TagMapTool, TagStore
 from kdmsi_qgis.panel_state import ProjectReading
-from kdmsi_qgis.settings import Options, ProjectState
+from kdmsi_qgis.settings import Options, ProjectState, edge_rounds
 from kdmsi_qgis.tasks import (
     DetectTask,
     GridTask,
@@ -293,6 +293,7 @@ class KdmsiDock(SetupActions, QgsDockWidget):
             "out": Path(self.state.resumable) if resume else folder / f"run_{stamp()}",
             "backbone": o.backbone,
             "epochs": o.epochs,
+            "affinity_rounds": edge_rounds(o.follow_edges),
             "device": o.device,
             "resume": resume,
         }

@@ -6,6 +6,7 @@ from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QGroupBox,
@@ -23,7 +24,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from kdmsi_qgis.paths import icon_path
-from kdmsi_qgis.settings import BACKBONES, DEVICES, Options
+from kdmsi_qgis.settings import BACKBONES, DEVICES, EDGES_TIP, Options
 from kdmsi_qgis.threshold import ThresholdControl
 
 COMBO_CHARS = 6  # long layer names do not widen the panel (about 330 px on a 1366 px screen)
@@ -72,6 +73,7 @@ class PanelWidgets(QWidget):
         self.tile_spin.setValue(options.tile)
         self.backbone_combo.setCurrentText(options.backbone)
         self.epochs_spin.setValue(options.epochs)
+        self.edges_check.setChecked(options.follow_edges)
         self.device_combo.setCurrentText(options.device)
         self.out_dir.setFilePath(options.out_dir)
         self.threshold.set_value(options.threshold)
@@ -84,6 +86,7 @@ class PanelWidgets(QWidget):
             tile=self.tile_spin.value(),
             backbone=self.backbone_combo.currentText(),
             epochs=self.epochs_spin.value(),
+            follow_edges=self.edges_check.isChecked(),
             device=self.device_combo.currentText(),
             out_dir=self.out_dir.filePath(),
             threshold=self.threshold.value(),
@@ -149,6 +152,8 @@ class PanelWidgets(QWidget):
         self.backbone_combo.addItems(BACKBONES)
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 500)
+        self.edges_check = QCheckBox("Follow colour edges (aerial photographs)")
+        self.edges_check.setToolTip(EDGES_TIP)
         self.device_combo = _narrow(QComboBox())
         self.device_combo.addItems(DEVICES)
         self.python_file = QgsFileWidget()
@@ -170,6 +175,7 @@ class PanelWidgets(QWidget):
         self.resume_button.setEnabled(False)
         form.addRow("Backbone", self.backbone_combo)
         form.addRow("Epochs", self.epochs_spin)
+        form.addRow(self.edges_check)
         form.addRow("Device", self.device_combo)
         form.addRow("Worker Python", self.python_file)
         form.addRow(self.check_button, self.device_label)

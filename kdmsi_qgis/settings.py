@@ -17,6 +17,16 @@ DEFAULTS: dict = CORE["defaults"]
 BACKBONES: tuple[str, ...] = tuple(CORE["choices"]["backbone"])
 DEVICES: tuple[str, ...] = tuple(CORE["choices"]["device"])
 METHODS: tuple[str, ...] = tuple(CORE["choices"]["method"])
+EDGES_TIP = (
+    "Refine the change map along the colour edges of both images. In the benchmark it raised "
+    "F1 by about 0.02 on aerial photographs and lowered it on 10 m Sentinel-2 cities and on "
+    "radar images, so it is off by default."
+)
+
+
+def edge_rounds(follow_edges: bool) -> int:
+    """The worker's ``--affinity-rounds`` for the "Follow colour edges" choice."""
+    return DEFAULTS["affinity_rounds_aerial"] if follow_edges else DEFAULTS["affinity_rounds"]
 
 
 @dataclass
@@ -31,6 +41,7 @@ class Options:
     out_dir: str = ""
     threshold: float = 0.5
     min_pixels: int = DEFAULTS["min_pixels"]
+    follow_edges: bool = False
 
     @classmethod
     def load(cls) -> Options:

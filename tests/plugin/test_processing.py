@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 from osgeo import gdal, ogr
@@ -62,12 +63,17 @@ def test_train_detect_and_vectorize(processing, levir_pair, levir_tags, tmp_path
             "TAGS": f"{levir_tags}|layername=tiles",
             "BACKBONE": 1,  # resnet18
             "EPOCHS": 1,
+            "EDGES": True,
             "DEVICE": 1,  # cpu
             "OUTPUT": str(tmp_path / "run"),
         },
         feedback=feedback,
     )
     assert trained["MODEL"].endswith("model.pt")
+    from core.models.model_file import load_model
+
+    info = load_model(Path(trained["MODEL"]))[0]
+    assert info.affinity_rounds == 10  # "Follow colour edges" reached the worker
     assert progress and max(progress) == pytest.approx(100.0)
     detected = processing.run(
         "kdmsi:detectchanges",
@@ -165,7 +171,7 @@ def test_defaults_of_the_plugin_follow_the_core(qgis_app):
     from core.cli.main import build_parser
     from core.train.trainer import TrainParams
     from kdmsi_qgis.algorithms import CreateTileGrid, DetectChanges, TrainFromTags
-    from kdmsi_qgis.settings import BACKBONES, DEVICES, METHODS, Options
+    from kdmsi_qgis.settings import BACKBONES, DEVICES, METHODS, Options, edge_rounds
 
     train = TrainFromTags()
     train.initAlgorithm({})
@@ -173,6 +179,10 @@ def test_defaults_of_the_plugin_follow_the_core(qgis_app):
     assert epochs == Options().epochs == TrainParams().epochs == DEFAULTS.epochs
     backbone = BACKBONES[train.parameterDefinition("BACKBONE").defaultValue()]
     assert backbone == Options().backbone == TrainParams().backbone
+    assert train.parameterDefinition("EDGES").defaultValue() is False
+    assert Options().follow_edges is False
+    assert edge_rounds(False) == TrainParams().affinity_rounds == DEFAULTS.affinity_rounds
+    assert edge_rounds(True) == DEFAULTS.affinity_rounds_aerial > 0
     grid = CreateTileGrid()
     grid.initAlgorithm({})
     cli_grid = build_parser().parse_args(["grid", "--before", "a", "--after", "b", "--out", "t"])

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from qgis.core import Qgis, QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
 
+from core.models.model_file import load_model
 from kdmsi_qgis.dock import KdmsiDock
 from kdmsi_qgis.layers import RESULTS_GROUP, tag_layer
-from kdmsi_qgis.settings import ProjectState
+from kdmsi_qgis.settings import Options, ProjectState
 from kdmsi_qgis.tasks import DetectTask, TrainTask
 
 
@@ -125,6 +127,7 @@ def test_a_canceled_training_in_the_panel_is_information_and_can_be_resumed(
     dock.ui.backbone_combo.setCurrentText("resnet18")
     dock.ui.device_combo.setCurrentText("cpu")
     dock.ui.epochs_spin.setValue(20)
+    dock.ui.edges_check.setChecked(True)  # "Follow colour edges" reaches the model (below)
     qgis_iface.messageBar().clear_messages()
     dock.ui.train_button.click()
     task = dock.task
@@ -165,6 +168,9 @@ def test_a_canceled_training_in_the_panel_is_information_and_can_be_resumed(
     assert resumed.run_dir == task.run_dir
     assert any("Resumed from" in line for line in resumed.outcome.logs)
     assert dock.state.model == str(task.run_dir / "model.pt")
+    assert load_model(task.run_dir / "model.pt")[0].affinity_rounds == 10
+    assert Options.load().follow_edges  # remembered with the panel's other parameters
+    replace(Options.load(), follow_edges=False).save()  # later tests train with the default
     assert not checkpoint.exists()  # the finished run keeps its model only
     assert not dock.ui.resume_button.isEnabled() and dock.state.resumable == ""
     assert "checkpoint (" in dock.ui.log_view.toPlainText()
