@@ -8,6 +8,8 @@ this trains them exactly as the suite does (same tiles, split, tags, parameters 
 ``kdmsi benchmark --suite ... --reuse-models --run-dir RUN`` scores them without training. Usage::
 
     OMP_NUM_THREADS=1 python docs/experiments/train_models.py RUN SUITE DATA --seed 1 --part 0/2
+
+``--backbone efficientnet-lite2`` trains the candidate of ``backbone_trial.py``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from core.callbacks import Callbacks  # noqa: E402
+from core.choices import CHOICES, DEFAULTS  # noqa: E402
 from core.cli.benchmark import parse_part  # noqa: E402
 from core.eval.benchmark import BenchmarkParams  # noqa: E402
 from core.eval.benchmark_data import load_benchmark_data  # noqa: E402
@@ -35,7 +38,9 @@ from core.train.refinement import RefineParams  # noqa: E402
 CPU = torch.device("cpu")
 
 
-def train_family(family: Family, run: Path, budget: int, seed: int, callbacks: Callbacks) -> None:
+def train_family(
+    family: Family, run: Path, budget: int, seed: int, callbacks: Callbacks, backbone: str
+) -> None:
     """Train one family's model as the suite's ``run_benchmark`` does, unless it is finished."""
     folder = run / slug(family.name) / slug(str(budget)) / f"seed{seed}"
     if finished_model(folder / "model.pt"):
@@ -44,7 +49,8 @@ def train_family(family: Family, run: Path, budget: int, seed: int, callbacks: C
     base = BenchmarkParams(refine=RefineParams(epochs=0))
     params = replace(
         base, tile=family.tile, bands=family.bands, seed=seed, budget=budget,
-        train=replace(base.train, seed=seed), refine=replace(base.refine, seed=seed),
+        train=replace(base.train, seed=seed, backbone=backbone),
+        refine=replace(base.refine, seed=seed),
     )  # fmt: skip
     data = load_benchmark_data(
         list(family.roots), params.tile, params.bands, params.train_fraction, seed, callbacks
@@ -60,7 +66,7 @@ def train_family(family: Family, run: Path, budget: int, seed: int, callbacks: C
 
 
 def main() -> None:
-    """Parse ``RUN SUITE DATA [--budget B] [--seed S] [--part K/N]`` and train."""
+    """Parse ``RUN SUITE DATA [--budget B] [--seed S] [--part K/N] [--backbone B]``; train."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("suite", type=Path)
@@ -68,11 +74,12 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--part", type=parse_part)
+    parser.add_argument("--backbone", default=DEFAULTS.backbone, choices=CHOICES["backbone"])
     args = parser.parse_args()
     callbacks = Callbacks(log=lambda _level, message: print(message, flush=True))
     families = load_families(args.suite, args.data_root, callbacks)
     for family in part_of(families, args.part) if args.part else families:
-        train_family(family, args.run, args.budget, args.seed, callbacks)
+        train_family(family, args.run, args.budget, args.seed, callbacks, args.backbone)
 
 
 if __name__ == "__main__":
