@@ -20,6 +20,9 @@ before the default changes. The test tiles only report. Usage::
     python docs/experiments/backbone_trial.py LITE0_RUN SUITE DATA --candidate LITE2_RUN
 
 (``--budget`` 48 and ``--seed`` 0 are the defaults of the shared command line.)
+
+Outcome (session 19, seed 0): Lite2 -0.049 on the training tiles' mean, worst family -0.186
+(classic SAR): dropped (BENCHMARKS.md).
 """
 
 from __future__ import annotations
