@@ -1,0 +1,119 @@
+"""Issue 18: augment the few tagged tiles across dates (date swap and per-date radiometry).
+
+Training augments each tile by one of eight rotations and flips, applied to both dates alike.
+With 48 tags a model sees few examples of the false alarm that dominates on new imagery: the two
+dates differ in illumination, season or sensor gain while nothing changed. Candidate, fixed
+before any model was trained with it (session 19):
+
+- ``dates``: on the training batches only (never on the held-out tags that choose the epoch, the
+  thresholds and the map), after the usual rotation and flip, each tile's dates are swapped with
+  probability 1/2 (a change is a change in either order) and each date's pixels, independently,
+  are multiplied by a gain drawn log-uniformly from [0.8, 1.25] and shifted by an offset drawn
+  uniformly from [-16, 16] grey levels (of the stretched uint8 tile), then clipped to 0-255. The
+  draws come from a generator seeded from the training's own, so runs are repeatable. Every
+  other setting is the default.
+
+Judged like ``backbone_trial.py``: each run's product map on tiles (the student with MSI and
+flips combined with CVA's 5 x 5 average) cut at Otsu's threshold over its own held-out
+changed-tagged tiles, against the suite's seed-0 models (``base``). Adoption rule (issue 18, fixed
+before the run): on the *training* tiles' pixel labels, the mean changed-class F1 over families
+must rise and no family may fall by more than 0.02; 48 tags, seed 0 first, a pass to be confirmed
+on seeds 1 and 2 before the default changes. The test tiles only report. Usage::
+
+    OMP_NUM_THREADS=1 python docs/experiments/date_augment.py train RUN SUITE DATA --part 0/2
+    python docs/experiments/date_augment.py score BASE_RUN SUITE DATA --candidate RUN
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import train_models  # puts the project root on sys.path
+from backbone_trial import candidate_run, product_f1
+from suite_runs import mean_cells, score_families
+
+import core.train.trainer as trainer_module
+from core.callbacks import Callbacks
+from core.data.tilesets import TileSet
+from core.eval.benchmark_data import budget_subset, load_benchmark_data
+from core.eval.suite import Family, slug
+from core.runtime.distributed import SINGLE, DistEnv
+from core.train.batches import batches as plain_batches
+
+GAIN = (0.8, 1.25)
+OFFSET = 16.0
+RULES = {"dates": "base"}
+
+
+def jitter(dates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each tile of ``[n, bands, T, T]`` uint8 scaled by its own gain and shifted by its offset."""
+    n = dates.shape[0]
+    gain = np.exp(rng.uniform(np.log(GAIN[0]), np.log(GAIN[1]), (n, 1, 1, 1)))
+    offset = rng.uniform(-OFFSET, OFFSET, (n, 1, 1, 1))
+    return np.clip(dates.astype(np.float32) * gain + offset, 0, 255).round().astype(np.uint8)
+
+
+def date_batches(
+    tiles: TileSet,
+    batch_size: int,
+    rng: np.random.Generator | None,
+    use_augment: bool,
+    env: DistEnv = SINGLE,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The trainer's batches, with the candidate's swap and jitter on training batches."""
+    extra = None if rng is None else np.random.default_rng(int(rng.integers(2**32)))
+    for before, after, labels in plain_batches(tiles, batch_size, rng, use_augment, env):
+        if extra is None or not use_augment:
+            yield before, after, labels
+            continue
+        swap = (extra.random(len(labels)) < 0.5)[:, None, None, None]
+        first, second = np.where(swap, after, before), np.where(swap, before, after)
+        yield jitter(first, extra), jitter(second, extra), labels
+
+
+def family_rows(candidate: Path) -> Callable[[Family, Path, int, int], dict[str, float]]:
+    """``family_row`` for ``score_families``: the base run's and the candidate's product F1."""
+
+    def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, float]:
+        data = load_benchmark_data(
+            list(family.roots), family.tile, family.bands, 0.7, seed, Callbacks()
+        )
+        data = budget_subset(data, budget, seed)
+        row = {}
+        for name, folder in (("base", run), ("dates", candidate)):
+            model = folder / slug(family.name) / slug(str(budget)) / f"seed{seed}" / "model.pt"
+            for part, value in product_f1(data, model, seed).items():
+                row[f"{part} {name}"] = value
+        return row
+
+    return family_row
+
+
+def report(rows: dict[str, dict[str, float]]) -> str:
+    """A markdown table (each run's F1 on training and test tiles) and the verdict."""
+    from suite_runs import verdict
+
+    keys = ["base", "dates"]
+    lines = ["| family | base: train, test | dates: train, test |", "|---|---|---|"]
+    for name, row in rows.items():
+        cells = [f"{row[f'train {k}']:.3f}, {row[f'test {k}']:.3f}" for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| mean | " + " | ".join(mean_cells(rows, keys)) + " |")
+    lines.append(verdict(rows, "dates", "base", 4))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    action = sys.argv.pop(1)
+    if action == "train":
+        trainer_module.batches = date_batches  # the candidate, for this process only
+        train_models.main()
+    else:
+        score_families(__doc__.splitlines()[0], family_rows(candidate_run()), report, RULES)
