@@ -82,8 +82,13 @@ def product_f1(data: BenchmarkData, model: Path, seed: int) -> dict[str, float]:
     return scores
 
 
-def family_rows(candidate: Path) -> Callable[[Family, Path, int, int], dict[str, float]]:
-    """``family_row`` for ``score_families``, scoring the baseline run and ``candidate``."""
+def family_rows(
+    candidate: Path, labels: tuple[str, str] = ("lite0", "lite2")
+) -> Callable[[Family, Path, int, int], dict[str, float]]:
+    """``family_row`` for ``score_families``, scoring the baseline run and ``candidate``.
+
+    ``labels`` name the two runs in the row's keys (``train NAME``, ``test NAME``).
+    """
 
     def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, float]:
         data = load_benchmark_data(
@@ -91,7 +96,7 @@ def family_rows(candidate: Path) -> Callable[[Family, Path, int, int], dict[str,
         )
         data = budget_subset(data, budget, seed)
         row = {}
-        for name, folder in (("lite0", run), ("lite2", candidate)):
+        for name, folder in zip(labels, (run, candidate)):
             model = folder / slug(family.name) / slug(str(budget)) / f"seed{seed}" / "model.pt"
             for part, value in product_f1(data, model, seed).items():
                 row[f"{part} {name}"] = value
@@ -100,15 +105,15 @@ def family_rows(candidate: Path) -> Callable[[Family, Path, int, int], dict[str,
     return family_row
 
 
-def report(rows: dict[str, dict[str, float]]) -> str:
-    """A markdown table (each backbone's F1 on training and test tiles) and the verdict."""
-    keys = ["lite0", "lite2"]
-    lines = ["| family | lite0: train, test | lite2: train, test |", "|---|---|---|"]
+def report(rows: dict[str, dict[str, float]], labels: tuple[str, str] = ("lite0", "lite2")) -> str:
+    """A markdown table (each run's F1 on training and test tiles) and the verdict."""
+    base, candidate = labels
+    lines = [f"| family | {base}: train, test | {candidate}: train, test |", "|---|---|---|"]
     for name, row in rows.items():
-        cells = [f"{row[f'train {k}']:.3f}, {row[f'test {k}']:.3f}" for k in keys]
+        cells = [f"{row[f'train {k}']:.3f}, {row[f'test {k}']:.3f}" for k in labels]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("| mean | " + " | ".join(mean_cells(rows, keys)) + " |")
-    lines.append(verdict(rows, "lite2", "lite0", 4))
+    lines.append("| mean | " + " | ".join(mean_cells(rows, labels)) + " |")
+    lines.append(verdict(rows, candidate, base, 4))
     return "\n".join(lines)
 
 

@@ -36,21 +36,18 @@ from __future__ import annotations
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import train_models  # puts the project root on sys.path
-from backbone_trial import candidate_run, product_f1
-from suite_runs import mean_cells, score_families
+from backbone_trial import candidate_run, family_rows, report
+from suite_runs import score_families
 
 import core.train.trainer as trainer_module
-from core.callbacks import Callbacks
 from core.data.tilesets import TileSet
-from core.eval.benchmark_data import budget_subset, load_benchmark_data
-from core.eval.suite import Family, slug
 from core.runtime.distributed import SINGLE, DistEnv
 from core.train.batches import batches as plain_batches
 
@@ -85,41 +82,6 @@ def date_batches(
         yield jitter(first, extra), jitter(second, extra), labels
 
 
-def family_rows(
-    candidate: Path, label: str
-) -> Callable[[Family, Path, int, int], dict[str, float]]:
-    """``family_row`` for ``score_families``: the base run's and the candidate's product F1."""
-
-    def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, float]:
-        data = load_benchmark_data(
-            list(family.roots), family.tile, family.bands, 0.7, seed, Callbacks()
-        )
-        data = budget_subset(data, budget, seed)
-        row = {}
-        for name, folder in (("base", run), (label, candidate)):
-            model = folder / slug(family.name) / slug(str(budget)) / f"seed{seed}" / "model.pt"
-            for part, value in product_f1(data, model, seed).items():
-                row[f"{part} {name}"] = value
-        return row
-
-    return family_row
-
-
-def report(rows: dict[str, dict[str, float]]) -> str:
-    """A markdown table (each run's F1 on training and test tiles) and the verdict."""
-    from suite_runs import verdict
-
-    label = [key for key in next(iter(rows.values())) if key.startswith("train ")][1][6:]
-    keys = ["base", label]
-    lines = [f"| family | base: train, test | {label}: train, test |", "|---|---|---|"]
-    for name, row in rows.items():
-        cells = [f"{row[f'train {k}']:.3f}, {row[f'test {k}']:.3f}" for k in keys]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("| mean | " + " | ".join(mean_cells(rows, keys)) + " |")
-    lines.append(verdict(rows, label, "base", 4))
-    return "\n".join(lines)
-
-
 if __name__ == "__main__":
     np.seterr(all="ignore")
     action = sys.argv.pop(1)
@@ -128,6 +90,6 @@ if __name__ == "__main__":
         trainer_module.batches = partial(date_batches, swap_dates=swap)
         train_models.main()
     else:
-        label = "dates" if action == "score" else "jitter"
-        rules = {label: "base"}
-        score_families(__doc__.splitlines()[0], family_rows(candidate_run(), label), report, rules)
+        labels = ("base", "dates" if action == "score" else "jitter")
+        rows, table = family_rows(candidate_run(), labels), partial(report, labels=labels)
+        score_families(__doc__.splitlines()[0], rows, table, {labels[1]: labels[0]})
