@@ -59,7 +59,7 @@ def add_affinity_rounds(parser: argparse.ArgumentParser) -> None:
         type=_rounds,
         default=DEFAULTS.affinity_rounds,
         help="rounds of refining the student-and-CVA map along the images' colour edges "
-        f"(default {DEFAULTS.affinity_rounds}: off; {DEFAULTS.affinity_rounds_aerial} raised F1 by "
-        "about 0.02 on aerial "
-        "photographs and lowered it on 10 m Sentinel-2 cities and SAR, BENCHMARKS.md)",
+        f"(default {DEFAULTS.affinity_rounds}: off; {DEFAULTS.affinity_rounds_aerial} raised F1 "
+        "by about 0.02 on aerial photographs and lowered it on 10 m Sentinel-2 cities and SAR, "
+        "BENCHMARKS.md)",
     )
