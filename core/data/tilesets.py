@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.data.magnitude import PairCue
 from core.data.tiles import Tile
 from core.io.rasters import RasterPair
 from core.io.stretch import PairStretch
@@ -29,6 +30,9 @@ class TileSet:
         cva_threshold: float32 ``[N]``: Otsu's threshold of the change magnitude over the whole
             pair of each tile (:func:`core.data.magnitude.pair_threshold`); None when the tiles
             were read without that pass (their own pixels then stand in for the pair's).
+        cva_standard: float32 ``[N, 5]``, one-band pairs only: the pair's standardisation
+            (:attr:`core.data.magnitude.Standardisation.values`) and Otsu's threshold of the
+            standardised magnitude; None for pairs of several bands or without that pass.
     """
 
     before: np.ndarray
@@ -38,6 +42,7 @@ class TileSet:
     names: list[str] = field(default_factory=list)
     windows: list = field(default_factory=list)
     cva_threshold: np.ndarray | None = None
+    cva_standard: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -70,6 +75,7 @@ class TileSet:
             [self.names[i] for i in index],
             [self.windows[i] for i in index],
             None if self.cva_threshold is None else self.cva_threshold[index],
+            None if self.cva_standard is None else self.cva_standard[index],
         )
 
     @staticmethod
@@ -82,10 +88,14 @@ class TileSet:
             np.concatenate([s.labels for s in sets]),
             [n for s in sets for n in s.names],
             [w for s in sets for w in s.windows],
-            None
-            if any(s.cva_threshold is None for s in sets)
-            else np.concatenate([s.cva_threshold for s in sets]),
+            _pooled([s.cva_threshold for s in sets]),
+            _pooled([s.cva_standard for s in sets]),
         )
+
+
+def _pooled(parts: list[np.ndarray | None]) -> np.ndarray | None:
+    """The parts concatenated; None when any of them is missing."""
+    return None if any(p is None for p in parts) else np.concatenate(parts)
 
 
 def _pad(array: np.ndarray, size: int) -> np.ndarray:
@@ -103,7 +113,7 @@ def load_tiles(
     labels: list[int],
     size: int,
     name: str,
-    cva_threshold: float | None = None,
+    cue: PairCue | None = None,
 ) -> TileSet:
     """Read, stretch and quantise tiles of a pair.
 
@@ -114,8 +124,8 @@ def load_tiles(
         labels: the tag (0 or 1) of each tile.
         size: tile edge; smaller edge tiles are padded.
         name: prefix of the tile names.
-        cva_threshold: the pair's CVA threshold (:func:`core.data.magnitude.pair_threshold`), kept
-            for every tile; None when it was not measured.
+        cue: the pair's CVA statistics (:func:`core.data.magnitude.pair_cue`), kept for every
+            tile; None when they were not measured.
     """
     n, bands = len(tiles), pair.band_count
     before = np.zeros((n, bands, size, size), dtype=np.uint8)
@@ -137,5 +147,14 @@ def load_tiles(
         np.asarray(labels, dtype=np.int8),
         [f"{name}#{t.tile_id}" for t in tiles],
         [t.window for t in tiles],
-        None if cva_threshold is None else np.full(n, cva_threshold, dtype=np.float32),
+        None if cue is None else np.full(n, cue.threshold, dtype=np.float32),
+        _standard_rows(cue, n),
     )
+
+
+def _standard_rows(cue: PairCue | None, n: int) -> np.ndarray | None:
+    """``TileSet.cva_standard`` for ``n`` tiles of a pair with ``cue``."""
+    if cue is None or cue.standard is None:
+        return None
+    row = np.asarray([*cue.standard.values, cue.standard_threshold], dtype=np.float32)
+    return np.tile(row, (n, 1))

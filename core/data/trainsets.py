@@ -6,7 +6,7 @@ from pathlib import Path
 
 from core.callbacks import Callbacks
 from core.data.datasets import PairFiles
-from core.data.magnitude import pair_threshold
+from core.data.magnitude import pair_cue
 from core.data.tags import check_layer_fits, read_tags, tags_from_mask
 from core.data.tiles import Tile, pair_tiles
 from core.data.tilesets import TileSet, load_tiles
@@ -26,8 +26,8 @@ def tiles_of_pair(
         tags = tags_from_mask(files.label, tiles, pair.grid)
         stretch = compute_stretch(pair)
         labels = [tags[t.tile_id] for t in tiles]
-        threshold = pair_threshold(pair, stretch, callbacks.without_progress())
-        return load_tiles(pair, stretch, tiles, labels, size, files.key, threshold), tiles
+        cue = pair_cue(pair, stretch, callbacks.without_progress())
+        return load_tiles(pair, stretch, tiles, labels, size, files.key, cue), tiles
 
 
 def tiles_from_tag_layer(
@@ -53,7 +53,7 @@ def tiles_from_tag_layer(
             [int(t.label) for t in tagged],
             tile,
             before.stem,
-            pair_threshold(pair, stretch, callbacks.without_progress()),
+            pair_cue(pair, stretch, callbacks.without_progress()),
         )
 
 

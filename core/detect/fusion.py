@@ -17,6 +17,11 @@ dataset families with 48 tags, F1 0.284 -> 0.340 on average (0.352 with the 3 x 
 family lower by more than 0.003; 5 x 5 instead of 3 x 3: +0.003, no family lower by more than 0.010.
 The threshold is Otsu's on the held-out changed-tagged tiles of the combined map, as for the
 student; no pixel label is involved.
+
+Models trained since session 20 (``ModelInfo.cva_standardised``) take, for a pair of one band,
+the difference of the two dates each standardised over the pair
+(:class:`core.data.magnitude.Standardisation`), scaled by that magnitude's own Otsu threshold;
+pairs of several bands and older models keep the plain difference.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.data.magnitude import BINS, tile_magnitude
+from core.data.magnitude import BINS, Standardisation, tile_magnitude
 from core.data.otsu import otsu
 from core.data.tilesets import TileSet
 from core.detect.affinity import refine
@@ -44,10 +49,21 @@ def smoothed(magnitude: torch.Tensor, window: int) -> torch.Tensor:
 
 
 def cva_share(
-    a: torch.Tensor, b: torch.Tensor, threshold: float | torch.Tensor, window: int
+    a: torch.Tensor,
+    b: torch.Tensor,
+    threshold: float | torch.Tensor,
+    window: int,
+    standard: Standardisation | None = None,
 ) -> torch.Tensor:
-    """CVA's part ``[N, 1, H, W]`` of batches in [0, 1]: smoothed magnitude / (2 threshold)."""
-    magnitude = (b.float() - a.float()).pow(2).sum(dim=1, keepdim=True).sqrt()
+    """CVA's part ``[N, 1, H, W]`` of batches in [0, 1]: smoothed magnitude / (2 threshold).
+
+    With ``standard`` (one-band pairs), each date is standardised first.
+    """
+    a, b = a.float(), b.float()
+    if standard is not None:
+        a = (a - standard.before_mean) / standard.before_std
+        b = (b - standard.after_mean) / standard.after_std
+    magnitude = (b - a).pow(2).sum(dim=1, keepdim=True).sqrt()
     return (smoothed(magnitude, window) / (2.0 * threshold)).clamp(0.0, 1.0)
 
 
@@ -57,30 +73,43 @@ def fuse(student: torch.Tensor, cva: torch.Tensor) -> torch.Tensor:
 
 
 def fused_predictor(
-    student: Predictor, threshold: float, window: int, rounds: int = 0
+    student: Predictor,
+    threshold: float,
+    window: int,
+    rounds: int = 0,
+    standard: Standardisation | None = None,
 ) -> Predictor:
     """A predictor of the combined map, for a pair whose CVA threshold is ``threshold``.
 
     With ``rounds``, each window's combined map is refined with its pixels' colours
-    (:func:`core.detect.affinity.refine`, the model's ``affinity_rounds``).
+    (:func:`core.detect.affinity.refine`, the model's ``affinity_rounds``). With ``standard``,
+    the dates are standardised and ``threshold`` is that magnitude's.
     """
 
     def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        combined = fuse(student(a, b), cva_share(a, b, threshold, window))
+        combined = fuse(student(a, b), cva_share(a, b, threshold, window, standard))
         return refine(combined, torch.cat([a, b], dim=1), rounds)
 
     return run
 
 
-def fuse_tiles(student: np.ndarray, tiles: TileSet, window: int, rounds: int = 0) -> np.ndarray:
+def fuse_tiles(
+    student: np.ndarray,
+    tiles: TileSet,
+    window: int,
+    rounds: int = 0,
+    standardised: bool = False,
+) -> np.ndarray:
     """The combined map ``[N, T, T]`` of tiles whose student map ``student`` is given.
 
     Each tile's CVA is averaged over ``window`` x ``window`` pixels and scaled by its own pair's
-    threshold (:func:`pair_thresholds`); with ``rounds``, each tile's combined map is then
-    refined with its own colours, as ``detect`` refines each window.
+    threshold (:func:`tile_cue`, standardised for one-band pairs when ``standardised``, the
+    model's ``cva_standardised``); with ``rounds``, each tile's combined map is then refined
+    with its own colours, as ``detect`` refines each window.
     """
-    thresholds = torch.from_numpy(pair_thresholds(tiles))[:, None, None, None]
-    magnitude = torch.from_numpy(tile_magnitude(tiles.before, tiles.after))[:, None]
+    cue, threshold = tile_cue(tiles, standardised)
+    thresholds = torch.from_numpy(threshold)[:, None, None, None]
+    magnitude = torch.from_numpy(cue)[:, None]
     cva = (smoothed(magnitude, window) / (2.0 * thresholds)).clamp(0.0, 1.0)
     combined = fuse(torch.from_numpy(student), cva[:, 0])
     if rounds <= 0:
@@ -92,6 +121,18 @@ def fuse_tiles(student: np.ndarray, tiles: TileSet, window: int, rounds: int = 0
         features = torch.from_numpy(pixels).float() / 255.0
         out[part] = refine(combined[part, None], features, rounds)[:, 0].numpy()
     return out
+
+
+def tile_cue(tiles: TileSet, standardised: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The CVA magnitude ``[N, T, T]`` of tiles and each tile's pair threshold ``[N]``.
+
+    Standardised (one-band pairs) when ``standardised`` and the tiles carry their pairs'
+    standardisation (``TileSet.cva_standard``); the plain magnitude otherwise.
+    """
+    if standardised and tiles.cva_standard is not None:
+        standard = tiles.cva_standard
+        return tile_magnitude(tiles.before, tiles.after, standard[:, :4]), standard[:, 4]
+    return tile_magnitude(tiles.before, tiles.after), pair_thresholds(tiles)
 
 
 def pair_thresholds(tiles: TileSet) -> np.ndarray:

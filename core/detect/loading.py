@@ -37,7 +37,7 @@ def load_predictor(
         predictor = predictors.make_predictor(
             params.method, info, states, Path(model_path), device, params.scales, params.flip,
             params.max_pixels, autocast_dtype(params.precision, device),
-            params.pair_cva_threshold or None,
+            params.pair_cva_threshold or None, params.cva_standard,
         )  # fmt: skip
         return info, predictor, engine
     student = _onnx_student(Path(model_path), scratch, threads)
@@ -45,7 +45,7 @@ def load_predictor(
     if params.method == "kdmsi-cva":
         predictor = fused_predictor(
             predictor, params.pair_cva_threshold, student.info.cva_window,
-            student.info.affinity_rounds,
+            student.info.affinity_rounds, params.cva_standard,
         )  # fmt: skip
     return student.info, predictor, engine
 
@@ -101,6 +101,7 @@ def detect_metadata(
         "kdmsi_cva_threshold": f"{params.pair_cva_threshold:.6g}",
         "kdmsi_cva_window": str(info.cva_window),
         "kdmsi_affinity_rounds": str(info.affinity_rounds),
+        "kdmsi_cva_standard": ",".join(f"{v:.6g}" for v in params.pair_cva_standard) or "none",
     }
     return {
         **(fused if params.method == "kdmsi-cva" else {}),

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.callbacks import Callbacks
-from core.data.magnitude import pair_threshold
+from core.data.magnitude import pair_cue
 from core.detect.cva import run_cva
 from core.detect.loading import check_bands, detect_metadata, load_predictor
 from core.detect.parallel import detect_in_parallel
@@ -22,7 +22,7 @@ from core.detect.tiled import predict_pair
 from core.errors import KdmsiError
 from core.io.rasters import RasterPair
 from core.io.stretch import compute_stretch
-from core.models.model_file import load_model
+from core.models.model_file import ModelInfo, load_model
 from core.runtime.devices import pick_device
 from core.runtime.distributed import SINGLE, DistEnv
 
@@ -65,10 +65,11 @@ def detect_with_model(
         return _cva(before, after, out, bands or _model_bands(model_path), callbacks, overwrite)
     if params.method == "kdmsi-cva" and not params.pair_cva_threshold:
         cva_bands = bands or _model_bands(model_path)
-        threshold = _pair_cva_threshold(
-            before, after, cva_bands, callbacks.within(0.0, CVA_PASS_SHARE)
+        standardised = _model_info(model_path).cva_standardised
+        threshold, standard = _pair_cva_cue(
+            before, after, cva_bands, standardised, callbacks.within(0.0, CVA_PASS_SHARE)
         )
-        params = replace(params, pair_cva_threshold=threshold)
+        params = replace(params, pair_cva_threshold=threshold, pair_cva_standard=standard)
         callbacks = callbacks.within(CVA_PASS_SHARE, 1.0)
     if env.is_distributed:
         if params.workers > 1:
@@ -135,26 +136,40 @@ def _warn_if_unfinished(model_path: Path, callbacks: Callbacks) -> None:
     )
 
 
-def _model_bands(model_path: Path) -> tuple[int, ...]:
+def _model_info(model_path: Path) -> ModelInfo:
     if Path(model_path).suffix.lower() == ".onnx":
         from core.detect.onnx import OnnxStudent
 
-        return tuple(OnnxStudent(Path(model_path), 1).info.bands)
-    info, _states = load_model(model_path)
-    return tuple(info.bands)
+        return OnnxStudent(Path(model_path), 1).info
+    return load_model(model_path)[0]
 
 
-def _pair_cva_threshold(
-    before: Path, after: Path, bands: tuple[int, ...], callbacks: Callbacks
-) -> float:
-    """The pair's CVA threshold, which ``kdmsi-cva`` scales the colour difference by."""
+def _model_bands(model_path: Path) -> tuple[int, ...]:
+    return tuple(_model_info(model_path).bands)
+
+
+def _pair_cva_cue(
+    before: Path, after: Path, bands: tuple[int, ...], standardised: bool, callbacks: Callbacks
+) -> tuple[float, tuple[float, ...]]:
+    """What ``kdmsi-cva`` scales the colour difference by: a threshold and a standardisation.
+
+    The standardisation (empty for pairs of several bands and for models trained before it)
+    is that of a one-band pair, and the threshold is then the standardised difference's.
+    """
     with RasterPair.open(before, after, bands, callbacks) as pair:
-        threshold = pair_threshold(pair, compute_stretch(pair), callbacks)
+        cue = pair_cue(pair, compute_stretch(pair), callbacks)
+    if standardised and cue.standard is not None:
+        callbacks.info(
+            f"Change vector analysis threshold of this one-band pair: {cue.standard_threshold:.4f}"
+            " on the dates each standardised by their mean and spread (the difference is "
+            "combined with the trained network's map)."
+        )
+        return cue.standard_threshold, cue.standard.values
     callbacks.info(
-        f"Change vector analysis threshold of this pair: {threshold:.4f} (the colour difference "
-        "is combined with the trained network's map)."
+        f"Change vector analysis threshold of this pair: {cue.threshold:.4f} (the colour "
+        "difference is combined with the trained network's map)."
     )
-    return threshold
+    return cue.threshold, ()
 
 
 def _cva(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.choices import CHOICES, DEFAULTS, Device, Engine, Method, Precision, check_choice
+from core.data.magnitude import Standardisation
 from core.detect.msi import MAX_PIXELS
 from core.detect.tiled import TilingParams
 from core.errors import KdmsiError
@@ -65,7 +66,10 @@ class DetectParams:
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (:mod:`core.runtime.precision`; torch
             engine only).
         pair_cva_threshold: the pair's CVA threshold for ``kdmsi-cva``; 0 (default) lets
-            ``detect`` measure it (:func:`core.data.magnitude.pair_threshold`).
+            ``detect`` measure it (:func:`core.data.magnitude.pair_cue`).
+        pair_cva_standard: with it, the one-band pair's standardisation
+            (:attr:`core.data.magnitude.Standardisation.values`), and ``pair_cva_threshold`` is
+            the standardised magnitude's threshold; empty: the plain magnitude.
     """
 
     method: Method = DEFAULTS.method
@@ -80,6 +84,12 @@ class DetectParams:
     max_pixels: int = MAX_PIXELS
     precision: Precision = DEFAULTS.precision
     pair_cva_threshold: float = 0.0
+    pair_cva_standard: tuple[float, ...] = ()
+
+    @property
+    def cva_standard(self) -> Standardisation | None:
+        """``pair_cva_standard`` as a :class:`Standardisation` (None when empty)."""
+        return Standardisation(*self.pair_cva_standard) if self.pair_cva_standard else None
 
     def tiling(self, tile: int) -> TilingParams:
         """The tiling for a model trained on ``tile`` px tiles.

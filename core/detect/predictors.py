@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from core.choices import DEFAULTS, LearnedMethod, check_choice
+from core.data.magnitude import Standardisation
 from core.data.tilesets import TileSet
 from core.detect.folding import inference_network
 from core.detect.fusion import fused_predictor
@@ -54,6 +55,7 @@ def make_predictor(
     max_pixels: int | None = MAX_PIXELS,
     dtype: torch.dtype | None = None,
     cva_threshold: float | None = None,
+    cva_standard: Standardisation | None = None,
 ) -> Predictor:
     """A function from before/after batches in [0, 1] to change probabilities.
 
@@ -68,6 +70,8 @@ def make_predictor(
         max_pixels: pixels per date of one forward pass (bounds memory; None: no bound).
         dtype: autocast type (:func:`core.runtime.precision.autocast_dtype`); None runs float32.
         cva_threshold: the pair's CVA threshold (``kdmsi-cva`` only; required there).
+        cva_standard: the one-band pair's standardisation; ``cva_threshold`` is then the
+            standardised magnitude's (``kdmsi-cva`` only).
 
     Raises:
         KdmsiError: an unknown method or a network the file lacks.
@@ -81,7 +85,9 @@ def make_predictor(
             return predictor
         if cva_threshold is None:
             raise ValueError("kdmsi-cva needs the pair's CVA threshold")
-        return fused_predictor(predictor, cva_threshold, info.cva_window, info.affinity_rounds)
+        return fused_predictor(
+            predictor, cva_threshold, info.cva_window, info.affinity_rounds, cva_standard
+        )
     if method == "cam":
         teacher = inference_network(info, states, "teacher", path, device)
         run = _in_parts(partial(cam_probability, teacher), max_pixels)

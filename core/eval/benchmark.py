@@ -219,7 +219,9 @@ def _learned_rows(
         rows.append(_row(name, prob, data, threshold, seconds))
         if name == "KD-MSI + MSI":  # the same map combined with CVA (method kdmsi-cva)
             fused, more = _timed(
-                lambda p=prob: fuse_tiles(p, test, info.cva_window, info.affinity_rounds)
+                lambda p=prob: fuse_tiles(
+                    p, test, info.cva_window, info.affinity_rounds, info.cva_standardised
+                )
             )
             rows.append(
                 _row("KD-MSI + MSI + CVA", fused, data, info.threshold_fused, seconds + more)

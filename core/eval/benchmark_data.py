@@ -13,7 +13,7 @@ import numpy as np
 
 from core.callbacks import Callbacks
 from core.data.datasets import find_pairs, read_split_lists
-from core.data.magnitude import pair_threshold
+from core.data.magnitude import pair_cue
 from core.data.tags import tags_from_mask
 from core.data.tiles import pair_tiles
 from core.data.tilesets import TileSet, load_tiles
@@ -97,9 +97,9 @@ def load_benchmark_data(
                 tiles = pair_tiles(pair, tile)
                 tags = tags_from_mask(files.label, tiles, pair.grid)
                 stretch = compute_stretch(pair)
-                threshold = pair_threshold(pair, stretch, callbacks.without_progress())
+                cue = pair_cue(pair, stretch, callbacks.without_progress())
                 labels = [tags[t.tile_id] for t in tiles]
-                tileset = load_tiles(pair, stretch, tiles, labels, tile, files.key, threshold)
+                tileset = load_tiles(pair, stretch, tiles, labels, tile, files.key, cue)
             sets.append(tileset)
             truths.append(_truth(files.label, tileset))
             side = "train" if files.name in lists.get("train", set()) else ""

@@ -34,6 +34,9 @@ LEGACY_CVA_WINDOW = 3
 # failed on seed 2 (BENCHMARKS.md, session 18). `kdmsi train --affinity-rounds` opts in.
 AFFINITY_ROUNDS = DEFAULTS.affinity_rounds
 LEGACY_AFFINITY_ROUNDS = 0
+# One-band pairs: that combination standardises each date first (core/data/magnitude.py, session
+# 20); files written before it used the plain difference.
+LEGACY_CVA_STANDARDISED = False
 
 
 @dataclass
@@ -58,6 +61,9 @@ class ModelInfo:
             its thresholds were chosen with it.
         affinity_rounds: rounds of colour-affinity refinement of the combination
             (:mod:`core.detect.affinity`); its thresholds were chosen with them.
+        cva_standardised: for one-band pairs, the combination uses the dates each standardised
+            over the pair (:class:`core.data.magnitude.Standardisation`); its thresholds were
+            chosen so.
         refined_output_stride: stride of the refinement network, 0 when absent.
         train_summary: tags, epochs, selected epoch, validation AUC...
         method_choice: which map ``detect --method auto`` runs and why
@@ -79,6 +85,7 @@ class ModelInfo:
     threshold_fused_single: float = 0.5
     cva_window: int = CVA_WINDOW
     affinity_rounds: int = AFFINITY_ROUNDS
+    cva_standardised: bool = True
     refined_output_stride: int = 0
     train_summary: dict[str, Any] = field(default_factory=dict)
     method_choice: dict[str, Any] = field(default_factory=dict)
@@ -191,5 +198,9 @@ def info_from_dict(values: dict[str, Any]) -> ModelInfo:
     Raises:
         TypeError: on unknown or missing fields.
     """
-    legacy = {"cva_window": LEGACY_CVA_WINDOW, "affinity_rounds": LEGACY_AFFINITY_ROUNDS}
+    legacy = {
+        "cva_window": LEGACY_CVA_WINDOW,
+        "affinity_rounds": LEGACY_AFFINITY_ROUNDS,
+        "cva_standardised": LEGACY_CVA_STANDARDISED,
+    }
     return ModelInfo(**{**legacy, **values})

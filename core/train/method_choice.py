@@ -177,7 +177,9 @@ def candidate_maps(
     for method in ("kdmsi", "cam"):
         predictor = make_predictor(method, info, states, model_path, device, dtype=dtype)
         maps[method] = predict_tiles(predictor, tiles, device)
-    maps["kdmsi-cva"] = fuse_tiles(maps["kdmsi"], tiles, info.cva_window, info.affinity_rounds)
+    maps["kdmsi-cva"] = fuse_tiles(
+        maps["kdmsi"], tiles, info.cva_window, info.affinity_rounds, info.cva_standardised
+    )
     maps["cva"] = tile_magnitude(tiles.before, tiles.after)
     return maps
 

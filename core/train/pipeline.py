@@ -72,14 +72,16 @@ def choose_thresholds(
     """
     info, states = load_model(model_path)
     # this code's combination, reused models too
-    info = replace(info, cva_window=CVA_WINDOW, affinity_rounds=affinity_rounds)
+    info = replace(
+        info, cva_window=CVA_WINDOW, affinity_rounds=affinity_rounds, cva_standardised=True
+    )
     multi_scale, single_scale = student_predictors(info, states, model_path, device, dtype)
     prob_msi = predict_tiles(multi_scale, tiles, device)
     prob_one = predict_tiles(single_scale, tiles, device)
     multi, single = otsu_on_changed_tiles(tiles, prob_msi), otsu_on_changed_tiles(tiles, prob_one)
     window, rounds = info.cva_window, info.affinity_rounds
-    fused = otsu_on_changed_tiles(tiles, fuse_tiles(prob_msi, tiles, window, rounds))
-    fused_single = otsu_on_changed_tiles(tiles, fuse_tiles(prob_one, tiles, window, rounds))
+    fused = otsu_on_changed_tiles(tiles, fuse_tiles(prob_msi, tiles, window, rounds, True))
+    fused_single = otsu_on_changed_tiles(tiles, fuse_tiles(prob_one, tiles, window, rounds, True))
     info = replace(
         info,
         threshold=multi.value,

@@ -24,7 +24,7 @@ import torch
 from osgeo import ogr
 
 from core.callbacks import Callbacks
-from core.data.magnitude import pair_threshold
+from core.data.magnitude import pair_cue
 from core.data.tags import TaggedTile, TagLayer, check_layer_fits, read_tags
 from core.data.tilesets import load_tiles
 from core.detect.quick_map import QuickMap, quick_map, quick_scores
@@ -140,7 +140,7 @@ def score_tiles(
         check_layer_fits(layer, pair.grid, Path(tags_path), (Path(before), Path(after)), callbacks)
         size = int(layer.meta.get("tile", info.tile))
         stretch = compute_stretch(pair)
-        cva = pair_threshold(pair, stretch) if chosen.needs_pair_threshold else None
+        cva = pair_cue(pair, stretch) if chosen.needs_pair_threshold else None
         for start in range(0, len(layer.tiles), CHUNK_TILES):
             callbacks.check_canceled()
             chunk = layer.tiles[start : start + CHUNK_TILES]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.data.magnitude import tile_magnitude
+from core.data.magnitude import PairCue, Standardisation, tile_magnitude
 from core.data.tilesets import TileSet
 from core.detect.affinity import refine
 from core.detect.fusion import (
@@ -97,6 +97,36 @@ def test_tile_sets_carry_the_thresholds_through_subset_and_concat():
     pooled = TileSet.concat([tiles, tiles.subset([0])])
     np.testing.assert_array_equal(pooled.cva_threshold, [*measured, 0.0])
     assert TileSet.concat([tiles, _tiles()]).cva_threshold is None  # one unmeasured set: none
+    standard = np.tile(np.arange(5, dtype=np.float32), (6, 1)) + np.arange(6)[:, None]
+    tiles.cva_standard = standard
+    np.testing.assert_array_equal(tiles.subset([4, 1]).cva_standard, standard[[4, 1]])
+    np.testing.assert_array_equal(TileSet.concat([tiles, tiles]).cva_standard[6:], standard)
+    assert TileSet.concat([tiles, _tiles()]).cva_standard is None
+
+
+def one_band_tiles() -> tuple[TileSet, Standardisation]:
+    """The tiles of :func:`_tiles` on their first band, with a standardisation of their pair."""
+    tiles = _tiles(thresholds=np.full(6, 0.2, dtype=np.float32))
+    tiles.before, tiles.after = tiles.before[:, :1], tiles.after[:, :1]
+    standard = Standardisation(0.25, 0.1, 0.4, 0.2)
+    cue = PairCue(0.2, standard, 1.5)
+    tiles.cva_standard = np.tile([*standard.values, cue.standard_threshold], (6, 1))
+    return tiles, standard
+
+
+def test_standardised_tiles_equal_the_standardised_predictor_of_detect():
+    tiles, standard = one_band_tiles()
+
+    def student(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid((b - a).mean(dim=1, keepdim=True) * 5)
+
+    direct = predict_tiles(fused_predictor(student, 1.5, 5, standard=standard), tiles, CPU)
+    prob = predict_tiles(student, tiles, CPU)
+    combined = fuse_tiles(prob, tiles, 5, standardised=True)
+    np.testing.assert_allclose(combined, direct, atol=1e-5)
+    plain = fuse_tiles(prob, tiles, 5)  # an older model: the plain difference, threshold 0.2
+    np.testing.assert_allclose(plain, predict_tiles(fused_predictor(student, 0.2, 5), tiles, CPU))
+    assert np.abs(combined - plain).max() > 0.05
 
 
 @pytest.mark.parametrize("threshold", [0.05, 0.5])

@@ -10,7 +10,7 @@ import torch
 from osgeo import gdal
 
 from core.callbacks import Callbacks
-from core.data.magnitude import magnitude
+from core.data.magnitude import magnitude, pair_cue
 from core.detect.affinity import refine
 from core.detect.cva import run_cva
 from core.detect.fusion import cva_share, fuse
@@ -237,6 +237,43 @@ def test_kdmsi_cva_combines_the_student_map_with_the_cva_map(model, pair, tmp_pa
     given = tmp_path / "given.tif"  # a threshold in the parameters is used as it is
     detect_with_model(*pair, plain, given, replace(fused_params, pair_cva_threshold=2 * measured))
     assert read(given).mean() < read(fused).mean()
+
+
+def test_kdmsi_cva_standardises_one_band_pairs_for_models_that_chose_so(
+    tmp_path, write_raster, scene
+):
+    torch.manual_seed(0)
+    config = CamConfig(backbone="resnet18", pretrained=False, in_channels=1)
+    networks = TeacherStudent(config).eval()
+    states = {"student": networks.student.state_dict(), "teacher": networks.teacher.state_dict()}
+    new, old = tmp_path / "new.pt", tmp_path / "old.pt"
+    info = ModelInfo("resnet18", "minus", "cat", 16, [1], 32)
+    save_model(new, info, states)
+    save_model(old, replace(info, cva_standardised=False), states)  # a file of session 19
+    before = write_raster(tmp_path / "a.tif", scene(90, 70, bands=1, seed=1))
+    after = write_raster(tmp_path / "b.tif", scene(90, 70, bands=1, seed=2))
+    params = replace(SINGLE, method="kdmsi-cva")
+    maps = {name: tmp_path / f"{name}.tif" for name in ("new", "old", "student")}
+    detect_with_model(before, after, new, maps["new"], params)
+    detect_with_model(before, after, old, maps["old"], params)
+    detect_with_model(before, after, new, maps["student"], SINGLE)
+    with RasterPair.open(before, after) as opened:
+        stretch = compute_stretch(opened)
+        cue = pair_cue(opened, stretch)
+        data = opened.read(Window(0, 0, 90, 70))
+    z = magnitude(data.before, data.after, stretch, cue.standard)
+    share = np.clip(box_mean(z, 5) / (2 * cue.standard_threshold), 0, 1)
+    expected = np.sqrt(read(maps["student"]) * share)
+    np.testing.assert_allclose(read(maps["new"])[:-2, :-2], expected[:-2, :-2], atol=1e-5)
+    stored = gdal.Open(str(maps["new"])).GetMetadata()
+    assert float(stored["kdmsi_cva_threshold"]) == pytest.approx(cue.standard_threshold, rel=1e-5)
+    assert [float(v) for v in stored["kdmsi_cva_standard"].split(",")] == pytest.approx(
+        cue.standard.values, rel=1e-5
+    )
+    stored = gdal.Open(str(maps["old"])).GetMetadata()  # the difference its thresholds know
+    assert float(stored["kdmsi_cva_threshold"]) == pytest.approx(cue.threshold, rel=1e-5)
+    assert stored["kdmsi_cva_standard"] == "none"
+    assert np.abs(read(maps["new"]) - read(maps["old"])).max() > 0.01
 
 
 def test_kdmsi_cva_refines_each_window_with_its_colours(networks, model, pair, tmp_path):

@@ -18,7 +18,12 @@ import torch
 
 from core.detect.pair import detect_with_model
 from core.detect.params import DetectParams
-from core.models.model_file import LEGACY_AFFINITY_ROUNDS, LEGACY_CVA_WINDOW, load_model
+from core.models.model_file import (
+    LEGACY_AFFINITY_ROUNDS,
+    LEGACY_CVA_STANDARDISED,
+    LEGACY_CVA_WINDOW,
+    load_model,
+)
 from core.models.teacher_student import CamConfig, TeacherStudent
 
 # (backbone, network) -> (number of tensors, SHA-256 of their names and shapes), from 872e4c3
@@ -86,6 +91,7 @@ def test_an_old_model_file_loads_and_detects(tmp_path, write_raster, scene):
     assert (info.threshold, info.threshold_single, info.tile) == (0.3, 0.25, 64)
     assert info.cva_window == LEGACY_CVA_WINDOW == 3  # what kdmsi-cva averaged over before
     assert info.affinity_rounds == LEGACY_AFFINITY_ROUNDS == 0  # and it refined nothing
+    assert info.cva_standardised is LEGACY_CVA_STANDARDISED is False  # nor standardised
     before = write_raster(tmp_path / "a.tif", scene(96, 80, seed=3))
     after = write_raster(tmp_path / "b.tif", scene(96, 80, seed=4))
     out = tmp_path / "prob.tif"
@@ -109,3 +115,15 @@ def test_a_session_12_file_keeps_its_3_by_3_window_until_thresholds_are_chosen_a
     del stored["cva_window"]
     assert info_from_dict(stored).cva_window == 3
     assert info_from_dict({**stored, "cva_window": 5}).cva_window == 5 == CVA_WINDOW
+
+
+def test_files_before_session_20_keep_the_plain_difference_on_one_band_pairs():
+    # their kdmsi-cva thresholds were chosen on the plain colour difference
+    from dataclasses import asdict
+
+    from core.models.model_file import ModelInfo, info_from_dict
+
+    stored = asdict(ModelInfo("efficientnet-lite0", "minus", "cat", 16, [1], 64))
+    assert stored["cva_standardised"] is True  # what this code writes
+    del stored["cva_standardised"]
+    assert info_from_dict(stored).cva_standardised is False
