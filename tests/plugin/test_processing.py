@@ -94,6 +94,36 @@ def test_train_detect_and_vectorize(processing, levir_pair, levir_tags, tmp_path
     assert count_features(vectorized["OUTPUT"]) >= 0
 
 
+def test_a_one_band_radar_pair_is_combined_with_its_standardised_difference(
+    processing, shared_data, require, tmp_path
+):
+    root = require(shared_data / "sar_classic_cd")  # Bern, ERS-2 SAR: one band, 301 x 301 px
+    before, after, label = (root / part / "bern.png" for part in ("A", "B", "label"))
+    tags = processing.run(
+        "kdmsi:createtilegrid",
+        {"BEFORE": str(before), "AFTER": str(after), "TILE": 64, "LABELS": str(label),
+         "OUTPUT": str(tmp_path / "tags.gpkg")},
+    )["OUTPUT"]  # fmt: skip
+    trained = processing.run(
+        "kdmsi:trainfromtags",
+        {"BEFORE": str(before), "AFTER": str(after), "TAGS": f"{tags}|layername=tiles",
+         "BACKBONE": 1, "EPOCHS": 1, "DEVICE": 1, "OUTPUT": str(tmp_path / "run")},
+    )  # fmt: skip
+    from core.models.model_file import load_model
+
+    info = load_model(Path(trained["MODEL"]))[0]
+    assert info.bands == [1] and info.cva_standardised
+    detected = processing.run(
+        "kdmsi:detectchanges",
+        {"BEFORE": str(before), "AFTER": str(after), "METHOD": 0, "MODEL": trained["MODEL"],
+         "DEVICE": 1, "OUTPUT": str(tmp_path / "prob.tif")},
+    )  # fmt: skip
+    stored = gdal.Open(detected["OUTPUT"]).GetMetadata()
+    assert stored["kdmsi_method"] == "kdmsi-cva"  # what auto runs
+    mean_a, std_a, mean_b, std_b = (float(v) for v in stored["kdmsi_cva_standard"].split(","))
+    assert 0 < mean_a < 1 and 0 < mean_b < 1 and std_a > 0 and std_b > 0
+
+
 def test_vectorize_default_threshold_and_shapefile(processing, mumbai_pair, tmp_path):
     cva = processing.run(
         "kdmsi:detectchanges",
