@@ -17,6 +17,7 @@ so they keep the plain difference (BENCHMARKS.md, session 20).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from core.io.windows import block_windows
 
 BLOCK = 1024
 BINS = 2048
+Array = TypeVar("Array")  # a numpy array or a torch tensor
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,13 @@ class Standardisation:
     def values(self) -> tuple[float, float, float, float]:
         """The four numbers in field order (tile sets and detection parameters keep them so)."""
         return (self.before_mean, self.before_std, self.after_mean, self.after_std)
+
+    def apply(self, before: Array, after: Array) -> tuple[Array, Array]:
+        """Both dates standardised (numpy arrays or torch tensors of stretched values)."""
+        return (
+            (before - self.before_mean) / self.before_std,
+            (after - self.after_mean) / self.after_std,
+        )
 
     @property
     def top(self) -> float:
@@ -87,8 +96,7 @@ def magnitude(
     a = stretch.before.apply(pair_window_before)
     b = stretch.after.apply(pair_window_after)
     if standard is not None:
-        a = (a - standard.before_mean) / standard.before_std
-        b = (b - standard.after_mean) / standard.after_std
+        a, b = standard.apply(a, b)
     return np.sqrt(np.sum((b - a) ** 2, axis=0)).astype(np.float32, copy=False)
 
 

@@ -61,8 +61,7 @@ def cva_share(
     """
     a, b = a.float(), b.float()
     if standard is not None:
-        a = (a - standard.before_mean) / standard.before_std
-        b = (b - standard.after_mean) / standard.after_std
+        a, b = standard.apply(a, b)
     magnitude = (b - a).pow(2).sum(dim=1, keepdim=True).sqrt()
     return (smoothed(magnitude, window) / (2.0 * threshold)).clamp(0.0, 1.0)
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.callbacks import Callbacks
-from core.data.magnitude import pair_cue
+from core.data.magnitude import pair_standardisation, pair_threshold, standardises
 from core.detect.cva import run_cva
 from core.detect.loading import check_bands, detect_metadata, load_predictor
 from core.detect.parallel import detect_in_parallel
@@ -157,19 +157,24 @@ def _pair_cva_cue(
     is that of a one-band pair, and the threshold is then the standardised difference's.
     """
     with RasterPair.open(before, after, bands, callbacks) as pair:
-        cue = pair_cue(pair, compute_stretch(pair), callbacks)
-    if standardised and cue.standard is not None:
+        stretch = compute_stretch(pair)
+        if standardised and standardises(pair.band_count):
+            standard = pair_standardisation(pair, stretch, callbacks)
+            threshold = pair_threshold(pair, stretch, callbacks, standard=standard)
+        else:
+            standard, threshold = None, pair_threshold(pair, stretch, callbacks)
+    if standard is not None:
         callbacks.info(
-            f"Change vector analysis threshold of this one-band pair: {cue.standard_threshold:.4f}"
-            " on the dates each standardised by their mean and spread (the difference is "
-            "combined with the trained network's map)."
+            f"Change vector analysis threshold of this one-band pair: {threshold:.4f} on the "
+            "dates each standardised by their mean and spread (the difference is combined with "
+            "the trained network's map)."
         )
-        return cue.standard_threshold, cue.standard.values
+        return threshold, standard.values
     callbacks.info(
-        f"Change vector analysis threshold of this pair: {cue.threshold:.4f} (the colour "
+        f"Change vector analysis threshold of this pair: {threshold:.4f} (the colour "
         "difference is combined with the trained network's map)."
     )
-    return cue.threshold, ()
+    return threshold, ()
 
 
 def _cva(
