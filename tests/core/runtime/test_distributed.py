@@ -122,8 +122,8 @@ def _train(prefix: list[str], data: Path, out: Path, epochs: int, resume: bool) 
     """Run ``kdmsi train --jsonl`` (behind ``prefix``) and return its stdout."""
     command = [*prefix, "-m", "core", "train", "--data", str(data), "--out", str(out)]
     command += [*TRAIN_ARGS, "--epochs", str(epochs), "--jsonl"] + (["--resume"] if resume else [])
-    # a rank once aborted at exit in CI ("terminate called without an active exception") and not
-    # in 45 runs since: if it happens again, the fault handler prints every thread's Python stack
+    # a rank aborted at exit in CI twice ("terminate called without an active exception"); the
+    # fault handler showed no Python frame, so ranks now end by core.runtime.distributed.exit_rank
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     done = subprocess.run(
         command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, env=env
