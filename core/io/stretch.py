@@ -54,14 +54,49 @@ class PairStretch:
 def band_percentiles(
     data: np.ndarray, valid: np.ndarray, low_pct: float, high_pct: float
 ) -> Stretch:
-    """Per-band percentiles of the valid pixels of a ``[bands, rows, cols]`` array."""
-    pixels = data[:, valid]
+    """Per-band percentiles of the valid pixels of a ``[bands, rows, cols]`` array.
+
+    The same values as ``np.percentile`` (linear interpolation); bands of whole numbers in
+    ``[0, 65535]`` (8- and 16-bit imagery) are counted instead of sorted, several times faster.
+    """
+    pixels = data.reshape(data.shape[0], -1) if valid.all() else data[:, valid]
     if pixels.shape[1] == 0:
         raise ValueError("no valid pixels")
-    low = np.percentile(pixels, low_pct, axis=1)
-    high = np.percentile(pixels, high_pct, axis=1)
-    high = np.where(high > low, high, low + 1.0)
-    return Stretch(tuple(float(v) for v in low), tuple(float(v) for v in high))
+    low, high = [], []
+    for band in pixels:
+        counts = _whole_number_counts(band)
+        for pct, out in ((low_pct, low), (high_pct, high)):
+            out.append(_counted_percentile(counts, pct) if counts is not None
+                       else np.percentile(band, pct))  # fmt: skip
+    low_a, high_a = np.asarray(low, np.float64), np.asarray(high, np.float64)
+    high_a = np.where(high_a > low_a, high_a, low_a + 1.0)
+    return Stretch(tuple(float(v) for v in low_a), tuple(float(v) for v in high_a))
+
+
+def _whole_number_counts(band: np.ndarray) -> np.ndarray | None:
+    """How often each value 0..65535 occurs in ``band``; None unless all are such whole numbers."""
+    if band.dtype.kind == "f" and not np.isfinite(band).all():
+        return None
+    whole = band.astype(np.int64)
+    if whole.min() < 0 or whole.max() > 65535 or not np.array_equal(whole, band):
+        return None
+    return np.bincount(whole, minlength=1)
+
+
+def _counted_percentile(counts: np.ndarray, pct: float) -> np.floating:
+    """``np.percentile`` of the values ``counts`` describes (value ``i`` occurring ``counts[i]``).
+
+    Linear interpolation between the two order statistics around ``(n - 1) * pct / 100``, with
+    numpy's own rounding (its ``_lerp``, in float64).
+    """
+    ends = np.cumsum(counts)  # order statistics 0 .. ends[i] - 1 hold values <= i
+    position = (ends[-1] - 1) * (pct / 100.0)
+    below = int(np.floor(position))
+    above = min(below + 1, int(ends[-1]) - 1)
+    a, b = (np.float64(np.searchsorted(ends, k, side="right")) for k in (below, above))
+    t = np.float64(position - below)
+    step = b - a
+    return b - step * (1.0 - t) if t >= 0.5 else a + step * t
 
 
 def compute_stretch(pair: RasterPair, low_pct: float = 2.0, high_pct: float = 98.0) -> PairStretch:

@@ -40,6 +40,37 @@ def test_band_percentiles_of_a_constant_band_keep_a_positive_span():
     assert stretch.high == (8.0, 8.0)
 
 
+@pytest.mark.parametrize("top", [1, 255, 4095, 65535])
+def test_band_percentiles_of_whole_numbers_equal_numpys_exactly(top):
+    """8- and 16-bit bands are counted, not sorted: the stretch must not move by one bit."""
+    rng = np.random.default_rng(top)
+    for size in (1, 2, 3, 50, 999, 4096):
+        data = rng.integers(0, top + 1, (2, 1, size)).astype(np.float32)
+        valid = rng.random((1, size)) < 0.8
+        valid[0, 0] = True
+        for low_pct, high_pct in ((2.0, 98.0), (0.0, 100.0), (1.5, 99.7), (50.0, 50.0)):
+            stretch = band_percentiles(data, valid, low_pct, high_pct)
+            pixels = data[:, valid]
+            low = np.percentile(pixels, low_pct, axis=1)
+            high = np.percentile(pixels, high_pct, axis=1)
+            high = np.where(high > low, high, low + 1.0)
+            assert stretch.low == tuple(float(v) for v in low)
+            assert stretch.high == tuple(float(v) for v in high)
+
+
+def test_band_percentiles_of_fractions_and_negatives_are_numpys():
+    """Bands that are not whole numbers in 0..65535 (radar decibels, reflectances) are sorted."""
+    rng = np.random.default_rng(3)
+    data = np.stack([rng.normal(-12.0, 4.0, (30, 30)), rng.random((30, 30))]).astype(np.float32)
+    data[0, 0, 0] = np.nan
+    valid = np.ones((30, 30), dtype=bool)
+    valid[0, 0] = False
+    stretch = band_percentiles(data, valid, 2.0, 98.0)
+    pixels = data[:, valid]
+    assert stretch.low == tuple(float(v) for v in np.percentile(pixels, 2.0, axis=1))
+    assert stretch.high == tuple(float(v) for v in np.percentile(pixels, 98.0, axis=1))
+
+
 def test_band_percentiles_without_valid_pixels_raise():
     with pytest.raises(ValueError, match="no valid pixels"):
         band_percentiles(np.zeros((1, 2, 2)), np.zeros((2, 2), dtype=bool), 2.0, 98.0)
