@@ -12,7 +12,7 @@ from core.detect.fusion import fused_predictor
 from core.detect.params import DetectParams, resolve_engine
 from core.detect.tiled import Predictor
 from core.errors import KdmsiError
-from core.models.model_file import ModelInfo, load_model
+from core.models.model_file import LoadedModel, ModelInfo, load_model
 from core.runtime.precision import autocast_dtype, describe
 
 if TYPE_CHECKING:
@@ -20,7 +20,12 @@ if TYPE_CHECKING:
 
 
 def load_predictor(
-    model_path: Path, params: DetectParams, device: torch.device, scratch: Path, threads: int = 0
+    model_path: Path,
+    params: DetectParams,
+    device: torch.device,
+    scratch: Path,
+    threads: int = 0,
+    loaded: LoadedModel | None = None,
 ) -> tuple[ModelInfo, Predictor, str]:
     """The model's description, its predictor for ``params`` and the engine that runs it.
 
@@ -30,10 +35,11 @@ def load_predictor(
         device: where a torch network runs.
         scratch: a folder for the temporary ONNX export of a ``.pt`` file.
         threads: onnxruntime threads (0: its default, all cores).
+        loaded: the ``.pt`` file already read (:func:`load_model`), so it is not read again.
     """
     engine = resolve_engine(params.engine, model_path, params.method, device.type, params.precision)
     if engine == "torch":
-        info, states = load_model(model_path)
+        info, states = loaded or load_model(model_path)
         predictor = predictors.make_predictor(
             params.method, info, states, Path(model_path), device, params.scales, params.flip,
             params.max_pixels, autocast_dtype(params.precision, device),

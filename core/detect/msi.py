@@ -37,12 +37,14 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
         The module, in evaluation mode.
     """
     was_training = model.training
-    model.eval()
+    if was_training:  # eval() walks every submodule: skipped for networks already evaluating
+        model.eval()
     try:
         with torch.inference_mode():
             yield model
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
 
 
 def scaled_size(size: Sequence[int], scale: float) -> tuple[int, int]:

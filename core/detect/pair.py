@@ -16,13 +16,13 @@ from core.data.magnitude import pair_standardisation, pair_threshold, standardis
 from core.detect.cva import run_cva
 from core.detect.loading import check_bands, detect_metadata, load_predictor
 from core.detect.parallel import detect_in_parallel
-from core.detect.params import METHOD_NAMES, DetectParams, resolve_method
+from core.detect.params import METHOD_NAMES, DetectParams, auto_method
 from core.detect.ranks import detect_on_ranks
 from core.detect.tiled import predict_pair
 from core.errors import KdmsiError
 from core.io.rasters import RasterPair
 from core.io.stretch import compute_stretch
-from core.models.model_file import ModelInfo, load_model
+from core.models.model_file import LoadedModel, ModelInfo, load_model
 from core.runtime.devices import pick_device
 from core.runtime.distributed import SINGLE, DistEnv
 
@@ -55,17 +55,20 @@ def detect_with_model(
         KdmsiError: when the bands do not match the model's.
     """
     callbacks = callbacks or Callbacks()
-    _warn_if_unfinished(model_path, callbacks)
+    loaded = None if _is_onnx(model_path) else load_model(model_path)  # read once: 27 MB
+    _warn_if_unfinished(model_path, loaded, callbacks)
     if params.method == "auto":
-        params = replace(params, method=resolve_method(params.method, model_path))
-        _explain_auto(params.method, model_path, callbacks)
+        method = "kdmsi" if loaded is None else auto_method(loaded[0])
+        params = replace(params, method=method)
+        _explain_auto(params.method, model_path, loaded, callbacks)
     if params.method == "cva":
         if not env.is_main:  # CVA is fast: rank 0 alone computes it
             return 0.5
-        return _cva(before, after, out, bands or _model_bands(model_path), callbacks, overwrite)
+        cva_bands = bands or tuple(_model_info(model_path, loaded).bands)
+        return _cva(before, after, out, cva_bands, callbacks, overwrite)
     if params.method == "kdmsi-cva" and not params.pair_cva_threshold:
-        cva_bands = bands or _model_bands(model_path)
-        standardised = _model_info(model_path).cva_standardised
+        cva_bands = bands or tuple(_model_info(model_path, loaded).bands)
+        standardised = _model_info(model_path, loaded).cva_standardised
         threshold, standard = _pair_cva_cue(
             before, after, cva_bands, standardised, callbacks.within(0.0, CVA_PASS_SHARE)
         )
@@ -86,7 +89,9 @@ def detect_with_model(
         )
     device = pick_device(params.device, callbacks.log)
     with tempfile.TemporaryDirectory(prefix="kdmsi-onnx-") as scratch:
-        info, predictor, engine = load_predictor(model_path, params, device, Path(scratch))
+        info, predictor, engine = load_predictor(
+            model_path, params, device, Path(scratch), loaded=loaded
+        )
         bands = check_bands(info, bands, model_path)
         metadata = detect_metadata(info, params, model_path, engine, device)
         callbacks.info(f"Running {params.method} with {engine} in {metadata['kdmsi_precision']}.")
@@ -99,15 +104,17 @@ def detect_with_model(
     return info.threshold_for(params.method, params.scales)
 
 
-def _explain_auto(method: str, model_path: Path, callbacks: Callbacks) -> None:
+def _explain_auto(
+    method: str, model_path: Path, loaded: LoadedModel | None, callbacks: Callbacks
+) -> None:
     """Say which map ``auto`` runs and why, and warn when the model is unreliable."""
-    if Path(model_path).suffix.lower() == ".onnx":
+    if loaded is None:
         callbacks.info(
             f"Detect runs {METHOD_NAMES[method]} ({method}): an ONNX file holds the trained "
             "network only."
         )
         return
-    info, _states = load_model(model_path)
+    info = loaded[0]
     reason = info.method_choice.get("reason")
     name = f"{METHOD_NAMES.get(method, method)} ({method})"
     callbacks.info(f"Detect runs {name}" + (f", because {reason}." if reason else "."))
@@ -125,9 +132,9 @@ def _explain_auto(method: str, model_path: Path, callbacks: Callbacks) -> None:
         )
 
 
-def _warn_if_unfinished(model_path: Path, callbacks: Callbacks) -> None:
+def _warn_if_unfinished(model_path: Path, loaded: LoadedModel | None, callbacks: Callbacks) -> None:
     """Say so when the model file comes from a training run that was canceled midway."""
-    if Path(model_path).suffix.lower() == ".onnx" or load_model(model_path)[0].finished:
+    if loaded is None or loaded[0].finished:
         return
     callbacks.warning(
         f"The model {model_path} comes from a training run that did not finish (canceled): its "
@@ -136,16 +143,17 @@ def _warn_if_unfinished(model_path: Path, callbacks: Callbacks) -> None:
     )
 
 
-def _model_info(model_path: Path) -> ModelInfo:
-    if Path(model_path).suffix.lower() == ".onnx":
-        from core.detect.onnx import OnnxStudent
-
-        return OnnxStudent(Path(model_path), 1).info
-    return load_model(model_path)[0]
+def _is_onnx(model_path: Path) -> bool:
+    return Path(model_path).suffix.lower() == ".onnx"
 
 
-def _model_bands(model_path: Path) -> tuple[int, ...]:
-    return tuple(_model_info(model_path).bands)
+def _model_info(model_path: Path, loaded: LoadedModel | None) -> ModelInfo:
+    """The model's description: from the loaded ``.pt`` file, or from the ONNX export."""
+    if loaded is not None:
+        return loaded[0]
+    from core.detect.onnx import OnnxStudent
+
+    return OnnxStudent(Path(model_path), 1).info
 
 
 def _pair_cva_cue(

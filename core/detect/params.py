@@ -17,7 +17,7 @@ from core.data.magnitude import Standardisation
 from core.detect.msi import MAX_PIXELS
 from core.detect.tiled import TilingParams
 from core.errors import KdmsiError
-from core.models.model_file import load_model
+from core.models.model_file import ModelInfo, load_model
 from core.runtime.precision import cpu_has_bf16
 
 ONNX_METHODS = ("kdmsi", "kdmsi-cva")  # the student alone is exported
@@ -121,7 +121,11 @@ def resolve_method(method: str, model_path: Path) -> str:
         return method
     if Path(model_path).suffix.lower() == ".onnx":
         return "kdmsi"
-    info, _states = load_model(model_path)
+    return auto_method(load_model(model_path)[0])
+
+
+def auto_method(info: ModelInfo) -> str:
+    """The method ``auto`` stands for with the ``.pt`` model ``info`` describes."""
     if info.auto_method in ("kdmsi", "kdmsi-cva") and info.refined_output_stride:
         return "kdmsi-refined"
     return info.auto_method

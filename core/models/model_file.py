@@ -148,7 +148,11 @@ def save_model(path: Path, info: ModelInfo, states: dict[str, dict[str, torch.Te
     partial.replace(path)
 
 
-def load_model(path: Path) -> tuple[ModelInfo, dict[str, dict[str, torch.Tensor]]]:
+LoadedModel = tuple[ModelInfo, dict[str, dict[str, torch.Tensor]]]
+"""What :func:`load_model` returns: the description and the networks' state dicts."""
+
+
+def load_model(path: Path) -> LoadedModel:
     """Read a model file and check that it is one.
 
     Returns:
