@@ -346,3 +346,18 @@ def test_a_model_from_a_canceled_training_is_flagged(networks, pair, tmp_path):
         detect_with_model(*pair, model, tmp_path / f"{name}.tif", SINGLE, callbacks=callbacks)
         warned = any(level == "warning" and "did not finish" in m for level, m in messages)
         assert warned == (name == "canceled")
+
+
+def test_detect_reads_the_model_file_once(networks, pair, tmp_path, monkeypatch):
+    """``auto`` resolving to ``kdmsi-cva`` used to read the 27 MB file five times per pair."""
+    states = {"student": networks.student.state_dict(), "teacher": networks.teacher.state_dict()}
+    info = ModelInfo("resnet18", "minus", "cat", 16, [4, 3, 2], 32, 0.41, 0.37,
+                     threshold_fused=0.2, threshold_fused_single=0.25)  # fmt: skip
+    model = tmp_path / "fused.pt"
+    save_model(model, replace(info, method_choice={"method": "kdmsi-cva"}), states)
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
+    auto = replace(SINGLE, method="auto", engine="torch")
+    assert detect_with_model(*pair, model, tmp_path / "p.tif", auto) == pytest.approx(0.25)
+    assert reads == [model]
