@@ -34,6 +34,7 @@ from core.data.magnitude import BINS, Standardisation, tile_magnitude
 from core.data.otsu import otsu
 from core.data.tilesets import TileSet
 from core.detect.affinity import refine
+from core.detect.flat_field import flatten
 from core.detect.tiled import Predictor
 
 REFINE_BATCH = 16  # tiles refined at once (the weights take 3 MB per 128 px tile)
@@ -77,16 +78,23 @@ def fused_predictor(
     window: int,
     rounds: int = 0,
     standard: Standardisation | None = None,
+    field: np.ndarray | None = None,
 ) -> Predictor:
     """A predictor of the combined map, for a pair whose CVA threshold is ``threshold``.
 
     With ``rounds``, each window's combined map is refined with its pixels' colours
     (:func:`core.detect.affinity.refine`, the model's ``affinity_rounds``). With ``standard``,
-    the dates are standardised and ``threshold`` is that magnitude's.
+    the dates are standardised and ``threshold`` is that magnitude's. With ``field`` (the
+    model's :meth:`~core.models.model_file.ModelInfo.field_for` its scales), the student's map
+    is divided by it first (:func:`core.detect.flat_field.flatten`).
     """
+    flat = None if field is None else torch.from_numpy(field)
 
     def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        combined = fuse(student(a, b), cva_share(a, b, threshold, window, standard))
+        prob = student(a, b)
+        if flat is not None:
+            prob = flatten(prob, flat)
+        combined = fuse(prob, cva_share(a, b, threshold, window, standard))
         return refine(combined, torch.cat([a, b], dim=1), rounds)
 
     return run
@@ -98,19 +106,24 @@ def fuse_tiles(
     window: int,
     rounds: int = 0,
     standardised: bool = False,
+    field: np.ndarray | None = None,
 ) -> np.ndarray:
     """The combined map ``[N, T, T]`` of tiles whose student map ``student`` is given.
 
     Each tile's CVA is averaged over ``window`` x ``window`` pixels and scaled by its own pair's
     threshold (:func:`tile_cue`, standardised for one-band pairs when ``standardised``, the
-    model's ``cva_standardised``); with ``rounds``, each tile's combined map is then refined
-    with its own colours, as ``detect`` refines each window.
+    model's ``cva_standardised``); with ``field``, the student's map is divided by that flat
+    field first; with ``rounds``, each tile's combined map is then refined with its own
+    colours, as ``detect`` refines each window.
     """
     cue, threshold = tile_cue(tiles, standardised)
     thresholds = torch.from_numpy(threshold)[:, None, None, None]
     magnitude = torch.from_numpy(cue)[:, None]
     cva = (smoothed(magnitude, window) / (2.0 * thresholds)).clamp(0.0, 1.0)
-    combined = fuse(torch.from_numpy(student), cva[:, 0])
+    prob = torch.from_numpy(student)
+    if field is not None:
+        prob = flatten(prob[:, None], torch.from_numpy(field))[:, 0]
+    combined = fuse(prob, cva[:, 0])
     if rounds <= 0:
         return combined.numpy()
     out = np.empty(combined.shape, np.float32)

@@ -52,6 +52,7 @@ def load_predictor(
         predictor = fused_predictor(
             predictor, params.pair_cva_threshold, student.info.cva_window,
             student.info.affinity_rounds, params.cva_standard,
+            student.info.field_for(params.scales),
         )  # fmt: skip
     return student.info, predictor, engine
 

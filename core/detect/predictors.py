@@ -86,8 +86,9 @@ def make_predictor(
         if cva_threshold is None:
             raise ValueError("kdmsi-cva needs the pair's CVA threshold")
         return fused_predictor(
-            predictor, cva_threshold, info.cva_window, info.affinity_rounds, cva_standard
-        )
+            predictor, cva_threshold, info.cva_window, info.affinity_rounds, cva_standard,
+            info.field_for(tuple(scales)),
+        )  # fmt: skip
     if method == "cam":
         teacher = inference_network(info, states, "teacher", path, device)
         run = _in_parts(partial(cam_probability, teacher), max_pixels)

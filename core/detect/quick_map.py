@@ -69,4 +69,7 @@ def quick_scores(
     prob = predict_tiles(predictor, tiles, device, batch_size)
     if chosen.method != "kdmsi-cva":
         return prob
-    return fuse_tiles(prob, tiles, info.cva_window, info.affinity_rounds, info.cva_standardised)
+    return fuse_tiles(
+        prob, tiles, info.cva_window, info.affinity_rounds, info.cva_standardised,
+        info.field_for(SINGLE),
+    )  # fmt: skip

@@ -220,7 +220,12 @@ def _learned_rows(
         if name == "KD-MSI + MSI":  # the same map combined with CVA (method kdmsi-cva)
             fused, more = _timed(
                 lambda p=prob: fuse_tiles(
-                    p, test, info.cva_window, info.affinity_rounds, info.cva_standardised
+                    p,
+                    test,
+                    info.cva_window,
+                    info.affinity_rounds,
+                    info.cva_standardised,
+                    info.field_for(tuple(params.scales)),
                 )
             )
             rows.append(

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from core import __version__
@@ -64,6 +65,10 @@ class ModelInfo:
         cva_standardised: for one-band pairs, the combination uses the dates each standardised
             over the pair (:class:`core.data.magnitude.Standardisation`); its thresholds were
             chosen so.
+        flat_field: the student's average map (MSI) over the tagged tiles, row-major ``tile`` x
+            ``tile``, that the combination divides it by (:mod:`core.detect.flat_field`); empty
+            in files written before session 21 (no division), whose thresholds were chosen so.
+        flat_field_single: the same for the single-scale map.
         refined_output_stride: stride of the refinement network, 0 when absent.
         train_summary: tags, epochs, selected epoch, validation AUC...
         method_choice: which map ``detect --method auto`` runs and why
@@ -86,6 +91,8 @@ class ModelInfo:
     cva_window: int = CVA_WINDOW
     affinity_rounds: int = AFFINITY_ROUNDS
     cva_standardised: bool = True
+    flat_field: list[float] = field(default_factory=list)
+    flat_field_single: list[float] = field(default_factory=list)
     refined_output_stride: int = 0
     train_summary: dict[str, Any] = field(default_factory=dict)
     method_choice: dict[str, Any] = field(default_factory=dict)
@@ -101,6 +108,13 @@ class ModelInfo:
         if method == "cam":
             return self.threshold_cam
         return 0.5
+
+    def field_for(self, scales: tuple[float, ...]) -> np.ndarray | None:
+        """The flat field ``[tile, tile]`` of the student's map at ``scales``; None without one."""
+        values = self.flat_field_single if tuple(scales) == (1.0,) else self.flat_field
+        if not values:
+            return None
+        return np.asarray(values, np.float32).reshape(self.tile, self.tile)
 
     @property
     def auto_method(self) -> str:

@@ -44,6 +44,7 @@ from core.callbacks import Callbacks
 from core.data.magnitude import tile_magnitude
 from core.data.tilesets import TileSet
 from core.detect.fusion import fuse_tiles
+from core.detect.msi import MSI_SCALES
 from core.detect.params import METHOD_NAMES as NAMES
 from core.detect.predictors import make_predictor, predict_tiles
 from core.detect.tile_ranking import tile_scores
@@ -178,8 +179,9 @@ def candidate_maps(
         predictor = make_predictor(method, info, states, model_path, device, dtype=dtype)
         maps[method] = predict_tiles(predictor, tiles, device)
     maps["kdmsi-cva"] = fuse_tiles(
-        maps["kdmsi"], tiles, info.cva_window, info.affinity_rounds, info.cva_standardised
-    )
+        maps["kdmsi"], tiles, info.cva_window, info.affinity_rounds, info.cva_standardised,
+        info.field_for(MSI_SCALES),
+    )  # fmt: skip
     maps["cva"] = tile_magnitude(tiles.before, tiles.after)
     return maps
 

@@ -12,7 +12,9 @@ import torch
 
 from core.callbacks import Callbacks
 from core.data.tilesets import TileSet
+from core.detect.flat_field import flat_field
 from core.detect.fusion import fuse_tiles
+from core.detect.msi import MSI_SCALES
 from core.detect.params import resolve_method
 from core.detect.predictors import make_predictor, predict_tiles
 from core.detect.tiled import Predictor
@@ -62,26 +64,38 @@ def choose_thresholds(
     callbacks: Callbacks,
     dtype: torch.dtype | None = None,
     affinity_rounds: int = AFFINITY_ROUNDS,
+    tagged: TileSet | None = None,
 ) -> ModelInfo:
     """Store the thresholds chosen on ``tiles`` (tags only) in the model.
 
     The student's with MSI and single scale, and the same two combined with CVA
     (:mod:`core.detect.fusion`), refined ``affinity_rounds`` times with the pair's colours.
+    The combination divides the student's maps by their flat fields, their average over the
+    images of ``tagged`` (all tagged tiles; ``tiles`` when None), which are stored too.
 
     ``dtype`` is the autocast type inference will use, so that the thresholds fit its maps.
     """
     info, states = load_model(model_path)
+    multi_scale, single_scale = student_predictors(info, states, model_path, device, dtype)
+    fields = [  # label-free: the tiles' images, not their tags
+        flat_field(predict_tiles(predictor, tagged or tiles, device), (tagged or tiles).valid)
+        for predictor in (multi_scale, single_scale)
+    ]
     # this code's combination, reused models too
     info = replace(
-        info, cva_window=CVA_WINDOW, affinity_rounds=affinity_rounds, cva_standardised=True
-    )
-    multi_scale, single_scale = student_predictors(info, states, model_path, device, dtype)
+        info, cva_window=CVA_WINDOW, affinity_rounds=affinity_rounds, cva_standardised=True,
+        flat_field=fields[0].ravel().tolist(), flat_field_single=fields[1].ravel().tolist(),
+    )  # fmt: skip
     prob_msi = predict_tiles(multi_scale, tiles, device)
     prob_one = predict_tiles(single_scale, tiles, device)
     multi, single = otsu_on_changed_tiles(tiles, prob_msi), otsu_on_changed_tiles(tiles, prob_one)
     window, rounds = info.cva_window, info.affinity_rounds
-    fused = otsu_on_changed_tiles(tiles, fuse_tiles(prob_msi, tiles, window, rounds, True))
-    fused_single = otsu_on_changed_tiles(tiles, fuse_tiles(prob_one, tiles, window, rounds, True))
+    fused = otsu_on_changed_tiles(
+        tiles, fuse_tiles(prob_msi, tiles, window, rounds, True, info.field_for(MSI_SCALES))
+    )
+    fused_single = otsu_on_changed_tiles(
+        tiles, fuse_tiles(prob_one, tiles, window, rounds, True, info.field_for((1.0,)))
+    )
     info = replace(
         info,
         threshold=multi.value,
@@ -116,7 +130,7 @@ def choose_after_training(
     the model and used by the combined map (``TrainParams.affinity_rounds``).
     """
     chosen_on = held_out if held_out is not None else tiles
-    choose_thresholds(model_path, chosen_on, device, callbacks, dtype, affinity_rounds)
+    choose_thresholds(model_path, chosen_on, device, callbacks, dtype, affinity_rounds, tiles)
     return choose_method(model_path, held_out, device, callbacks, dtype, len(tiles), val_fraction)
 
 
