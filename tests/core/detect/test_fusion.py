@@ -153,3 +153,19 @@ def test_tiles_are_refined_one_by_one_with_their_own_colours():
         expected = refine(torch.from_numpy(plain[i : i + 1, None]), colours[i : i + 1], 10)
         np.testing.assert_allclose(refined[i], expected[0, 0].numpy(), atol=1e-6)
     assert np.abs(refined - plain).mean() > 1e-3
+
+
+def test_fused_tiles_equal_the_fused_predictor_with_a_flat_field():
+    tiles = _tiles(thresholds=np.full(6, 0.2, dtype=np.float32))
+    field = np.linspace(0.5, 1.5, 16 * 16, dtype=np.float32).reshape(16, 16)
+
+    def student(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid((b - a).mean(dim=1, keepdim=True) * 5)
+
+    direct = predict_tiles(fused_predictor(student, 0.2, 5, field=field), tiles, CPU)
+    maps = predict_tiles(student, tiles, CPU)
+    combined = fuse_tiles(maps, tiles, 5, field=field)
+    np.testing.assert_allclose(combined, direct, atol=1e-6)
+    plain = fuse_tiles(np.clip(maps / field, 0, 1).astype(np.float32), tiles, 5)
+    np.testing.assert_allclose(combined, plain, atol=1e-6)  # the map divided, then combined
+    assert not np.allclose(combined, fuse_tiles(maps, tiles, 5))

@@ -239,6 +239,23 @@ def test_kdmsi_cva_combines_the_student_map_with_the_cva_map(model, pair, tmp_pa
     assert read(given).mean() < read(fused).mean()
 
 
+def test_kdmsi_cva_divides_the_student_map_by_the_flat_field_of_its_scales(model, pair, tmp_path):
+    plain = with_rounds(model, 0, tmp_path)
+    info, states = load_model(plain)
+    assert not info.flat_field  # the fixture's file: the undivided map
+    flat = tmp_path / "flat.pt"  # MSI's field 4, single scale's 2: fused = sqrt(s / 2 * cva)
+    save_model(flat, replace(info, flat_field=[4.0] * 32**2, flat_field_single=[2.0] * 32**2),
+               states)  # fmt: skip
+    maps = {}
+    runs = {"plain": (plain, "kdmsi-cva"), "flat": (flat, "kdmsi-cva"),
+            "student": (plain, "kdmsi"), "flat student": (flat, "kdmsi")}  # fmt: skip
+    for name, (path, method) in runs.items():
+        detect_with_model(*pair, path, tmp_path / f"{name}.tif", replace(SINGLE, method=method))
+        maps[name] = read(tmp_path / f"{name}.tif")
+    np.testing.assert_allclose(maps["flat"], maps["plain"] / np.sqrt(2.0), atol=1e-5)
+    np.testing.assert_array_equal(maps["flat student"], maps["student"])  # kdmsi: as it was
+
+
 def test_kdmsi_cva_standardises_one_band_pairs_for_models_that_chose_so(
     tmp_path, write_raster, scene
 ):

@@ -127,3 +127,18 @@ def test_files_before_session_20_keep_the_plain_difference_on_one_band_pairs():
     assert stored["cva_standardised"] is True  # what this code writes
     del stored["cva_standardised"]
     assert info_from_dict(stored).cva_standardised is False
+
+
+def test_files_before_session_21_have_no_flat_field_and_keep_the_undivided_map():
+    from dataclasses import asdict
+
+    from core.models.model_file import ModelInfo, info_from_dict
+
+    info = ModelInfo("efficientnet-lite0", "minus", "cat", 16, [1, 2, 3], 2)
+    info.flat_field, info.flat_field_single = [1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]
+    np.testing.assert_array_equal(info.field_for((0.5, 1.0, 1.25, 2.0)), [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(info.field_for((1.0,)), [[5, 6], [7, 8]])
+    stored = asdict(info)
+    del stored["flat_field"], stored["flat_field_single"]
+    assert info_from_dict(stored).field_for((1.0,)) is None
+    assert info_from_dict(stored).field_for((0.5, 1.0, 1.25, 2.0)) is None
