@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from core.detect import predictors
+from core.detect.flat_field import centre_to_ring
 from core.detect.fusion import fused_predictor
 from core.detect.params import DetectParams, resolve_engine
 from core.detect.tiled import Predictor
@@ -104,11 +105,14 @@ def detect_metadata(
     precision = describe(dtype)
     networks = {"kdmsi": "student", "kdmsi-cva": "student", "cam": "teacher"}
     network = {**networks, "kdmsi-refined": "refined"}.get(params.method, "")
+    field = info.field_for(tuple(params.scales))
     fused = {
         "kdmsi_cva_threshold": f"{params.pair_cva_threshold:.6g}",
         "kdmsi_cva_window": str(info.cva_window),
         "kdmsi_affinity_rounds": str(info.affinity_rounds),
         "kdmsi_cva_standard": ",".join(f"{v:.6g}" for v in params.pair_cva_standard) or "none",
+        # the field's centre-to-ring ratio (the field itself is in the model file)
+        "kdmsi_flat_field": "none" if field is None else f"{centre_to_ring(field):.4g}",
     }
     return {
         **(fused if params.method == "kdmsi-cva" else {}),

@@ -249,10 +249,19 @@ def test_kdmsi_cva_divides_the_student_map_by_the_flat_field_of_its_scales(model
     maps = {}
     runs = {"plain": (plain, "kdmsi-cva"), "flat": (flat, "kdmsi-cva"),
             "student": (plain, "kdmsi"), "flat student": (flat, "kdmsi")}  # fmt: skip
+    said: list[str] = []
     for name, (path, method) in runs.items():
-        detect_with_model(*pair, path, tmp_path / f"{name}.tif", replace(SINGLE, method=method))
+        callbacks = Callbacks(log=lambda _level, message, n=name: said.append(f"{n}: {message}"))
+        params = replace(SINGLE, method=method)
+        detect_with_model(*pair, path, tmp_path / f"{name}.tif", params, callbacks=callbacks)
         maps[name] = read(tmp_path / f"{name}.tif")
+    evens = [m.split(": ")[0] for m in said if "divided by its average over the tagged" in m]
+    assert evens == ["flat"]  # said once, where it happens
     np.testing.assert_allclose(maps["flat"], maps["plain"] / np.sqrt(2.0), atol=1e-5)
+    stored = {name: gdal.Open(str(tmp_path / f"{name}.tif")).GetMetadata() for name in runs}
+    assert (
+        stored["flat"]["kdmsi_flat_field"] == "1" and stored["plain"]["kdmsi_flat_field"] == "none"
+    )
     np.testing.assert_array_equal(maps["flat student"], maps["student"])  # kdmsi: as it was
 
 
