@@ -67,11 +67,11 @@ def detect_with_model(
         cva_bands = bands or tuple(_model_info(model_path, loaded).bands)
         return _cva(before, after, out, cva_bands, callbacks, overwrite)
     if params.method == "kdmsi-cva" and not params.pair_cva_threshold:
-        cva_bands = bands or tuple(_model_info(model_path, loaded).bands)
-        standardised = _model_info(model_path, loaded).cva_standardised
+        info = _model_info(model_path, loaded)  # an ONNX file's opens a session: once
         threshold, standard = _pair_cva_cue(
-            before, after, cva_bands, standardised, callbacks.within(0.0, CVA_PASS_SHARE)
-        )
+            before, after, bands or tuple(info.bands), info.cva_standardised,
+            callbacks.within(0.0, CVA_PASS_SHARE),
+        )  # fmt: skip
         params = replace(params, pair_cva_threshold=threshold, pair_cva_standard=standard)
         callbacks = callbacks.within(CVA_PASS_SHARE, 1.0)
     if env.is_distributed:

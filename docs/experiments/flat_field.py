@@ -52,6 +52,7 @@ from map_rules import CPU, held_out_index
 from suite_runs import mean_cells, score_families, verdict
 
 from core.callbacks import Callbacks
+from core.detect.flat_field import centre_to_ring
 from core.detect.fusion import fuse_tiles
 from core.detect.params import DetectParams
 from core.detect.predictors import make_predictor, predict_tiles
@@ -76,15 +77,6 @@ def flat_field(maps: np.ndarray, valid: np.ndarray) -> np.ndarray:
     turns = [np.rot90(field, k) for k in range(4)]
     field = np.mean([*turns, *(t.T for t in turns)], axis=0)
     return (field / max(float(field.mean()), 1e-6)).astype(np.float32)
-
-
-def centre_to_ring(field: np.ndarray) -> float:
-    """The field's mean over the central half of the tile over its mean on the ring outside."""
-    size = field.shape[0]
-    q = size // 4
-    inner = np.zeros(field.shape, bool)
-    inner[q : size - q, q : size - q] = True
-    return float(field[inner].mean() / field[~inner].mean())
 
 
 def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, float]:

@@ -50,8 +50,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mad_cue import cue_f1, pair_cue
-from suite_runs import mean_cells, score_families, verdict
+from mad_cue import cue_f1, cue_report, pair_cue
+from suite_runs import score_families
 
 from core.callbacks import Callbacks
 from core.data.magnitude import BINS, tile_magnitude
@@ -113,15 +113,7 @@ def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, f
 
 def report(rows: dict[str, dict[str, float]]) -> str:
     """A markdown table of the scored families and the verdict over all 9 families."""
-    labels = (*CUES, *(f"{c} alone" for c in CUES))
-    lines = ["| family | " + " | ".join(f"{k}: train, test" for k in labels) + " |",
-             "|---|" + "---|" * len(labels)]  # fmt: skip
-    for name, row in rows.items():
-        cells = [f"{row[f'train {k}']:.3f}, {row[f'test {k}']:.3f}" for k in labels]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("| mean | " + " | ".join(mean_cells(rows, labels)) + " |")
-    lines.extend(verdict(with_one_band(rows), rule, base, 4) for rule, base in RULES.items())
-    return "\n".join(lines)
+    return cue_report(rows, CUES, RULES, with_one_band(rows))
 
 
 def with_one_band(rows: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

@@ -221,17 +221,30 @@ def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, f
     return cue_f1(data, model, seed, cues)
 
 
-def report(rows: dict[str, dict[str, float]]) -> str:
-    """A markdown table (each cue's product and the cue alone) and the verdict."""
-    labels = (*CUES, *(f"{c} alone" for c in CUES))
+def cue_report(
+    rows: dict[str, dict[str, float]],
+    cues: tuple[str, ...],
+    rules: dict[str, str],
+    judged: dict[str, dict[str, float]] | None = None,
+) -> str:
+    """A markdown table (each cue's product and the cue alone) and each rule's verdict.
+
+    ``judged``: the rows the verdict is taken over (default ``rows``).
+    """
+    labels = (*cues, *(f"{c} alone" for c in cues))
     lines = ["| family | " + " | ".join(f"{k}: train, test" for k in labels) + " |",
              "|---|" + "---|" * len(labels)]  # fmt: skip
     for name, row in rows.items():
         cells = [f"{row[f'train {k}']:.3f}, {row[f'test {k}']:.3f}" for k in labels]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| mean | " + " | ".join(mean_cells(rows, labels)) + " |")
-    lines.extend(verdict(rows, rule, base, 4) for rule, base in RULES.items())
+    lines.extend(verdict(judged or rows, rule, base, 4) for rule, base in rules.items())
     return "\n".join(lines)
+
+
+def report(rows: dict[str, dict[str, float]]) -> str:
+    """The table and verdicts of this script's cues."""
+    return cue_report(rows, CUES, RULES)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,11 @@ def _tiles(n: int = 6, size: int = 16, thresholds: np.ndarray | None = None) -> 
     return TileSet(before, after, valid, labels, names, [None] * n, thresholds)
 
 
+def toy_student(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A stand-in for the student: any map in [0, 1] that grows with the colour change."""
+    return torch.sigmoid((b - a).mean(dim=1, keepdim=True) * 5)
+
+
 def test_cva_share_puts_the_threshold_at_one_half_and_clips():
     a = torch.zeros(1, 2, 5, 5)
     b = torch.zeros(1, 2, 5, 5)
@@ -68,11 +73,8 @@ def test_fuse_is_the_geometric_mean_and_needs_both_cues():
 def test_fused_tiles_equal_the_fused_predictor_of_detect():
     tiles = _tiles(thresholds=np.full(6, 0.2, dtype=np.float32))
 
-    def student(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # any map in [0, 1]
-        return torch.sigmoid((b - a).mean(dim=1, keepdim=True) * 5)
-
-    direct = predict_tiles(fused_predictor(student, 0.2, 5), tiles, CPU)
-    combined = fuse_tiles(predict_tiles(student, tiles, CPU), tiles, 5)
+    direct = predict_tiles(fused_predictor(toy_student, 0.2, 5), tiles, CPU)
+    combined = fuse_tiles(predict_tiles(toy_student, tiles, CPU), tiles, 5)
     np.testing.assert_allclose(combined, direct, atol=1e-6)
     assert combined[1::2].mean() > combined[0::2].mean()  # changed tiles stand out
 
@@ -117,15 +119,13 @@ def one_band_tiles() -> tuple[TileSet, Standardisation]:
 def test_standardised_tiles_equal_the_standardised_predictor_of_detect():
     tiles, standard = one_band_tiles()
 
-    def student(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid((b - a).mean(dim=1, keepdim=True) * 5)
-
-    direct = predict_tiles(fused_predictor(student, 1.5, 5, standard=standard), tiles, CPU)
-    prob = predict_tiles(student, tiles, CPU)
+    direct = predict_tiles(fused_predictor(toy_student, 1.5, 5, standard=standard), tiles, CPU)
+    prob = predict_tiles(toy_student, tiles, CPU)
     combined = fuse_tiles(prob, tiles, 5, standardised=True)
     np.testing.assert_allclose(combined, direct, atol=1e-5)
     plain = fuse_tiles(prob, tiles, 5)  # an older model: the plain difference, threshold 0.2
-    np.testing.assert_allclose(plain, predict_tiles(fused_predictor(student, 0.2, 5), tiles, CPU))
+    older = predict_tiles(fused_predictor(toy_student, 0.2, 5), tiles, CPU)
+    np.testing.assert_allclose(plain, older)
     assert np.abs(combined - plain).max() > 0.05
 
 
@@ -159,11 +159,8 @@ def test_fused_tiles_equal_the_fused_predictor_with_a_flat_field():
     tiles = _tiles(thresholds=np.full(6, 0.2, dtype=np.float32))
     field = np.linspace(0.5, 1.5, 16 * 16, dtype=np.float32).reshape(16, 16)
 
-    def student(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid((b - a).mean(dim=1, keepdim=True) * 5)
-
-    direct = predict_tiles(fused_predictor(student, 0.2, 5, field=field), tiles, CPU)
-    maps = predict_tiles(student, tiles, CPU)
+    direct = predict_tiles(fused_predictor(toy_student, 0.2, 5, field=field), tiles, CPU)
+    maps = predict_tiles(toy_student, tiles, CPU)
     combined = fuse_tiles(maps, tiles, 5, field=field)
     np.testing.assert_allclose(combined, direct, atol=1e-6)
     plain = fuse_tiles(np.clip(maps / field, 0, 1).astype(np.float32), tiles, 5)
