@@ -26,6 +26,8 @@ Backbone = Literal[
 ]
 Fusion = Literal["minus", "abs", "cat"]
 TeacherFusion = Literal["minus", "abs"]
+Strategy = Literal["random", "suggest", "suggest-peaks"]  # the benchmark's simulated users
+STRATEGIES: tuple[str, ...] = ("random", "suggest", "suggest-peaks")
 
 
 def _read() -> dict:

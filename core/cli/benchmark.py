@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.choices import CHOICES, DEFAULTS
+from core.choices import CHOICES, DEFAULTS, STRATEGIES
 from core.cli.events import Reporter
 from core.cli.options import add_affinity_rounds, add_epochs
 from core.errors import KdmsiError
@@ -46,12 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--budgets", type=int, nargs="+", default=[0, 48], help="tag budgets of --suite"
     )
     parser.add_argument(
-        "--strategy", choices=("random", "suggest"), default="random",
+        "--strategy", choices=STRATEGIES, default="random",
         help="how a --budget is chosen: at random per class, or half at random and half "
-        "where a first model is least sure (what kdmsi suggest proposes)",
+        "where a first model is least sure (suggest: what kdmsi suggest proposes) or sees the "
+        "most change (suggest-peaks, on trial)",
     )  # fmt: skip
     parser.add_argument(
-        "--strategies", nargs="+", choices=("random", "suggest"), default=["random"],
+        "--strategies", nargs="+", choices=STRATEGIES, default=["random"],
         help="strategies compared at each nonzero --budgets of --suite",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, required=True, help="results JSON")

@@ -6,7 +6,8 @@ its highest probability, says whether the map puts any change pixel in it, which
 means (a tile is changed when any of its pixels is) and what the polygons show. ``kdmsi suggest``
 compares peaks with the pixel threshold: the untagged tiles whose peak lies closest to it are the
 ones the model is least sure about, and a tag the peak contradicts is worth a second look. The
-transfer suite's ``suggest`` strategy simulates a user who tags those tiles.
+transfer suite's ``suggest`` strategy simulates a user who tags those tiles; its ``suggest-peaks``
+candidate (issue 18, on trial) tags the untagged tiles with the highest peaks instead.
 """
 
 from __future__ import annotations
@@ -46,4 +47,15 @@ def most_uncertain(scores: np.ndarray, threshold: float, count: int) -> np.ndarr
     scores = np.asarray(scores, dtype=np.float64)
     finite = np.flatnonzero(np.isfinite(scores))
     order = finite[np.argsort(np.abs(scores[finite] - threshold), kind="stable")]
+    return order[: max(count, 0)]
+
+
+def most_changed(scores: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the ``count`` scored tiles with the highest scores, highest first.
+
+    Tiles without a score (NaN) are never chosen; ties keep the tiles' order.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    finite = np.flatnonzero(np.isfinite(scores))
+    order = finite[np.argsort(-scores[finite], kind="stable")]
     return order[: max(count, 0)]

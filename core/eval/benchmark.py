@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from core.callbacks import Callbacks
-from core.choices import DEFAULTS, LearnedMethod
+from core.choices import DEFAULTS, LearnedMethod, Strategy
 from core.data.magnitude import tile_magnitude
 from core.data.tilesets import TileSet
 from core.detect.fusion import fuse_tiles
@@ -32,7 +32,7 @@ from core.eval.benchmark_data import (
     load_benchmark_data,
 )
 from core.eval.metrics import ConfusionMatrix, ThresholdSweep, default_thresholds
-from core.eval.strategies import Strategy, choose_tagged_tiles
+from core.eval.strategies import choose_tagged_tiles
 from core.eval.whole_pair import whole_pair_predictions
 from core.models.model_file import finished_model, load_model
 from core.runtime.precision import autocast_dtype

@@ -5,30 +5,30 @@
 tag the untagged training tiles the model is least sure about (the peak of its chosen map closest
 to that map's threshold, as ``kdmsi suggest`` ranks them) until the budget is spent; the benchmark
 then trains again on all of them (tags held out from all of them, as a user's training does; holding
-them out from the random half only was tried and dropped, BENCHMARKS.md). Tags come from the
-masks, as everywhere in the benchmark; the test tiles are never among the candidates.
+them out from the random half only was tried and dropped, BENCHMARKS.md). ``suggest-peaks``: the
+same first round, then the untagged tiles where the model's map peaks highest (where it sees the
+most change: its clearest detections and its loudest false alarms), a candidate on trial under
+issue 18 (docs/experiments/suggest_peaks.py). Tags come from the masks, as everywhere in the
+benchmark; the test tiles are never among the candidates.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
 from core.callbacks import Callbacks
+from core.choices import Strategy
 from core.detect.quick_map import quick_map, quick_scores
-from core.detect.tile_ranking import most_uncertain, tile_peaks
+from core.detect.tile_ranking import most_changed, most_uncertain, tile_peaks
 from core.eval.benchmark_data import BenchmarkData, budget_subset
 from core.models.model_file import finished_model, load_model
 from core.runtime.precision import autocast_dtype
 from core.train.pipeline import train_model
 from core.train.trainer import TrainParams
-
-Strategy = Literal["random", "suggest"]
-STRATEGIES: tuple[str, ...] = ("random", "suggest")
 
 
 def choose_tagged_tiles(
@@ -64,6 +64,12 @@ def choose_tagged_tiles(
     tiles = data.tiles.subset(pool)
     prob = quick_scores(chosen, info, states, model_path, tiles, device, dtype=dtype)
     scores = tile_peaks(prob, tiles.valid)
-    extra = pool[most_uncertain(scores, chosen.threshold, budget - len(first.train))]
-    callbacks.info(f"suggest: {len(extra)} more tags on the tiles the model is least sure about")
+    count = budget - len(first.train)
+    if strategy == "suggest-peaks":
+        extra = pool[most_changed(scores, count)]
+        where = "where the model sees the most change"
+    else:
+        extra = pool[most_uncertain(scores, chosen.threshold, count)]
+        where = "the model is least sure about"
+    callbacks.info(f"suggest: {len(extra)} more tags on the tiles {where}")
     return replace(data, train=np.sort(np.concatenate([first.train, extra])))

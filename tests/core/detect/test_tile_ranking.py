@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from core.detect.tile_ranking import most_uncertain, tile_peaks, tile_scores
+from core.detect.tile_ranking import most_changed, most_uncertain, tile_peaks, tile_scores
 
 
 def test_tile_scores_average_only_valid_pixels():
@@ -23,6 +23,13 @@ def test_most_uncertain_are_closest_to_the_threshold_and_skip_unscored_tiles():
     assert most_uncertain(scores, 0.3, 3).tolist() == [5, 1, 3]
     assert most_uncertain(scores, 0.3, 10).tolist() == [5, 1, 3, 4, 0]
     assert most_uncertain(scores, 0.3, 0).tolist() == []
+
+
+def test_most_changed_are_the_highest_scores_and_skip_unscored_tiles():
+    scores = np.array([0.9, 0.31, np.nan, 0.29, 0.05, 0.31])
+    assert most_changed(scores, 3).tolist() == [0, 1, 5]
+    assert most_changed(scores, 10).tolist() == [0, 1, 5, 3, 4]
+    assert most_changed(scores, 0).tolist() == []
 
 
 def test_tile_peaks_take_the_highest_valid_pixel():

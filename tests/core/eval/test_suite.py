@@ -169,11 +169,16 @@ def test_a_part_that_is_not_k_of_n_is_refused_in_one_sentence(text):
     assert f"{text!r} is not a part: write K/N with 0 <= K < N, e.g. 0/2" in error["message"]
 
 
-def test_suggest_tags_the_tiles_the_first_model_is_least_sure_about(suite, tmp_path):
+def test_suggest_tags_the_tiles_the_first_model_is_least_sure_about_or_sees_most_change(
+    suite, tmp_path
+):
     import torch
 
+    from core.detect.quick_map import quick_map, quick_scores
+    from core.detect.tile_ranking import tile_peaks
     from core.eval.benchmark_data import load_benchmark_data
     from core.eval.strategies import choose_tagged_tiles
+    from core.models.model_file import load_model
     from core.train.trainer import TrainParams
 
     _, data_root = suite
@@ -198,6 +203,19 @@ def test_suggest_tags_the_tiles_the_first_model_is_least_sure_about(suite, tmp_p
     assert np.array_equal(again.train, chosen.train)
     random = choose_tagged_tiles(data, 4, "random", params, (1, 2, 3), tmp_path, cpu, callbacks)
     assert np.array_equal(random.train, budget_subset(data, 4, 0).train)
+    peaks = choose_tagged_tiles(
+        data, 4, "suggest-peaks", params, (1, 2, 3), tmp_path, cpu, callbacks, reuse=True
+    )
+    assert set(first) <= set(peaks.train) and len(peaks.train) == 4
+    assert any("sees the most change" in m for m in logs)
+    pool = np.setdiff1d(data.train, first)
+    info, states = load_model(model)
+    chosen_map = quick_map(info)
+    prob = quick_scores(chosen_map, info, states, model, data.tiles.subset(pool), cpu)
+    peak = dict(zip(pool.tolist(), tile_peaks(prob, data.tiles.valid[pool]).tolist()))
+    extra = np.setdiff1d(peaks.train, first)
+    untagged = np.setdiff1d(pool, extra)
+    assert min(peak[i] for i in extra) >= max(peak[i] for i in untagged)  # the highest peaks
 
 
 def scored(f1: dict[str, float]) -> dict:

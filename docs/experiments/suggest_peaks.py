@@ -1,0 +1,88 @@
+"""Issue 18: does Suggest beat random tags when it proposes the tiles where the map peaks highest?
+
+Sessions 16 and 17 measured Suggest (24 random tags, train, then the 24 untagged training tiles
+whose peak lies closest to the threshold) against 48 random tags: it lost (-0.033 on the training
+tiles' product F1 at seed 0, 5 families), with recall up, precision down, a lower threshold and a
+worse-ranking map on 3 of 5 families. Tiles near the threshold are the ambiguous ones (faint or
+tiny change, mild distractors); with a first model trained on 24 tags they teach little.
+
+The candidate, fixed before any of its models was trained (session 22): ``suggest-peaks``, the
+same first round (24 random tags per class, the same seed), then the 24 untagged training tiles
+whose peak of the same map is *highest*, highest first (:func:`core.detect.tile_ranking.
+most_changed`): the model's clearest detections, which the tag confirms as changed, and its loudest
+false alarms, which the tag corrects as unchanged (hard negatives; most of the product's polygons
+are false alarms). This is relevance feedback, which beats uncertainty sampling in technology-
+assisted review, where positives are rare too. Everything else as Suggest: the held-out fifth drawn
+from all 48 tags, the defaults of ``kdmsi train``.
+
+Two settings per family, each the product map (``kdmsi-cva`` whole-pair maps that ``detect``
+wrote in the suite run, cut at the threshold ``detect`` reported), scored on the pixel labels of
+all training tiles of the split (tagged or not) and, to report only, the test tiles:
+
+- ``random``: 48 random tags (folder ``48``: links to session 21's ``/work/suite/ff_all`` runs,
+  the session 18 models re-chosen by the current code, flat field included);
+- ``suggest-peaks``: the candidate (folder ``48_suggest_peaks``), trained by
+  ``kdmsi benchmark --strategies suggest-peaks`` with the current code.
+
+Families: the 5 with more than 48 training tiles (LEVIR-CD, WHU-CD, both OMBRIA floods, single-
+band Landsat / ALI); on the others both settings tag every training tile. Rule, fixed before the
+run: issue 18's (the mean over the 5 families of the training tiles' F1 rises, no family falls by
+more than 0.02), on every family's F1 averaged over the seeds. Three seeds decide: this session
+runs seeds 0 and 1; if their mean gain is not positive the candidate is dropped (a third seed would
+have to outweigh two), otherwise seed 2 decides and, when the rule holds on all three, ``kdmsi
+suggest`` proposes the highest peaks instead of the closest to the threshold. Usage::
+
+    python docs/experiments/suggest_peaks.py RUN SUITE DATA --seeds 0 1 --only FAMILY ...
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from suggest_rules import product_f1  # noqa: E402
+from suite_runs import mean_cells, score_families, verdict  # noqa: E402
+
+from core.callbacks import Callbacks  # noqa: E402
+from core.eval.benchmark_data import load_benchmark_data  # noqa: E402
+from core.eval.suite import Family, slug  # noqa: E402
+
+SETTINGS = {"random": "", "suggest-peaks": "_suggest_peaks"}
+RULES = {"suggest-peaks": "random"}
+
+
+def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, float]:
+    """Each setting's product F1 on all training tiles and on the test tiles, and its threshold."""
+    data = load_benchmark_data(
+        list(family.roots), family.tile, family.bands, 0.7, seed, Callbacks()
+    )
+    row = {}
+    for name, suffix in SETTINGS.items():
+        seed_dir = run / slug(family.name) / f"{budget}{suffix}" / f"seed{seed}"
+        scores = product_f1(family, seed_dir, data)
+        row[f"train {name}"], row[f"test {name}"] = scores["train"], scores["test"]
+        row[f"{name} threshold"] = scores["threshold"]
+    return row
+
+
+def report(rows: dict[str, dict[str, float]]) -> str:
+    """A markdown table (each setting's train F1, test F1 and threshold) and the verdict."""
+    head = " | ".join(f"{name}: train F1, test F1, threshold" for name in SETTINGS)
+    lines = [f"| family | {head} |", "|---|" + "---|" * len(SETTINGS)]
+    for family, row in rows.items():
+        cells = [
+            f"{row[f'train {n}']:.3f}, {row[f'test {n}']:.3f}, {row[f'{n} threshold']:.3f}"
+            for n in SETTINGS
+        ]
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    lines.append("| mean (train, test) | " + " | ".join(mean_cells(rows, list(SETTINGS))) + " |")
+    lines.extend(verdict(rows, rule, base, 4) for rule, base in RULES.items())
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    score_families(__doc__.splitlines()[0], family_row, report, RULES)
