@@ -38,50 +38,20 @@ suggest`` proposes the highest peaks instead of the closest to the threshold. Us
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from suggest_rules import product_f1  # noqa: E402
-from suite_runs import mean_cells, score_families, verdict  # noqa: E402
-
-from core.callbacks import Callbacks  # noqa: E402
-from core.eval.benchmark_data import load_benchmark_data  # noqa: E402
-from core.eval.suite import Family, slug  # noqa: E402
+import suggest_rules  # noqa: E402
+from suite_runs import score_families  # noqa: E402
 
 SETTINGS = {"random": "", "suggest-peaks": "_suggest_peaks"}
 RULES = {"suggest-peaks": "random"}
-
-
-def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, float]:
-    """Each setting's product F1 on all training tiles and on the test tiles, and its threshold."""
-    data = load_benchmark_data(
-        list(family.roots), family.tile, family.bands, 0.7, seed, Callbacks()
-    )
-    row = {}
-    for name, suffix in SETTINGS.items():
-        seed_dir = run / slug(family.name) / f"{budget}{suffix}" / f"seed{seed}"
-        scores = product_f1(family, seed_dir, data)
-        row[f"train {name}"], row[f"test {name}"] = scores["train"], scores["test"]
-        row[f"{name} threshold"] = scores["threshold"]
-    return row
-
-
-def report(rows: dict[str, dict[str, float]]) -> str:
-    """A markdown table (each setting's train F1, test F1 and threshold) and the verdict."""
-    head = " | ".join(f"{name}: train F1, test F1, threshold" for name in SETTINGS)
-    lines = [f"| family | {head} |", "|---|" + "---|" * len(SETTINGS)]
-    for family, row in rows.items():
-        cells = [
-            f"{row[f'train {n}']:.3f}, {row[f'test {n}']:.3f}, {row[f'{n} threshold']:.3f}"
-            for n in SETTINGS
-        ]
-        lines.append(f"| {family} | " + " | ".join(cells) + " |")
-    lines.append("| mean (train, test) | " + " | ".join(mean_cells(rows, list(SETTINGS))) + " |")
-    lines.extend(verdict(rows, rule, base, 4) for rule, base in RULES.items())
-    return "\n".join(lines)
+family_row = partial(suggest_rules.family_row, settings=SETTINGS)  # the same scoring
+report = partial(suggest_rules.report, settings=SETTINGS, rules=RULES)
 
 
 if __name__ == "__main__":

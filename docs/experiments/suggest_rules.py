@@ -84,13 +84,18 @@ def product_f1(family: Family, seed_dir: Path, data: BenchmarkData) -> dict[str,
     return scores
 
 
-def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, float]:
-    """Each setting's product F1 on all training tiles and on the test tiles, and its threshold."""
+def family_row(
+    family: Family, run: Path, budget: int, seed: int, settings: dict[str, str] = SETTINGS
+) -> dict[str, float]:
+    """Each setting's product F1 on all training tiles and on the test tiles, and its threshold.
+
+    ``settings`` maps a setting's name to its run folder's suffix (``48`` + suffix).
+    """
     data = load_benchmark_data(
         list(family.roots), family.tile, family.bands, 0.7, seed, Callbacks()
     )
     row = {}
-    for name, suffix in SETTINGS.items():
+    for name, suffix in settings.items():
         seed_dir = run / slug(family.name) / f"{budget}{suffix}" / f"seed{seed}"
         scores = product_f1(family, seed_dir, data)
         row[f"train {name}"], row[f"test {name}"] = scores["train"], scores["test"]
@@ -98,19 +103,22 @@ def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, f
     return row
 
 
-def report(rows: dict[str, dict[str, float]]) -> str:
+def report(
+    rows: dict[str, dict[str, float]],
+    settings: dict[str, str] = SETTINGS,
+    rules: dict[str, str] = RULES,
+) -> str:
     """A markdown table (each setting's train F1, test F1 and threshold) and the verdicts."""
-    head = " | ".join(f"{name}: train F1, test F1, threshold" for name in SETTINGS)
-    lines = [f"| family | {head} |", "|---|" + "---|" * len(SETTINGS)]
+    head = " | ".join(f"{name}: train F1, test F1, threshold" for name in settings)
+    lines = [f"| family | {head} |", "|---|" + "---|" * len(settings)]
     for family, row in rows.items():
         cells = [
             f"{row[f'train {n}']:.3f}, {row[f'test {n}']:.3f}, {row[f'{n} threshold']:.3f}"
-            for n in SETTINGS
+            for n in settings
         ]
         lines.append(f"| {family} | " + " | ".join(cells) + " |")
-    lines.append("| mean (train, test) | " + " | ".join(mean_cells(rows, list(SETTINGS))) + " |")
-    for rule, base in RULES.items():
-        lines.append(verdict(rows, rule, base, 4))
+    lines.append("| mean (train, test) | " + " | ".join(mean_cells(rows, list(settings))) + " |")
+    lines.extend(verdict(rows, rule, base, 4) for rule, base in rules.items())
     return "\n".join(lines)
 
 
