@@ -8,10 +8,14 @@ bump draws the window lattice in ``detect``'s maps and halves the response to ch
 window's edge. Like a flat-field correction in imaging, the combined map of models trained since
 session 21 divides the student's map by its own average over the tagged tiles before combining
 it with CVA (issue 18's rule on the transfer suite: +0.011 on the training tiles' F1, no family
-lower by more than 0.007; BENCHMARKS.md).
+lower by more than 0.007; BENCHMARKS.md), and the student's own map (``--method kdmsi``) of
+models trained since session 22 is divided too (+0.020, no family lower by more than 0.002 on
+the seeds' means; :attr:`core.models.model_file.ModelInfo.student_flattened`).
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 import torch
@@ -19,6 +23,8 @@ import torch.nn.functional as F
 
 FIELD_DECIMALS = 4  # as stored in model files
 FIELD_FLOOR = 1e-6  # a position the student never responds at is left as it is, not divided by 0
+
+Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # as core.detect.tiled's
 
 
 def flat_field(maps: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -60,3 +66,22 @@ def flatten(student: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
     if tuple(field.shape[-2:]) != size:
         field = F.interpolate(field, size=size, mode="bilinear", align_corners=False)
     return (student.float() / field.clamp_min(FIELD_FLOOR)).clamp(0.0, 1.0)
+
+
+def flatten_maps(maps: np.ndarray, field: np.ndarray | None) -> np.ndarray:
+    """Tiles' maps ``[N, T, T]`` divided by ``field`` and clipped; the maps as they are if None."""
+    if field is None:
+        return maps
+    return flatten(torch.from_numpy(maps)[:, None], torch.from_numpy(field))[:, 0].numpy()
+
+
+def flattened(student: Predictor, field: np.ndarray | None) -> Predictor:
+    """A predictor of ``student``'s maps divided by ``field``; ``student`` itself if None."""
+    if field is None:
+        return student
+    flat = torch.from_numpy(field)
+
+    def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return flatten(student(a, b), flat)
+
+    return run

@@ -34,7 +34,7 @@ from core.data.magnitude import BINS, Standardisation, tile_magnitude
 from core.data.otsu import otsu
 from core.data.tilesets import TileSet
 from core.detect.affinity import refine
-from core.detect.flat_field import flatten
+from core.detect.flat_field import flatten_maps, flattened
 from core.detect.tiled import Predictor
 
 REFINE_BATCH = 16  # tiles refined at once (the weights take 3 MB per 128 px tile)
@@ -88,13 +88,10 @@ def fused_predictor(
     model's :meth:`~core.models.model_file.ModelInfo.field_for` its scales), the student's map
     is divided by it first (:func:`core.detect.flat_field.flatten`).
     """
-    flat = None if field is None else torch.from_numpy(field)
+    student = flattened(student, field)
 
     def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        prob = student(a, b)
-        if flat is not None:
-            prob = flatten(prob, flat)
-        combined = fuse(prob, cva_share(a, b, threshold, window, standard))
+        combined = fuse(student(a, b), cva_share(a, b, threshold, window, standard))
         return refine(combined, torch.cat([a, b], dim=1), rounds)
 
     return run
@@ -120,9 +117,7 @@ def fuse_tiles(
     thresholds = torch.from_numpy(threshold)[:, None, None, None]
     magnitude = torch.from_numpy(cue)[:, None]
     cva = (smoothed(magnitude, window) / (2.0 * thresholds)).clamp(0.0, 1.0)
-    prob = torch.from_numpy(student)
-    if field is not None:
-        prob = flatten(prob[:, None], torch.from_numpy(field))[:, 0]
+    prob = torch.from_numpy(flatten_maps(student, field))
     combined = fuse(prob, cva[:, 0])
     if rounds <= 0:
         return combined.numpy()

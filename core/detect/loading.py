@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from core.detect import predictors
-from core.detect.flat_field import centre_to_ring
+from core.detect.flat_field import centre_to_ring, flattened
 from core.detect.fusion import fused_predictor
 from core.detect.params import DetectParams, resolve_engine
 from core.detect.tiled import Predictor
@@ -46,9 +46,13 @@ def load_predictor(
             params.max_pixels, autocast_dtype(params.precision, device),
             params.pair_cva_threshold or None, params.cva_standard,
         )  # fmt: skip
+        if params.method == "kdmsi":
+            predictor = flattened(predictor, info.student_field(params.scales))
         return info, predictor, engine
     student = _onnx_student(Path(model_path), scratch, threads)
     predictor = predictors.onnx_predictor(student, params.scales, params.flip, params.max_pixels)
+    if params.method == "kdmsi":
+        predictor = flattened(predictor, student.info.student_field(params.scales))
     if params.method == "kdmsi-cva":
         predictor = fused_predictor(
             predictor, params.pair_cva_threshold, student.info.cva_window,
@@ -105,17 +109,20 @@ def detect_metadata(
     precision = describe(dtype)
     networks = {"kdmsi": "student", "kdmsi-cva": "student", "cam": "teacher"}
     network = {**networks, "kdmsi-refined": "refined"}.get(params.method, "")
-    field = info.field_for(tuple(params.scales))
+    scales = tuple(params.scales)
+    field = info.student_field(scales) if params.method == "kdmsi" else info.field_for(scales)
+    flat = {  # the field's centre-to-ring ratio (the field itself is in the model file)
+        "kdmsi_flat_field": "none" if field is None else f"{centre_to_ring(field):.4g}",
+    }
     fused = {
         "kdmsi_cva_threshold": f"{params.pair_cva_threshold:.6g}",
         "kdmsi_cva_window": str(info.cva_window),
         "kdmsi_affinity_rounds": str(info.affinity_rounds),
         "kdmsi_cva_standard": ",".join(f"{v:.6g}" for v in params.pair_cva_standard) or "none",
-        # the field's centre-to-ring ratio (the field itself is in the model file)
-        "kdmsi_flat_field": "none" if field is None else f"{centre_to_ring(field):.4g}",
     }
     return {
         **(fused if params.method == "kdmsi-cva" else {}),
+        **(flat if params.method in ("kdmsi", "kdmsi-cva") else {}),
         "kdmsi_method": params.method,
         "kdmsi_network": network,
         "kdmsi_threshold": str(info.threshold_for(params.method, params.scales)),

@@ -96,9 +96,10 @@ def detect_with_model(
         metadata = detect_metadata(info, params, model_path, engine, device)
         callbacks.info(f"Running {params.method} with {engine} in {metadata['kdmsi_precision']}.")
         if metadata.get("kdmsi_flat_field", "none") != "none":
+            combined = " before it is combined with the colour difference"
             callbacks.info(
-                "The network's map is divided by its average over the tagged tiles before it "
-                "is combined with the colour difference: on those tiles it answered "
+                "The network's map is divided by its average over the tagged tiles"
+                f"{combined if params.method == 'kdmsi-cva' else ''}: on those tiles it answered "
                 f"{float(metadata['kdmsi_flat_field']):.2f} times as strongly in the middle of "
                 "a window as near its edges, and dividing evens that out."
             )

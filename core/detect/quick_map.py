@@ -16,6 +16,7 @@ import torch
 
 from core.data.magnitude import tile_magnitude
 from core.data.tilesets import TileSet
+from core.detect.flat_field import flatten_maps
 from core.detect.fusion import fuse_tiles, pair_thresholds
 from core.detect.predictors import make_predictor, predict_tiles
 from core.models.model_file import ModelInfo
@@ -67,6 +68,8 @@ def quick_scores(
         network, info, states, model_path, device, SINGLE, False, dtype=dtype
     )
     prob = predict_tiles(predictor, tiles, device, batch_size)
+    if chosen.method == "kdmsi":
+        return flatten_maps(prob, info.student_field(SINGLE))
     if chosen.method != "kdmsi-cva":
         return prob
     return fuse_tiles(

@@ -23,6 +23,7 @@ from core.callbacks import Callbacks
 from core.choices import DEFAULTS, LearnedMethod, Strategy
 from core.data.magnitude import tile_magnitude
 from core.data.tilesets import TileSet
+from core.detect.flat_field import flatten_maps
 from core.detect.fusion import fuse_tiles
 from core.detect.params import DetectParams
 from core.detect.predictors import make_predictor, predict_tiles
@@ -192,6 +193,8 @@ def _learned_rows(
 ) -> list[MethodScore]:
     """Score the teacher CAM, the student (single scale, MSI, MSI with CVA) and the refined network.
 
+    The student's maps are divided by its flat field where the model says so (as ``detect``
+    divides them); the combination is made from the undivided map and divides it itself.
     Thresholds: the student's come from the model file (Otsu on held-out changed-tagged tiles);
     the CAM ablation gets the same rule on the training tiles' CAMs; the refined network, trained
     on hard pseudo labels, is cut at 0.5. No pixel label is involved.
@@ -216,7 +219,10 @@ def _learned_rows(
     rows = []
     for name, predictor, threshold in methods:
         prob, seconds = _timed(lambda p=predictor: predict_tiles(p, test, device))
-        rows.append(_row(name, prob, data, threshold, seconds))
+        scales = (1.0,) if name == "KD-MSI single-scale" else tuple(params.scales)
+        student = name.startswith("KD-MSI") and name != "KD-MSI refined"
+        shown = flatten_maps(prob, info.student_field(scales)) if student else prob
+        rows.append(_row(name, shown, data, threshold, seconds))
         if name == "KD-MSI + MSI":  # the same map combined with CVA (method kdmsi-cva)
             fused, more = _timed(
                 lambda p=prob: fuse_tiles(

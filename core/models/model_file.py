@@ -69,6 +69,9 @@ class ModelInfo:
             ``tile``, that the combination divides it by (:mod:`core.detect.flat_field`); empty
             in files written before session 21 (no division), whose thresholds were chosen so.
         flat_field_single: the same for the single-scale map.
+        student_flattened: the student's own map (``kdmsi``) is divided by those fields too, and
+            its thresholds were chosen so; False in files written before session 22, whose
+            ``kdmsi`` thresholds were chosen on the undivided map.
         refined_output_stride: stride of the refinement network, 0 when absent.
         train_summary: tags, epochs, selected epoch, validation AUC...
         method_choice: which map ``detect --method auto`` runs and why
@@ -93,6 +96,7 @@ class ModelInfo:
     cva_standardised: bool = True
     flat_field: list[float] = field(default_factory=list)
     flat_field_single: list[float] = field(default_factory=list)
+    student_flattened: bool = False
     refined_output_stride: int = 0
     train_summary: dict[str, Any] = field(default_factory=dict)
     method_choice: dict[str, Any] = field(default_factory=dict)
@@ -115,6 +119,10 @@ class ModelInfo:
         if not values:
             return None
         return np.asarray(values, np.float32).reshape(self.tile, self.tile)
+
+    def student_field(self, scales: tuple[float, ...]) -> np.ndarray | None:
+        """The field the student's own map (``kdmsi``) at ``scales`` is divided by, or None."""
+        return self.field_for(scales) if self.student_flattened else None
 
     @property
     def auto_method(self) -> str:

@@ -43,6 +43,7 @@ import torch
 from core.callbacks import Callbacks
 from core.data.magnitude import tile_magnitude
 from core.data.tilesets import TileSet
+from core.detect.flat_field import flatten_maps
 from core.detect.fusion import fuse_tiles
 from core.detect.msi import MSI_SCALES
 from core.detect.params import METHOD_NAMES as NAMES
@@ -182,6 +183,7 @@ def candidate_maps(
         maps["kdmsi"], tiles, info.cva_window, info.affinity_rounds, info.cva_standardised,
         info.field_for(MSI_SCALES),
     )  # fmt: skip
+    maps["kdmsi"] = flatten_maps(maps["kdmsi"], info.student_field(MSI_SCALES))
     maps["cva"] = tile_magnitude(tiles.before, tiles.after)
     return maps
 

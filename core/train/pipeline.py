@@ -12,7 +12,7 @@ import torch
 
 from core.callbacks import Callbacks
 from core.data.tilesets import TileSet
-from core.detect.flat_field import flat_field
+from core.detect.flat_field import flat_field, flatten_maps
 from core.detect.fusion import fuse_tiles
 from core.detect.msi import MSI_SCALES
 from core.detect.params import resolve_method
@@ -70,8 +70,9 @@ def choose_thresholds(
 
     The student's with MSI and single scale, and the same two combined with CVA
     (:mod:`core.detect.fusion`), refined ``affinity_rounds`` times with the pair's colours.
-    The combination divides the student's maps by their flat fields, their average over the
-    images of ``tagged`` (all tagged tiles; ``tiles`` when None), which are stored too.
+    Both the student's maps and the combination divide the student's maps by their flat fields,
+    their average over the images of ``tagged`` (all tagged tiles; ``tiles`` when None), which
+    are stored too (made from the undivided maps, also when a reused model already has some).
 
     ``dtype`` is the autocast type inference will use, so that the thresholds fit its maps.
     """
@@ -85,10 +86,12 @@ def choose_thresholds(
     info = replace(
         info, cva_window=CVA_WINDOW, affinity_rounds=affinity_rounds, cva_standardised=True,
         flat_field=fields[0].ravel().tolist(), flat_field_single=fields[1].ravel().tolist(),
+        student_flattened=True,
     )  # fmt: skip
     prob_msi = predict_tiles(multi_scale, tiles, device)
     prob_one = predict_tiles(single_scale, tiles, device)
-    multi, single = otsu_on_changed_tiles(tiles, prob_msi), otsu_on_changed_tiles(tiles, prob_one)
+    multi = otsu_on_changed_tiles(tiles, flatten_maps(prob_msi, fields[0]))
+    single = otsu_on_changed_tiles(tiles, flatten_maps(prob_one, fields[1]))
     window, rounds = info.cva_window, info.affinity_rounds
     fused = otsu_on_changed_tiles(
         tiles, fuse_tiles(prob_msi, tiles, window, rounds, True, info.field_for(MSI_SCALES))
@@ -145,7 +148,7 @@ def refine(
     """Train the refinement network on MSI pseudo labels of ``tiles`` and add it to the model."""
     info, states = load_model(model_path)
     multi_scale, _ = student_predictors(info, states, model_path, device, dtype)
-    prob = predict_tiles(multi_scale, tiles, device)
+    prob = flatten_maps(predict_tiles(multi_scale, tiles, device), info.student_field(MSI_SCALES))
     params = replace(params, high=info.threshold, low=info.threshold / 2)
     refiner = train_refiner(tiles, prob, info.backbone, params, device, callbacks, dtype)
     states["refined"] = refiner.state_dict()

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from core.detect.flat_field import FIELD_DECIMALS, centre_to_ring, flat_field, flatten
+from core.detect.flat_field import (
+    FIELD_DECIMALS,
+    centre_to_ring,
+    flat_field,
+    flatten,
+    flatten_maps,
+    flattened,
+)
 
 
 def _bump(size: int = 16) -> np.ndarray:
@@ -54,3 +61,18 @@ def test_flatten_resizes_a_field_to_another_window_and_never_divides_by_zero():
     assert flat.shape == (2, 1, 32, 24)
     assert torch.isfinite(flat).all() and float(flat.min()) >= 0.0 and float(flat.max()) <= 1.0
     np.testing.assert_allclose(flat[:, :, 8:, 8:].numpy(), 0.3, rtol=1e-6)  # field 1 there
+
+
+def test_tile_maps_and_predictors_are_divided_by_a_field_and_left_alone_without_one():
+    field = flat_field(_bump()[None], np.ones((1, 16, 16), bool))
+    maps = np.stack([_bump(), 0.5 * _bump()]).astype(np.float32)
+    expected = flatten(torch.from_numpy(maps)[:, None], torch.from_numpy(field))[:, 0].numpy()
+    np.testing.assert_array_equal(flatten_maps(maps, field), expected)
+    assert flatten_maps(maps, None) is maps
+
+    def student(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(maps)[:, None] * (b - a).mean()
+
+    a, b = torch.zeros(2, 3, 16, 16), torch.ones(2, 3, 16, 16)
+    np.testing.assert_allclose(flattened(student, field)(a, b)[:, 0].numpy(), expected, atol=1e-6)
+    assert flattened(student, None) is student

@@ -239,16 +239,19 @@ def test_kdmsi_cva_combines_the_student_map_with_the_cva_map(model, pair, tmp_pa
     assert read(given).mean() < read(fused).mean()
 
 
-def test_kdmsi_cva_divides_the_student_map_by_the_flat_field_of_its_scales(model, pair, tmp_path):
+def test_detect_divides_the_student_map_by_the_flat_field_of_its_scales(model, pair, tmp_path):
     plain = with_rounds(model, 0, tmp_path)
     info, states = load_model(plain)
     assert not info.flat_field  # the fixture's file: the undivided map
     flat = tmp_path / "flat.pt"  # MSI's field 4, single scale's 2: fused = sqrt(s / 2 * cva)
-    save_model(flat, replace(info, flat_field=[4.0] * 32**2, flat_field_single=[2.0] * 32**2),
-               states)  # fmt: skip
+    fields = replace(info, flat_field=[4.0] * 32**2, flat_field_single=[2.0] * 32**2)
+    save_model(flat, fields, states)
+    flattened = tmp_path / "flattened.pt"  # since session 22 the student's own map is divided too
+    save_model(flattened, replace(fields, student_flattened=True), states)
     maps = {}
     runs = {"plain": (plain, "kdmsi-cva"), "flat": (flat, "kdmsi-cva"),
-            "student": (plain, "kdmsi"), "flat student": (flat, "kdmsi")}  # fmt: skip
+            "student": (plain, "kdmsi"), "flat student": (flat, "kdmsi"),
+            "flattened student": (flattened, "kdmsi")}  # fmt: skip
     said: list[str] = []
     for name, (path, method) in runs.items():
         callbacks = Callbacks(log=lambda _level, message, n=name: said.append(f"{n}: {message}"))
@@ -256,13 +259,17 @@ def test_kdmsi_cva_divides_the_student_map_by_the_flat_field_of_its_scales(model
         detect_with_model(*pair, path, tmp_path / f"{name}.tif", params, callbacks=callbacks)
         maps[name] = read(tmp_path / f"{name}.tif")
     evens = [m.split(": ")[0] for m in said if "divided by its average over the tagged" in m]
-    assert evens == ["flat"]  # said once, where it happens
+    assert evens == ["flat", "flattened student"]  # said once, where it happens
+    assert sum("before it is combined" in m for m in said) == 1
     np.testing.assert_allclose(maps["flat"], maps["plain"] / np.sqrt(2.0), atol=1e-5)
     stored = {name: gdal.Open(str(tmp_path / f"{name}.tif")).GetMetadata() for name in runs}
     assert (
         stored["flat"]["kdmsi_flat_field"] == "1" and stored["plain"]["kdmsi_flat_field"] == "none"
     )
     np.testing.assert_array_equal(maps["flat student"], maps["student"])  # kdmsi: as it was
+    assert stored["flat student"]["kdmsi_flat_field"] == "none"
+    np.testing.assert_allclose(maps["flattened student"], maps["student"] / 2.0, atol=1e-6)
+    assert stored["flattened student"]["kdmsi_flat_field"] == "1"
 
 
 def test_kdmsi_cva_standardises_one_band_pairs_for_models_that_chose_so(

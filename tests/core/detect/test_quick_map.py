@@ -81,3 +81,26 @@ def test_a_refined_model_is_scored_with_its_student(model):
     info, _ = load_model(model)
     refined = replace(info, refined_output_stride=16, method_choice={"method": "kdmsi"})
     assert quick_map(refined).method == "kdmsi"
+
+
+@pytest.mark.parametrize("method", ["kdmsi", "kdmsi-cva"])
+def test_a_flattened_student_is_scored_divided_by_its_field_once(model, tiles, method):
+    info, states = load_model(model)
+    plain = replace(info, method_choice={"method": method})
+    field = [2.0] * 32**2  # single scale's field
+    flat = replace(plain, flat_field=[4.0] * 32**2, flat_field_single=field)
+    single = predict_tiles(
+        make_predictor("kdmsi", info, states, model, CPU, (1.0,), False), tiles, CPU
+    )
+    got = {
+        flattened: quick_scores(quick_map(f), f, states, model, tiles, CPU)
+        for flattened, f in ((False, flat), (True, replace(flat, student_flattened=True)))
+    }
+    halved = np.clip(single / 2.0, 0, 1)
+    if method == "kdmsi":
+        np.testing.assert_allclose(got[False], single, atol=1e-6)  # thresholds of the raw map
+        np.testing.assert_allclose(got[True], halved, atol=1e-6)
+    else:  # the combination divides the raw student map itself, whatever the flag
+        expected = fuse_tiles(halved, tiles, info.cva_window, info.affinity_rounds)
+        for scored in got.values():
+            np.testing.assert_allclose(scored, expected, atol=1e-6)

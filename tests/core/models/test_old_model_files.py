@@ -142,3 +142,19 @@ def test_files_before_session_21_have_no_flat_field_and_keep_the_undivided_map()
     del stored["flat_field"], stored["flat_field_single"]
     assert info_from_dict(stored).field_for((1.0,)) is None
     assert info_from_dict(stored).field_for((0.5, 1.0, 1.25, 2.0)) is None
+
+
+def test_files_before_session_22_keep_the_student_map_undivided_even_with_a_field():
+    from dataclasses import asdict
+
+    from core.models.model_file import ModelInfo, info_from_dict
+
+    info = ModelInfo("efficientnet-lite0", "minus", "cat", 16, [1, 2, 3], 2)
+    info.flat_field, info.flat_field_single = [1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]
+    stored = asdict(info)
+    del stored["student_flattened"]  # session 21 wrote fields, and kdmsi thresholds undivided
+    old = info_from_dict(stored)
+    assert old.student_field((1.0,)) is None and old.field_for((1.0,)) is not None
+    info.student_flattened = True
+    np.testing.assert_array_equal(info.student_field((1.0,)), [[5, 6], [7, 8]])
+    np.testing.assert_array_equal(info.student_field((0.5, 1.0, 1.25, 2.0)), [[1, 2], [3, 4]])

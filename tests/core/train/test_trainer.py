@@ -15,7 +15,7 @@ import torch
 from core.callbacks import Callbacks
 from core.data.tilesets import TileSet
 from core.data.trainsets import check_tags
-from core.detect.flat_field import flat_field
+from core.detect.flat_field import flat_field, flatten_maps
 from core.detect.fusion import fuse_tiles
 from core.detect.msi import MSI_SCALES
 from core.detect.params import resolve_method
@@ -207,25 +207,32 @@ def test_affinity_rounds_are_stored_and_used_for_the_combined_threshold(tmp_path
         assert (choice.value == pytest.approx(info.threshold_fused, abs=1e-6)) is expected
 
 
-def test_the_flat_fields_of_all_tagged_tiles_are_stored_and_divide_the_combined_map(tmp_path):
+def test_the_flat_fields_of_all_tagged_tiles_are_stored_and_divide_the_maps(tmp_path):
     """The student's average map over every tagged tile's images (held-out ones too), at MSI
-    and at single scale; the combined map's thresholds are chosen on maps divided by them."""
+    and at single scale; the thresholds of the combined map and of the student's own are chosen
+    on maps divided by them."""
     tiles = synthetic_tiles()
     result = train_model(tiles, PARAMS, BANDS, tmp_path, CPU, Callbacks(), 0.25)
     info, states = load_model(result.model_path)
     dtype = autocast_dtype(PARAMS.precision, CPU)
     predictors = student_predictors(info, states, result.model_path, CPU, dtype)
     _, held_out = split_tags(tiles, 0.25, PARAMS.seed, Callbacks())
-    for predictor, scales, threshold in zip(
-        predictors, (MSI_SCALES, (1.0,)), (info.threshold_fused, info.threshold_fused_single)
+    assert info.student_flattened
+    thresholds = ((info.threshold_fused, info.threshold), (info.threshold_fused_single,
+                  info.threshold_single))  # fmt: skip
+    for predictor, scales, (fused_cut, student_cut) in zip(
+        predictors, (MSI_SCALES, (1.0,)), thresholds
     ):
         field = info.field_for(scales)
         assert field.shape == (tiles.tile_size, tiles.tile_size)
+        np.testing.assert_array_equal(info.student_field(scales), field)
         expected = flat_field(predict_tiles(predictor, tiles, CPU), tiles.valid)
         np.testing.assert_allclose(field, expected, atol=2e-4)
         prob = predict_tiles(predictor, held_out, CPU)
         fused = fuse_tiles(prob, held_out, info.cva_window, standardised=True, field=field)
-        assert otsu_on_changed_tiles(held_out, fused).value == pytest.approx(threshold, abs=1e-6)
+        assert otsu_on_changed_tiles(held_out, fused).value == pytest.approx(fused_cut, abs=1e-6)
+        student = otsu_on_changed_tiles(held_out, flatten_maps(prob, field)).value
+        assert student == pytest.approx(student_cut, abs=1e-6)
 
 
 def test_resume_without_checkpoint(tmp_path):
