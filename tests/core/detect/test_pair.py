@@ -251,15 +251,17 @@ def test_detect_divides_the_student_map_by_the_flat_field_of_its_scales(model, p
     maps = {}
     runs = {"plain": (plain, "kdmsi-cva"), "flat": (flat, "kdmsi-cva"),
             "student": (plain, "kdmsi"), "flat student": (flat, "kdmsi"),
-            "flattened student": (flattened, "kdmsi")}  # fmt: skip
+            "flattened student": (flattened, "kdmsi"),
+            "flattened student, torch": (flattened, "kdmsi")}  # fmt: skip
     said: list[str] = []
     for name, (path, method) in runs.items():
         callbacks = Callbacks(log=lambda _level, message, n=name: said.append(f"{n}: {message}"))
-        params = replace(SINGLE, method=method)
+        engine = "torch" if name.endswith("torch") else SINGLE.engine  # float32: ONNX if there
+        params = replace(SINGLE, method=method, engine=engine)
         detect_with_model(*pair, path, tmp_path / f"{name}.tif", params, callbacks=callbacks)
         maps[name] = read(tmp_path / f"{name}.tif")
     evens = [m.split(": ")[0] for m in said if "divided by its average over the tagged" in m]
-    assert evens == ["flat", "flattened student"]  # said once, where it happens
+    assert evens == ["flat", "flattened student", "flattened student, torch"]  # once per run
     assert sum("before it is combined" in m for m in said) == 1
     np.testing.assert_allclose(maps["flat"], maps["plain"] / np.sqrt(2.0), atol=1e-5)
     stored = {name: gdal.Open(str(tmp_path / f"{name}.tif")).GetMetadata() for name in runs}
@@ -268,8 +270,10 @@ def test_detect_divides_the_student_map_by_the_flat_field_of_its_scales(model, p
     )
     np.testing.assert_array_equal(maps["flat student"], maps["student"])  # kdmsi: as it was
     assert stored["flat student"]["kdmsi_flat_field"] == "none"
-    np.testing.assert_allclose(maps["flattened student"], maps["student"] / 2.0, atol=1e-6)
-    assert stored["flattened student"]["kdmsi_flat_field"] == "1"
+    for name in ("flattened student", "flattened student, torch"):  # both engines divide
+        np.testing.assert_allclose(maps[name], maps["student"] / 2.0, atol=1e-5)
+        assert stored[name]["kdmsi_flat_field"] == "1"
+    assert stored["flattened student, torch"]["kdmsi_engine"] == "torch"
 
 
 def test_kdmsi_cva_standardises_one_band_pairs_for_models_that_chose_so(
