@@ -64,8 +64,13 @@ COMBINED_ROW = next(
 )
 
 
-def product_f1(family: Family, seed_dir: Path, data: BenchmarkData) -> dict[str, float]:
-    """F1 of the run's combined whole-pair map on the training and the test tiles."""
+def product_f1(
+    family: Family, seed_dir: Path, data: BenchmarkData, parts: dict | None = None
+) -> dict[str, float]:
+    """F1 of the run's combined whole-pair map on the training and the test tiles.
+
+    ``parts`` (name: tile indices) scores other sets of tiles instead.
+    """
     result = json.loads((seed_dir / "result.json").read_text())
     threshold = next(r["threshold"] for r in result["rows"] if r["method"] == COMBINED_ROW)
     maps = {}
@@ -75,7 +80,7 @@ def product_f1(family: Family, seed_dir: Path, data: BenchmarkData) -> dict[str,
             maps[files.key] = read_map(path)
     prob = tiles_from_maps(data, maps)
     scores = {}
-    for part, index in (("train", data.train), ("test", data.test)):
+    for part, index in (parts or {"train": data.train, "test": data.test}).items():
         matrix = ConfusionMatrix().update(
             prob[index] >= threshold, data.truth[index], data.tiles.valid[index]
         )
