@@ -335,9 +335,10 @@ class SuggestTiles(KdmsiAlgorithm):
 
     NAME, TITLE = "suggesttiles", "Suggest tiles to tag"
     HELP = (
-        "Outlines the untagged tiles a trained model is least sure about (tag these next: they "
-        "teach the model most) and the tagged tiles whose tag the model contradicts (look at "
-        "them again: the tag may be wrong, or the model has not learned that kind of change)."
+        "Outlines the untagged tiles where a trained model sees the most change (tag these next: "
+        "a changed tag confirms its clearest detections, an unchanged one corrects its loudest "
+        "false alarms) and the tagged tiles whose tag the model contradicts (look at them again: "
+        "the tag may be wrong, or the model has not learned that kind of change)."
     )
 
     def initAlgorithm(self, config: Any = None) -> None:

@@ -133,8 +133,9 @@ class PanelWidgets(QWidget):
         self.suggest_button = _button(
             "Suggest tiles",
             "suggest",
-            "After a training: outline the untagged tiles the model is least sure about (orange) "
-            "and the tags it disagrees with (blue); tagging those improves the model most",
+            "After a training: outline the untagged tiles where the model sees the most change "
+            "(orange: tag them, changed or unchanged, and train again) and the tags it disagrees "
+            "with (blue)",
         )
         self.counts_label = QLabel("no tag layer")
         self.counts_label.setWordWrap(True)

@@ -87,7 +87,10 @@ def polygons_layer(path: Path, name: str = "KD-MSI changes") -> QgsVectorLayer:
 
 
 def suggestions_layer(path: Path, name: str = "KD-MSI suggested tiles") -> QgsVectorLayer:
-    """The suggestions GeoPackage of ``kdmsi suggest``, styled by reason (uncertain, disagrees)."""
+    """The suggestions GeoPackage of ``kdmsi suggest``, styled by reason (most_change, disagrees).
+
+    Files written before session 22 name their tiles to tag ``uncertain``; they are styled alike.
+    """
     layer = QgsVectorLayer(str(path), name, "ogr")
     if layer.isValid():
         load_style(layer, "suggestions.qml")

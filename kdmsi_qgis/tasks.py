@@ -387,7 +387,7 @@ class SuggestTask(WorkerTask):
         self.layer = layer
         metrics = self.outcome.metrics
         self.notify(
-            f"{metrics.get('uncertain', 0)} tiles to tag next (orange ?), "
+            f"{metrics.get('most_change', 0)} tiles to tag next (orange ?), "
             f"{metrics.get('disagrees', 0)} tags the model contradicts (blue !).",
             Qgis.Info,
         )

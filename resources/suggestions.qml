@@ -2,6 +2,7 @@
 <qgis version="3.22.16-Białowieża" styleCategories="Symbology|Labeling" labelsEnabled="1">
   <renderer-v2 forceraster="0" attr="reason" symbollevels="0" referencescale="-1" type="categorizedSymbol" enableorderby="0">
     <categories>
+      <category label="most change: tag it next" symbol="0" render="true" value="most_change"/>
       <category label="uncertain: tag it next" symbol="0" render="true" value="uncertain"/>
       <category label="model disagrees with the tag" symbol="1" render="true" value="disagrees"/>
     </categories>
@@ -96,7 +97,7 @@
   </renderer-v2>
   <labeling type="simple">
     <settings calloutType="simple">
-      <text-style fieldName="CASE WHEN &quot;reason&quot; = 'uncertain' THEN '?' || &quot;rank&quot; ELSE '!' END" capitalization="0" fontWordSpacing="0" namedStyle="" fontFamily="DejaVu LGC Sans" blendMode="0" fontKerning="1" useSubstitutions="0" fontSize="9" fontSizeMapUnitScale="3x:0,0,0,0,0,0" isExpression="1" fontLetterSpacing="0" legendString="Aa" textOrientation="horizontal" multilineHeight="1" fontUnderline="0" allowHtml="0" fontStrikeout="0" fontSizeUnit="Point" textColor="40,40,40,255" textOpacity="1" previewBkgrdColor="255,255,255,255" fontItalic="0" fontWeight="75">
+      <text-style fieldName="CASE WHEN &quot;reason&quot; IN ('most_change', 'uncertain') THEN '?' || &quot;rank&quot; ELSE '!' END" capitalization="0" fontWordSpacing="0" namedStyle="" fontFamily="DejaVu LGC Sans" blendMode="0" fontKerning="1" useSubstitutions="0" fontSize="9" fontSizeMapUnitScale="3x:0,0,0,0,0,0" isExpression="1" fontLetterSpacing="0" legendString="Aa" textOrientation="horizontal" multilineHeight="1" fontUnderline="0" allowHtml="0" fontStrikeout="0" fontSizeUnit="Point" textColor="40,40,40,255" textOpacity="1" previewBkgrdColor="255,255,255,255" fontItalic="0" fontWeight="75">
         <families/>
         <text-buffer bufferSize="0.80000000000000004" bufferJoinStyle="128" bufferSizeUnits="MM" bufferDraw="1" bufferSizeMapUnitScale="3x:0,0,0,0,0,0" bufferNoFill="1" bufferOpacity="1" bufferColor="255,255,255,255" bufferBlendMode="0"/>
         <text-mask maskSize="1.5" maskSizeMapUnitScale="3x:0,0,0,0,0,0" maskJoinStyle="128" maskOpacity="1" maskEnabled="0" maskedSymbolLayers="" maskType="0" maskSizeUnits="MM"/>

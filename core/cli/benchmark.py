@@ -47,9 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--strategy", choices=STRATEGIES, default="random",
-        help="how a --budget is chosen: at random per class, or half at random and half "
-        "where a first model is least sure (suggest: what kdmsi suggest proposes) or sees the "
-        "most change (suggest-peaks, on trial)",
+        help="how a --budget is chosen: at random per class, or half at random and half where "
+        "a first model sees the most change (suggest-peaks: what kdmsi suggest proposes) or is "
+        "least sure (suggest: what it proposed until session 22)",
     )  # fmt: skip
     parser.add_argument(
         "--strategies", nargs="+", choices=STRATEGIES, default=["random"],

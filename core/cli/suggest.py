@@ -1,11 +1,11 @@
-"""Suggest where to tag next: tiles the trained model is least sure about, and tags it contradicts.
+"""Suggest where to tag next: tiles where the model sees the most change, and tags it contradicts.
 
 Every tile of the tag layer is scored with the map ``detect --method auto`` draws, at single
 scale: its highest value over the tile's valid pixels (:mod:`core.workflows.suggest`). The output
-GeoPackage holds the ``--count`` untagged tiles whose score is closest to that map's single-scale
-threshold (``reason`` = ``uncertain``) and the tagged tiles whose thresholded score contradicts
-their tag (``reason`` = ``disagrees``), with fields ``tile_id``, ``score``, ``label``, ``reason``
-and ``rank``, in A's CRS.
+GeoPackage holds the ``--count`` untagged tiles with the highest scores (``reason`` =
+``most_change``) and the tagged tiles whose score, cut at that map's single-scale threshold,
+contradicts their tag (``reason`` = ``disagrees``), with fields ``tile_id``, ``score``,
+``label``, ``reason`` and ``rank``, in A's CRS.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="output suggestions (.gpkg)")
     parser.add_argument(
-        "--count", type=int, default=20, help="uncertain untagged tiles to suggest (default 20)"
+        "--count",
+        type=int,
+        default=20,
+        help="untagged tiles to suggest, where the model sees the most change (default 20)",
     )
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps"
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from core.runtime.devices import pick_device
     from core.workflows.suggest import (
         DISAGREES,
-        UNCERTAIN,
+        MOST_CHANGE,
         SuggestParams,
         choose,
         score_tiles,
@@ -60,12 +63,13 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     suggestions = choose(scores, threshold, args.count)
     write_suggestions(args.out, grid, suggestions, args.overwrite)
     counts = {
-        reason: sum(s.reason == reason for s in suggestions) for reason in (UNCERTAIN, DISAGREES)
+        reason: sum(s.reason == reason for s in suggestions) for reason in (MOST_CHANGE, DISAGREES)
     }
     callbacks.progress(1.0, "suggestions written")
     reporter.result(
         {"suggestions": str(args.out)},
         {**counts, "threshold": threshold, "tiles": len(scores), "method": chosen.method},
-        f"{args.out}: {counts[UNCERTAIN]} uncertain untagged tiles and {counts[DISAGREES]} tags "
+        f"{args.out}: {counts[MOST_CHANGE]} untagged tiles where the model sees the most change "
+        f"and {counts[DISAGREES]} tags "
         f"the model disagrees with (threshold {threshold:.3f}, {len(scores)} tiles scored)",
     )

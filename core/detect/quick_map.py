@@ -1,9 +1,10 @@
 """The map ``detect --method auto`` draws, quickly: single scale, no flips, for scoring many tiles.
 
-``kdmsi suggest`` and the benchmark's ``suggest`` strategy score every untagged tile to find
-those the map is least sure about, and the tagged tiles it contradicts. They score with the map
-the user will see (the one chosen on the held-out tags after training), at single scale so that
-thousands of tiles take seconds, and compare against that map's own single-scale threshold.
+``kdmsi suggest`` and the benchmark's ``suggest`` strategies score every untagged tile to find
+those where the map sees the most change, and the tagged tiles it contradicts. They score with
+the map the user will see (the one chosen on the held-out tags after training), at single scale
+so that thousands of tiles take seconds, and compare against that map's own single-scale
+threshold.
 """
 
 from __future__ import annotations

@@ -4,10 +4,11 @@ Two scores: a tile's *mean* change probability over its valid pixels ranks tiles
 changed (training's epoch choice and the map choice measure their AUC with it); a tile's *peak*,
 its highest probability, says whether the map puts any change pixel in it, which is what a tag
 means (a tile is changed when any of its pixels is) and what the polygons show. ``kdmsi suggest``
-compares peaks with the pixel threshold: the untagged tiles whose peak lies closest to it are the
-ones the model is least sure about, and a tag the peak contradicts is worth a second look. The
-transfer suite's ``suggest`` strategy simulates a user who tags those tiles; its ``suggest-peaks``
-candidate (issue 18, on trial) tags the untagged tiles with the highest peaks instead.
+proposes the untagged tiles with the highest peaks (where the map sees the most change) and the
+tags a peak contradicts (cut at the pixel threshold), which are worth a second look. The transfer
+suite's ``suggest-peaks`` strategy simulates a user who tags the former; its ``suggest`` strategy
+the untagged tiles whose peak lies closest to the threshold (the ones the model is least sure
+about), what ``kdmsi suggest`` proposed until session 22.
 """
 
 from __future__ import annotations

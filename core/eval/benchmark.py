@@ -49,7 +49,8 @@ class BenchmarkParams:
 
     ``budget`` > 0 tags only that many training tiles (a user's budget), chosen by ``strategy``
     (:mod:`core.eval.strategies`: at random per class, or half at random and half where a first
-    model is least sure, as ``kdmsi suggest`` proposes); the test tiles stay the same. ``reuse``
+    model sees the most change, as ``kdmsi suggest`` proposes, or is least sure); the test tiles
+    stay the same. ``reuse``
     scores the run folder's model when its training ran to the end instead of training again
     (an interrupted suite goes on where it stopped).
     """

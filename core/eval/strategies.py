@@ -1,15 +1,15 @@
 """How the simulated user chooses which training tiles to tag within a budget.
 
 ``random``: the budget drawn per class at random (:func:`core.eval.benchmark_data.budget_subset`).
-``suggest``: what a user of ``kdmsi suggest`` does: tag half of the budget at random, train, then
-tag the untagged training tiles the model is least sure about (the peak of its chosen map closest
-to that map's threshold, as ``kdmsi suggest`` ranks them) until the budget is spent; the benchmark
-then trains again on all of them (tags held out from all of them, as a user's training does; holding
-them out from the random half only was tried and dropped, BENCHMARKS.md). ``suggest-peaks``: the
-same first round, then the untagged tiles where the model's map peaks highest (where it sees the
-most change: its clearest detections and its loudest false alarms), a candidate on trial under
-issue 18 (docs/experiments/suggest_peaks.py). Tags come from the masks, as everywhere in the
-benchmark; the test tiles are never among the candidates.
+``suggest-peaks``: what a user of ``kdmsi suggest`` does since session 22: tag half of the budget
+at random, train, then tag the untagged training tiles where the model's chosen map peaks highest
+(where it sees the most change: its clearest detections and its loudest false alarms, as ``kdmsi
+suggest`` ranks them) until the budget is spent; the benchmark then trains again on all of them
+(tags held out from all of them, as a user's training does). ``suggest``: the same first round,
+then the untagged tiles the model is least sure about (the peak closest to the map's threshold),
+what ``kdmsi suggest`` proposed until session 22 and lost to random tags (BENCHMARKS.md; holding
+the tags out from the random half only was tried and dropped too). Tags come from the masks, as
+everywhere in the benchmark; the test tiles are never among the candidates.
 """
 
 from __future__ import annotations

@@ -242,9 +242,9 @@ def test_suggest_button_adds_a_styled_suggestions_layer(
     assert layer.renderer().classAttribute() == "reason"
     assert layer.labelsEnabled()
     reasons = [f["reason"] for f in layer.getFeatures()]
-    assert reasons.count("uncertain") == len(untag)
-    assert set(reasons) <= {"uncertain", "disagrees"}
-    assert task.outcome.metrics["uncertain"] == len(untag)
+    assert reasons.count("most_change") == len(untag)
+    assert set(reasons) <= {"most_change", "disagrees"}
+    assert task.outcome.metrics["most_change"] == len(untag)
     infos = qgis_iface.messageBar().get_messages(Qgis.Info)
     assert any("tiles to tag next" in m and "tags the model contradicts" in m for m in infos)
     dock.unload()

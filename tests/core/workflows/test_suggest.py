@@ -28,7 +28,14 @@ from core.io.windows import Window
 from core.models.model_file import load_model, save_model
 from core.train.pipeline import train_model
 from core.train.trainer import TrainParams
-from core.workflows.suggest import DISAGREES, UNCERTAIN, TileScore, choose
+from core.workflows.suggest import (
+    DISAGREES,
+    MOST_CHANGE,
+    SuggestParams,
+    TileScore,
+    choose,
+    score_tiles,
+)
 
 TILE = 32
 PARAMS = TrainParams(backbone="resnet18", pretrained=False, epochs=1, batch_size=8, seed=0)
@@ -38,7 +45,7 @@ def tagged(tile_id: int, label: int | None) -> TaggedTile:
     return TaggedTile(Tile(tile_id, 0, tile_id, Window(tile_id * 8, 0, 8, 8)), label)
 
 
-def test_choose_picks_closest_untagged_and_contradicted_tags():
+def test_choose_picks_the_highest_untagged_and_contradicted_tags():
     scores = [
         TileScore(tagged(0, None), 0.31),
         TileScore(tagged(1, None), 0.9),
@@ -51,8 +58,8 @@ def test_choose_picks_closest_untagged_and_contradicted_tags():
     ]
     chosen = choose(scores, threshold=0.3, count=2)
     assert [(s.tagged.tile.tile_id, s.reason) for s in chosen] == [
-        (0, UNCERTAIN),
-        (2, UNCERTAIN),
+        (1, MOST_CHANGE),
+        (0, MOST_CHANGE),
         (5, DISAGREES),
         (4, DISAGREES),
     ]
@@ -100,7 +107,7 @@ def test_suggest_writes_scored_tiles_in_the_pair_crs(trained):
     # no tag was held out, so the default map: the network combined with CVA, at single scale
     assert result["metrics"]["method"] == info.auto_method == "kdmsi-cva"
     assert result["metrics"]["threshold"] == pytest.approx(info.threshold_fused_single)
-    assert result["metrics"]["tiles"] == 16 and result["metrics"]["uncertain"] == 3
+    assert result["metrics"]["tiles"] == 16 and result["metrics"]["most_change"] == 3
     assert any(e["event"] == "progress" and e["stage"] == "suggest" for e in events)
 
     ds = ogr.Open(str(out))
@@ -119,17 +126,22 @@ def test_suggest_writes_scored_tiles_in_the_pair_crs(trained):
     for row in rows:
         assert 0.0 <= row["score"] <= 1.0
         assert row["label"] == tags[row["tile_id"]]
-        if row["reason"] == UNCERTAIN:
+        if row["reason"] == MOST_CHANGE:
             assert row["label"] is None
         else:
             assert row["reason"] == DISAGREES
             assert int(row["score"] >= threshold) != row["label"]
         width = row["bounds"][1] - row["bounds"][0]
         assert width == pytest.approx(TILE * 0.5)  # 0.5 m pixels
-    uncertain = [r for r in rows if r["reason"] == UNCERTAIN]
-    assert [r["rank"] for r in uncertain] == [1, 2, 3]
-    gaps = [abs(r["score"] - threshold) for r in uncertain]
-    assert gaps == sorted(gaps)
+    to_tag = [r for r in rows if r["reason"] == MOST_CHANGE]
+    assert [r["rank"] for r in to_tag] == [1, 2, 3]
+    assert [r["score"] for r in to_tag] == sorted((r["score"] for r in to_tag), reverse=True)
+    scored, _, _ = score_tiles(
+        trained["model"], files.before, files.after, trained["tags"], torch.device("cpu"),
+        SuggestParams(), Callbacks(),
+    )  # fmt: skip
+    highest = sorted((s.score for s in scored if s.tagged.label is None), reverse=True)[:3]
+    assert [r["score"] for r in to_tag] == pytest.approx(highest, abs=1e-4)  # the highest peaks
     ds = None
     assert osr.SpatialReference(wkt=srs.ExportToWkt()).IsProjected()
 
