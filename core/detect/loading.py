@@ -46,20 +46,20 @@ def load_predictor(
             params.max_pixels, autocast_dtype(params.precision, device),
             params.pair_cva_threshold or None, params.cva_standard,
         )  # fmt: skip
-        if params.method == "kdmsi":
-            predictor = flattened(predictor, info.student_field(params.scales))
-        return info, predictor, engine
-    student = _onnx_student(Path(model_path), scratch, threads)
-    predictor = predictors.onnx_predictor(student, params.scales, params.flip, params.max_pixels)
-    if params.method == "kdmsi":
-        predictor = flattened(predictor, student.info.student_field(params.scales))
-    if params.method == "kdmsi-cva":
-        predictor = fused_predictor(
-            predictor, params.pair_cva_threshold, student.info.cva_window,
-            student.info.affinity_rounds, params.cva_standard,
-            student.info.field_for(params.scales),
-        )  # fmt: skip
-    return student.info, predictor, engine
+    else:
+        student = _onnx_student(Path(model_path), scratch, threads)
+        info = student.info
+        predictor = predictors.onnx_predictor(
+            student, params.scales, params.flip, params.max_pixels
+        )
+        if params.method == "kdmsi-cva":
+            predictor = fused_predictor(
+                predictor, params.pair_cva_threshold, info.cva_window, info.affinity_rounds,
+                params.cva_standard, info.field_for(params.scales),
+            )  # fmt: skip
+    if params.method == "kdmsi":  # both engines: the student's own map, divided as trained
+        predictor = flattened(predictor, info.student_field(params.scales))
+    return info, predictor, engine
 
 
 def onnx_file(model_path: Path, scratch: Path) -> Path:

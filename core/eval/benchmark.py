@@ -50,9 +50,8 @@ class BenchmarkParams:
     ``budget`` > 0 tags only that many training tiles (a user's budget), chosen by ``strategy``
     (:mod:`core.eval.strategies`: at random per class, or half at random and half where a first
     model sees the most change, as ``kdmsi suggest`` proposes, or is least sure); the test tiles
-    stay the same. ``reuse``
-    scores the run folder's model when its training ran to the end instead of training again
-    (an interrupted suite goes on where it stopped).
+    stay the same. ``reuse`` scores the run folder's model when its training ran to the end
+    instead of training again (an interrupted suite goes on where it stopped).
     """
 
     tile: int = 128
@@ -209,21 +208,20 @@ def _learned_rows(
 
     cam = predictor("cam")
     cam_threshold = otsu_on_changed_tiles(train_tiles, predict_tiles(cam, train_tiles, device))
-    methods = [
-        ("CAM (teacher only)", cam, cam_threshold.value),
-        ("KD-MSI single-scale", predictor("kdmsi", (1.0,)), info.threshold_single),
-        ("KD-MSI + MSI", predictor("kdmsi"), info.threshold),
-    ]
+    single, msi = (1.0,), tuple(params.scales)
+    methods = [  # name, predictor, threshold, the field its map is divided by (or None)
+        ("CAM (teacher only)", cam, cam_threshold.value, None),
+        ("KD-MSI single-scale", predictor("kdmsi", single), info.threshold_single,
+         info.student_field(single)),
+        ("KD-MSI + MSI", predictor("kdmsi"), info.threshold, info.student_field(msi)),
+    ]  # fmt: skip
     if "refined" in states:
-        methods.append(("KD-MSI refined", predictor("kdmsi-refined"), 0.5))
+        methods.append(("KD-MSI refined", predictor("kdmsi-refined"), 0.5, None))
     test = data.tiles.subset(data.test)
     rows = []
-    for name, predictor, threshold in methods:
+    for name, predictor, threshold, divide_by in methods:
         prob, seconds = _timed(lambda p=predictor: predict_tiles(p, test, device))
-        scales = (1.0,) if name == "KD-MSI single-scale" else tuple(params.scales)
-        student = name.startswith("KD-MSI") and name != "KD-MSI refined"
-        shown = flatten_maps(prob, info.student_field(scales)) if student else prob
-        rows.append(_row(name, shown, data, threshold, seconds))
+        rows.append(_row(name, flatten_maps(prob, divide_by), data, threshold, seconds))
         if name == "KD-MSI + MSI":  # the same map combined with CVA (method kdmsi-cva)
             fused, more = _timed(
                 lambda p=prob: fuse_tiles(

@@ -11,8 +11,9 @@ contradicts their tag (``disagrees``: a changed tag where the map finds no chang
 unchanged tag where it finds some; a mistake in the tag or something the model has not learned
 yet). No pixel label is used. (Until session 22 the untagged tiles suggested were those whose
 score lay closest to the threshold, the ones the model was least sure about: on the transfer
-suite, 24 random tags and 24 such tiles gave worse maps than 48 random tags, and 24 random tags
-and the 24 highest peaks gave better ones on three seeds: BENCHMARKS.md, "Suggest: the tiles
+suite, 24 random tags and 24 such tiles gave worse maps than 48 random tags; 24 random tags and
+the 24 highest peaks passed issue 18's rule against them on three seeds, though only the
+single-band family gained and the test tiles stayed level: BENCHMARKS.md, "Suggest: the tiles
 where the map sees the most change". Until issue 19 the score was the tile's mean probability;
 until issue 18's map choice it was always the student's map, whatever map detect drew.)
 """

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from map_rules import CPU, held_out_index  # noqa: E402
-from suite_runs import mean_cells, score_families, verdict  # noqa: E402
+from suite_runs import score_families, table_lines, train_test, verdict  # noqa: E402
 
 from core.callbacks import Callbacks  # noqa: E402
 from core.data.tilesets import TileSet  # noqa: E402
@@ -111,12 +111,7 @@ def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, f
 
 def report(rows: dict[str, dict[str, float]]) -> str:
     """A markdown table (each candidate on training and test tiles) and the verdicts."""
-    lines = ["| family | " + " | ".join(f"{k}: train, test" for k in FLIPPED_AT) + " |",
-             "|---|" + "---|" * len(FLIPPED_AT)]  # fmt: skip
-    for name, row in rows.items():
-        cells = [f"{row[f'train {k}']:.3f}, {row[f'test {k}']:.3f}" for k in FLIPPED_AT]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("| mean | " + " | ".join(mean_cells(rows, list(FLIPPED_AT))) + " |")
+    lines = table_lines(rows, list(FLIPPED_AT), "train, test", train_test)
     seeds = sorted({name.rsplit(", seed ", 1)[1] for name in rows if ", seed " in name})
     for seed in seeds:  # each seed alone
         alone = {k: v for k, v in rows.items() if k.endswith(f", seed {seed}")}

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from suggest_rules import product_f1  # noqa: E402
-from suite_runs import mean_cells, score_families, verdict  # noqa: E402
+from suite_runs import score_families, table_lines, train_test, verdict  # noqa: E402
 
 from core.callbacks import Callbacks  # noqa: E402
 from core.eval.benchmark_data import budget_subset, load_benchmark_data  # noqa: E402
@@ -63,12 +63,8 @@ def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, f
 
 def report(rows: dict[str, dict[str, float]]) -> str:
     """A markdown table (untagged training tiles' F1, test F1) and the rule's sentence."""
-    lines = ["| family | tiles | " + " | ".join(f"{n}: untagged, test" for n in SETTINGS) + " |",
-             "|---|---|" + "---|" * len(SETTINGS)]  # fmt: skip
-    for family, row in rows.items():
-        cells = [f"{row[f'train {n}']:.3f}, {row[f'test {n}']:.3f}" for n in SETTINGS]
-        lines.append(f"| {family} | {row['untagged tiles']:.0f} | " + " | ".join(cells) + " |")
-    lines.append("| mean | | " + " | ".join(mean_cells(rows, list(SETTINGS))) + " |")
+    tiles = ("tiles", lambda row: f"{row['untagged tiles']:.0f}")
+    lines = table_lines(rows, list(SETTINGS), "untagged, test", train_test, tiles)
     lines.extend(verdict(rows, rule, base, 4) for rule, base in RULES.items())
     return "\n".join(lines)
 

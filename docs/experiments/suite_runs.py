@@ -79,6 +79,34 @@ def verdict(rows: dict[str, Row], rule: str, base: str, digits: int = 3) -> str:
     )
 
 
+def table_lines(
+    rows: dict[str, Row],
+    names: list[str] | tuple[str, ...],
+    heading: str,
+    cell: Callable[[Row, str], str],
+    lead: tuple[str, Callable[[Row], str]] | None = None,
+) -> list[str]:
+    """A markdown table: a line per row, ``cell(row, name)`` per name, and the mean line.
+
+    Columns are headed "NAME: heading"; ``lead`` (title, value of a row) adds one column after
+    the family's. The mean line gives the mean training and test F1 of each name.
+    """
+    first = f" {lead[0]} |" if lead else ""
+    lines = [f"| family |{first} " + " | ".join(f"{n}: {heading}" for n in names) + " |",
+             "|---|" + "---|" * (len(names) + bool(lead))]  # fmt: skip
+    for family, row in rows.items():
+        value = f" {lead[1](row)} |" if lead else ""
+        lines.append(f"| {family} |{value} " + " | ".join(cell(row, n) for n in names) + " |")
+    blank = " |" if lead else ""
+    lines.append(f"| mean |{blank} " + " | ".join(mean_cells(rows, names)) + " |")
+    return lines
+
+
+def train_test(row: Row, name: str) -> str:
+    """A table cell: the training and the test tiles' F1 of ``name``."""
+    return f"{row[f'train {name}']:.3f}, {row[f'test {name}']:.3f}"
+
+
 def mean_cells(rows: dict[str, Row], names: list[str] | tuple[str, ...]) -> list[str]:
     """Per name, "train, test": the mean over ``rows`` of ``train NAME`` and ``test NAME``."""
     return [
