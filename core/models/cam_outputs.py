@@ -8,16 +8,25 @@ from typing import NamedTuple
 import torch
 
 
-def image_logit(cam: torch.Tensor) -> torch.Tensor:
-    """Image-level change logit: the spatial mean of a CAM.
+def image_logit(cam: torch.Tensor, share: float = 1.0) -> torch.Tensor:
+    """Image-level change logit: the mean of a CAM's highest ``share`` of positions.
+
+    With ``share`` 1 (the default, as published) it is the spatial mean; a smaller share averages
+    only the highest positions (at least one), so a tile with a small change needs no high map
+    over its background to be called changed.
 
     Args:
         cam: CAM logits ``[N, 1, h, w]``.
+        share: the share of the positions averaged, in (0, 1].
 
     Returns:
         Logits ``[N]``.
     """
-    return cam.mean(dim=(2, 3)).reshape(-1)
+    if share >= 1.0:
+        return cam.mean(dim=(2, 3)).reshape(-1)
+    flat = cam.flatten(start_dim=1)
+    count = max(1, round(share * flat.shape[1]))
+    return flat.topk(count, dim=1).values.mean(dim=1)
 
 
 def saturation_fraction(cam: torch.Tensor, tolerance: float = 1e-3) -> float:

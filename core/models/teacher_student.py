@@ -48,6 +48,9 @@ class CamConfig:
         frozen_stages: early backbone stages kept fixed (stage 0 is the stem; see
             :class:`TeacherStudent`); 0 trains everything.
         freeze_bn: keep every batch norm in eval mode (running statistics, affine still trained).
+        pool_share: the share of the teacher's CAM positions, highest first, whose mean is its
+            image logit in training (1, the spatial mean, as published; see
+            :func:`core.models.cam_outputs.image_logit`).
     """
 
     backbone: str = "efficientnet-lite0"
@@ -59,6 +62,7 @@ class CamConfig:
     kd_weight: float = DEFAULT_KD_WEIGHT
     frozen_stages: int = 0
     freeze_bn: bool = False
+    pool_share: float = 1.0
 
 
 class TeacherStudent(nn.Module):
@@ -200,7 +204,7 @@ class TeacherStudent(nn.Module):
         """
         teacher, student = cams.teacher.float(), cams.student.float()  # losses in float32
         labels = y.reshape(-1).float()
-        teacher_logit = image_logit(teacher)
+        teacher_logit = image_logit(teacher, self.config.pool_share)
         bce = F.binary_cross_entropy_with_logits(teacher_logit, labels)
         distill = distillation_loss(student, teacher, labels, self.config.kd_weight)
         return LossBreakdown(

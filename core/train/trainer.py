@@ -57,6 +57,8 @@ class TrainParams:
     (:class:`core.models.teacher_student.TeacherStudent`); the default was chosen by measurement
     (``python -m core.perf.train_speed``, see docs/distributed.md).
     ``freeze_bn`` keeps every batch norm on its running statistics.
+    ``pool_share`` below 1 trains the teacher on the mean of its CAM's highest positions instead
+    of the spatial mean (:func:`core.models.cam_outputs.image_logit`).
     ``affinity_rounds`` refines the student-and-CVA map with the pair's own colours that many
     times (:mod:`core.detect.affinity`; 0, off, by default: it helped aerial photographs and hurt
     10 m Sentinel-2 cities and SAR in the transfer suite, BENCHMARKS.md, session 18).
@@ -80,6 +82,7 @@ class TrainParams:
     freeze_bn: bool = False
     precision: Precision = DEFAULTS.precision
     affinity_rounds: int = AFFINITY_ROUNDS
+    pool_share: float = 1.0
 
     def cam_config(self, in_channels: int) -> CamConfig:
         """The network configuration these parameters describe."""
@@ -93,6 +96,7 @@ class TrainParams:
             kd_weight=self.kd_weight,
             frozen_stages=self.frozen_stages,
             freeze_bn=self.freeze_bn,
+            pool_share=self.pool_share,
         )
 
 

@@ -9,7 +9,8 @@ this trains them exactly as the suite does (same tiles, split, tags, parameters 
 
     OMP_NUM_THREADS=1 python docs/experiments/train_models.py RUN SUITE DATA --seed 1 --part 0/2
 
-``--backbone efficientnet-lite2`` trains the candidate of ``backbone_trial.py``.
+``--backbone efficientnet-lite2`` trains the candidate of ``backbone_trial.py``, ``--pool-share
+0.25`` the one of ``pool_share.py``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,13 @@ CPU = torch.device("cpu")
 
 
 def train_family(
-    family: Family, run: Path, budget: int, seed: int, callbacks: Callbacks, backbone: str
+    family: Family,
+    run: Path,
+    budget: int,
+    seed: int,
+    callbacks: Callbacks,
+    backbone: str,
+    pool_share: float = 1.0,
 ) -> None:
     """Train one family's model as the suite's ``run_benchmark`` does, unless it is finished."""
     folder = run / slug(family.name) / slug(str(budget)) / f"seed{seed}"
@@ -49,7 +56,7 @@ def train_family(
     base = BenchmarkParams(refine=RefineParams(epochs=0))
     params = replace(
         base, tile=family.tile, bands=family.bands, seed=seed, budget=budget,
-        train=replace(base.train, seed=seed, backbone=backbone),
+        train=replace(base.train, seed=seed, backbone=backbone, pool_share=pool_share),
         refine=replace(base.refine, seed=seed),
     )  # fmt: skip
     data = load_benchmark_data(
@@ -66,7 +73,7 @@ def train_family(
 
 
 def main() -> None:
-    """Parse ``RUN SUITE DATA [--budget B] [--seed S] [--part K/N] [--backbone B]``; train."""
+    """Parse ``RUN SUITE DATA [--budget B] [--seed S] [--part K/N] [--backbone B] ...``; train."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("suite", type=Path)
@@ -75,11 +82,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--part", type=parse_part)
     parser.add_argument("--backbone", default=DEFAULTS.backbone, choices=CHOICES["backbone"])
+    parser.add_argument("--pool-share", type=float, default=1.0, help="the teacher's top share")
     args = parser.parse_args()
     callbacks = Callbacks(log=lambda _level, message: print(message, flush=True))
     families = load_families(args.suite, args.data_root, callbacks)
     for family in part_of(families, args.part) if args.part else families:
-        train_family(family, args.run, args.budget, args.seed, callbacks, args.backbone)
+        train_family(
+            family, args.run, args.budget, args.seed, callbacks, args.backbone, args.pool_share
+        )
 
 
 if __name__ == "__main__":

@@ -41,6 +41,32 @@ def test_siamese_cam_shapes(fusion: str) -> None:
     assert split.head == [model.head.weight]
 
 
+def test_image_logit_of_a_share_averages_the_highest_positions() -> None:
+    cam = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4)
+    cam = torch.cat([cam, -cam])
+    assert torch.allclose(image_logit(cam, 0.25), torch.tensor([13.5, -1.5]))  # 4 of 16 each
+    assert torch.allclose(image_logit(cam, 1e-6), torch.tensor([15.0, 0.0]))  # at least one
+    assert torch.allclose(image_logit(cam, 1.0), image_logit(cam))
+
+
+def test_the_teachers_loss_pools_its_share() -> None:
+    a, b = images(size=64)  # a 4 x 4 CAM
+    y = torch.tensor([1.0, 0.0])
+    torch.manual_seed(0)
+    mean = TeacherStudent(CONFIG).eval()
+    topk = TeacherStudent(CamConfig(backbone="resnet18", pretrained=False, pool_share=0.25))
+    topk.load_state_dict(mean.state_dict())
+    topk.eval()
+    with torch.no_grad():
+        plain, pooled = mean.losses(a, b, y), topk.losses(a, b, y)
+        teacher = mean(a, b).teacher.float()
+    assert teacher.shape[-2:] == (4, 4)
+    assert torch.allclose(plain.teacher_logit, image_logit(teacher))
+    assert torch.allclose(pooled.teacher_logit, image_logit(teacher, 0.25))
+    assert torch.allclose(pooled.student_logit, plain.student_logit)  # the student's stays
+    assert not torch.allclose(pooled.teacher_bce, plain.teacher_bce)
+
+
 def test_unknown_fusions_are_refused() -> None:
     backbone = build_backbone("resnet18", pretrained=False)
     with pytest.raises(KdmsiError):
