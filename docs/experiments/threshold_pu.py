@@ -36,6 +36,9 @@ alone only report. If one passes, ``choose_thresholds`` cuts the combined map wi
     python docs/experiments/threshold_pu.py /work/suite/ff_all SUITE DATA --seeds 0 1 2 --only ...
 
 (RUN holds ``<family>/48/seed<S>/model.pt`` for each seed.)
+
+Outcome (session 23): ``pu f1`` -0.086 (worst -0.229, classic SAR), ``pu f1 all`` -0.098 (worst
+-0.289): both dropped (BENCHMARKS.md, "Three threshold rules from the tags").
 """
 
 from __future__ import annotations
