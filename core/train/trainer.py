@@ -58,7 +58,8 @@ class TrainParams:
     (``python -m core.perf.train_speed``, see docs/distributed.md).
     ``freeze_bn`` keeps every batch norm on its running statistics.
     ``pool_share`` below 1 trains the teacher on the mean of its CAM's highest positions instead
-    of the spatial mean (:func:`core.models.cam_outputs.image_logit`).
+    of the spatial mean (:func:`core.models.cam_outputs.image_logit`); 0.25 lowered the transfer
+    suite's mean F1 by 0.023 at 48 tags (BENCHMARKS.md, session 23), so the default stays 1.
     ``affinity_rounds`` refines the student-and-CVA map with the pair's own colours that many
     times (:mod:`core.detect.affinity`; 0, off, by default: it helped aerial photographs and hurt
     10 m Sentinel-2 cities and SAR in the transfer suite, BENCHMARKS.md, session 18).

@@ -30,6 +30,10 @@ and 1 if their mean gain is not positive. The test tiles and each seed alone rep
 
     python docs/experiments/pool_share.py /work/suite/ff_all SUITE DATA --candidate
         /work/suite/pool25 --seeds 0 1 2 --only ...
+
+Outcome (session 23): seeds 0 and 1, -0.023 on the training tiles' mean over the 9 families (worst
+-0.144, single-band): stopped and dropped (BENCHMARKS.md, "The teacher trained on the mean of its
+CAM's highest quarter").
 """
 
 from __future__ import annotations
