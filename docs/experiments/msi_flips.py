@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from map_rules import CPU, held_out_index  # noqa: E402
-from suite_runs import score_families, table_lines, train_test, verdict  # noqa: E402
+from suite_runs import score_families, seed_verdicts, table_lines, train_test  # noqa: E402
 
 from core.callbacks import Callbacks  # noqa: E402
 from core.data.tilesets import TileSet  # noqa: E402
@@ -112,13 +112,7 @@ def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, f
 def report(rows: dict[str, dict[str, float]]) -> str:
     """A markdown table (each candidate on training and test tiles) and the verdicts."""
     lines = table_lines(rows, list(FLIPPED_AT), "train, test", train_test)
-    seeds = sorted({name.rsplit(", seed ", 1)[1] for name in rows if ", seed " in name})
-    for seed in seeds:  # each seed alone
-        alone = {k: v for k, v in rows.items() if k.endswith(f", seed {seed}")}
-        lines.append(f"\nSeed {seed} alone:")
-        lines.extend(verdict(alone, rule, base, 4) for rule, base in RULES.items())
-    if not seeds:
-        lines.extend(verdict(rows, rule, base, 4) for rule, base in RULES.items())
+    lines.extend(seed_verdicts(rows, RULES))
     return "\n".join(lines)
 
 

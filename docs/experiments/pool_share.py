@@ -50,63 +50,30 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from backbone_trial import candidate_run  # noqa: E402
-from map_rules import CPU, held_out_index  # noqa: E402
-from suite_runs import score_families, table_lines, train_test, verdict  # noqa: E402
+from product_maps import budget_data, model_path, product_maps  # noqa: E402
+from suite_runs import score_families, seed_verdicts, table_lines, train_test  # noqa: E402
 
-from core.callbacks import Callbacks  # noqa: E402
-from core.detect.flat_field import flat_field  # noqa: E402
-from core.detect.fusion import fuse_tiles  # noqa: E402
-from core.detect.params import DetectParams  # noqa: E402
-from core.detect.predictors import make_predictor, predict_tiles  # noqa: E402
-from core.eval.benchmark_data import BenchmarkData, budget_subset, load_benchmark_data  # noqa: E402
-from core.eval.metrics import ConfusionMatrix  # noqa: E402
-from core.eval.suite import Family, slug  # noqa: E402
-from core.models.model_file import load_model  # noqa: E402
-from core.runtime.precision import autocast_dtype  # noqa: E402
+from core.eval.suite import Family  # noqa: E402
 from core.train.threshold_choice import otsu_on_changed_tiles  # noqa: E402
 
 NAMES = ("mean", "top quarter")
 RULES = {"top quarter": "mean"}
-WINDOW = 5  # the product's CVA average
-
-
-def product_f1(data: BenchmarkData, model: Path, seed: int) -> dict[str, float]:
-    """The product's tile-map F1 (flat field, CVA, held-out Otsu) on training and test tiles."""
-    info, states = load_model(model)
-    detect = DetectParams()  # the product's scales and flips
-    dtype = autocast_dtype("auto", CPU)
-    student = make_predictor("kdmsi", info, states, model, CPU, detect.scales, detect.flip,
-                             dtype=dtype)  # fmt: skip
-    index = {"held": held_out_index(data, seed), "train": data.train, "test": data.test}
-    maps = {part: predict_tiles(student, data.tiles.subset(i), CPU) for part, i in index.items()}
-    field = flat_field(maps["train"], data.tiles.valid[data.train])
-    made = {
-        part: fuse_tiles(maps[part], data.tiles.subset(i), WINDOW, standardised=True, field=field)
-        for part, i in index.items()
-    }
-    cut = otsu_on_changed_tiles(data.tiles.subset(index["held"]), made["held"]).value
-    scores = {}
-    for part in ("train", "test"):
-        matrix = ConfusionMatrix().update(
-            made[part] >= cut, data.truth[index[part]], data.tiles.valid[index[part]]
-        )
-        scores[part] = matrix.as_dict()["f1"]
-    return scores
 
 
 def family_rows(candidate: Path) -> Callable[[Family, Path, int, int], dict[str, float]]:
-    """``family_row`` for ``score_families``: the baseline run's model and ``candidate``'s."""
+    """``family_row`` for ``score_families``: the baseline run's model and ``candidate``'s.
+
+    Each is scored as the product: its map cut at Otsu's threshold over the held-out changed tags.
+    """
 
     def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, float]:
-        data = load_benchmark_data(
-            list(family.roots), family.tile, family.bands, 0.7, seed, Callbacks()
-        )
-        data = budget_subset(data, budget, seed)
+        data = budget_data(family, budget, seed)
         row = {}
         for name, folder in zip(NAMES, (run, candidate)):
-            model = folder / slug(family.name) / slug(str(budget)) / f"seed{seed}" / "model.pt"
-            for part, value in product_f1(data, model, seed).items():
-                row[f"{part} {name}"] = value
+            maps = product_maps(data, model_path(folder, family, budget, seed), seed)
+            cut = otsu_on_changed_tiles(maps.tiles("held"), maps.made["held"]).value
+            for part in ("train", "test"):
+                row[f"{part} {name}"] = maps.f1(part, cut)
         return row
 
     return family_row
@@ -115,13 +82,7 @@ def family_rows(candidate: Path) -> Callable[[Family, Path, int, int], dict[str,
 def report(rows: dict[str, dict[str, float]]) -> str:
     """A markdown table (each run's F1 on training and test tiles) and the verdicts."""
     lines = table_lines(rows, list(NAMES), "train, test", train_test)
-    seeds = sorted({name.rsplit(", seed ", 1)[1] for name in rows if ", seed " in name})
-    for seed in seeds:  # each seed alone
-        alone = {k: v for k, v in rows.items() if k.endswith(f", seed {seed}")}
-        lines.append(f"\nSeed {seed} alone:")
-        lines.extend(verdict(alone, rule, base, 4) for rule, base in RULES.items())
-    if not seeds:
-        lines.extend(verdict(rows, rule, base, 4) for rule, base in RULES.items())
+    lines.extend(seed_verdicts(rows, RULES))
     return "\n".join(lines)
 
 

@@ -79,6 +79,22 @@ def verdict(rows: dict[str, Row], rule: str, base: str, digits: int = 3) -> str:
     )
 
 
+def seed_verdicts(rows: dict[str, Row], rules: dict[str, str]) -> list[str]:
+    """Each rule's verdict on each seed's rows alone ("family, seed S"), or on all rows.
+
+    Rows without a seed in their name (one ``--seed``) are judged together.
+    """
+    seeds = sorted({name.rsplit(", seed ", 1)[1] for name in rows if ", seed " in name})
+    if not seeds:
+        return [verdict(rows, rule, base, 4) for rule, base in rules.items()]
+    lines = []
+    for seed in seeds:
+        alone = {k: v for k, v in rows.items() if k.endswith(f", seed {seed}")}
+        lines.append(f"\nSeed {seed} alone:")
+        lines.extend(verdict(alone, rule, base, 4) for rule, base in rules.items())
+    return lines
+
+
 def table_lines(
     rows: dict[str, Row],
     names: list[str] | tuple[str, ...],

@@ -42,53 +42,26 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from map_rules import CPU, held_out_index  # noqa: E402
-from suite_runs import score_families, table_lines, train_test, verdict  # noqa: E402
+from product_maps import budget_data, model_path, product_maps  # noqa: E402
+from suite_runs import score_families, seed_verdicts, table_lines, train_test  # noqa: E402
 
-from core.callbacks import Callbacks  # noqa: E402
-from core.detect.flat_field import flat_field  # noqa: E402
-from core.detect.fusion import fuse_tiles  # noqa: E402
-from core.detect.params import DetectParams  # noqa: E402
-from core.detect.predictors import make_predictor, predict_tiles  # noqa: E402
-from core.eval.benchmark_data import budget_subset, load_benchmark_data  # noqa: E402
-from core.eval.metrics import ConfusionMatrix  # noqa: E402
-from core.eval.suite import Family, slug  # noqa: E402
-from core.models.model_file import load_model  # noqa: E402
-from core.runtime.precision import autocast_dtype  # noqa: E402
+from core.eval.suite import Family  # noqa: E402
 from core.train.threshold_choice import otsu_on_changed_tiles  # noqa: E402
 
 CUT_FROM = {"product": "held", "all changed": "train"}  # the tiles whose changed ones set the cut
 RULES = {"all changed": "product"}
-WINDOW = 5  # the product's CVA average
 
 
 def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, float]:
     """``family_row`` for ``score_families``: the product's map under both threshold rules."""
-    data = load_benchmark_data(list(family.roots), family.tile, family.bands, 0.7, seed,
-                               Callbacks())  # fmt: skip
-    data = budget_subset(data, budget, seed)
-    model = run / slug(family.name) / slug(str(budget)) / f"seed{seed}" / "model.pt"
-    info, states = load_model(model)
-    detect = DetectParams()  # the product's scales and flips
-    dtype = autocast_dtype("auto", CPU)
-    student = make_predictor("kdmsi", info, states, model, CPU, detect.scales, detect.flip,
-                             dtype=dtype)  # fmt: skip
-    index = {"held": held_out_index(data, seed), "train": data.train, "test": data.test}
-    maps = {part: predict_tiles(student, data.tiles.subset(i), CPU) for part, i in index.items()}
-    field = flat_field(maps["train"], data.tiles.valid[data.train])
-    made = {
-        part: fuse_tiles(maps[part], data.tiles.subset(i), WINDOW, standardised=True, field=field)
-        for part, i in index.items()
-    }
+    maps = product_maps(budget_data(family, budget, seed), model_path(run, family, budget, seed),
+                        seed)  # fmt: skip
     scores = {}
     for name, source in CUT_FROM.items():
-        cut = otsu_on_changed_tiles(data.tiles.subset(index[source]), made[source]).value
+        cut = otsu_on_changed_tiles(maps.tiles(source), maps.made[source]).value
         scores[f"cut {name}"] = cut
         for part in ("train", "test"):
-            matrix = ConfusionMatrix().update(
-                made[part] >= cut, data.truth[index[part]], data.tiles.valid[index[part]]
-            )
-            scores[f"{part} {name}"] = matrix.as_dict()["f1"]
+            scores[f"{part} {name}"] = maps.f1(part, cut)
     return scores
 
 
@@ -97,13 +70,7 @@ def report(rows: dict[str, dict[str, float]]) -> str:
     lead = ("cut: product, all changed",
             lambda row: f"{row['cut product']:.3f}, {row['cut all changed']:.3f}")  # fmt: skip
     lines = table_lines(rows, list(CUT_FROM), "train, test", train_test, lead)
-    seeds = sorted({name.rsplit(", seed ", 1)[1] for name in rows if ", seed " in name})
-    for seed in seeds:  # each seed alone
-        alone = {k: v for k, v in rows.items() if k.endswith(f", seed {seed}")}
-        lines.append(f"\nSeed {seed} alone:")
-        lines.extend(verdict(alone, rule, base, 4) for rule, base in RULES.items())
-    if not seeds:
-        lines.extend(verdict(rows, rule, base, 4) for rule, base in RULES.items())
+    lines.extend(seed_verdicts(rows, RULES))
     return "\n".join(lines)
 
 
