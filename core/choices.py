@@ -59,6 +59,7 @@ class Defaults:
     precision: Precision
     device: Device
     min_pixels: int
+    peak_ratio: float
     affinity_rounds: int
     affinity_rounds_aerial: int
 

@@ -278,7 +278,9 @@ class VectorizeChangeMap(KdmsiAlgorithm):
     HELP = (
         "Change polygons from a probability raster: pixels at or above the threshold (default: "
         "the one stored by Detect changes, else 0.5); polygons under the minimum area or of "
-        "fewer pixels than the smallest polygon size are dropped."
+        "fewer pixels than the smallest polygon size are dropped, and so are change regions "
+        "whose strongest pixel stays under the peak ratio times the threshold (weak regions, "
+        "mostly false alarms on the maps Detect changes writes)."
     )
 
     def initAlgorithm(self, config: Any = None) -> None:
@@ -308,6 +310,16 @@ class VectorizeChangeMap(KdmsiAlgorithm):
                 minValue=0,
             )
         )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "PEAK_RATIO",
+                "Keep a change region only where its strongest pixel reaches this many times "
+                "the threshold (1 keeps every region)",
+                QgsProcessingParameterNumber.Double,
+                DEFAULTS["peak_ratio"],
+                minValue=1.0,
+            )
+        )
         self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT", "Change polygons"))
 
     def processAlgorithm(self, parameters: dict, context: Any, feedback: Any) -> dict:
@@ -324,6 +336,7 @@ class VectorizeChangeMap(KdmsiAlgorithm):
             else self.parameterAsDouble(parameters, "THRESHOLD", context),
             "min_area": self.parameterAsDouble(parameters, "MIN_AREA", context) or None,
             "min_pixels": self.parameterAsInt(parameters, "MIN_PIXELS", context),
+            "peak_ratio": self.parameterAsDouble(parameters, "PEAK_RATIO", context),
             "overwrite": True,
         }
         self.run_worker("vectorize", options, feedback)

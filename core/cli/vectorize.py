@@ -2,10 +2,13 @@
 
 Pixels at or above the threshold are change; polygons under ``--min-area`` (map units squared) or of
 fewer than ``--min-pixels`` pixels (default 9: specks of change say little and bury the real
-polygons; 0 keeps every one) are dropped; ``--simplify`` (map units) simplifies without breaking
-topology. The output format follows the suffix: ``.shp`` (Shapefile with .prj) or ``.gpkg``.
-Attributes: ``area``, ``mean_prob``, ``max_prob``. With ``--tags`` (the pair's tag layer) tiles
-tagged unchanged get no polygon, and tiles tagged changed that end with none are named.
+polygons; 0 keeps every one) are dropped, and so are change regions whose strongest pixel stays
+under ``--peak-ratio`` times the threshold (default 1.25: on the product's maps such weak regions
+are mostly false alarms; 1 keeps every region); ``--simplify`` (map units) simplifies without
+breaking topology. The output format follows the suffix: ``.shp`` (Shapefile with .prj) or
+``.gpkg``. Attributes: ``area``, ``mean_prob``, ``max_prob``. With ``--tags`` (the pair's tag
+layer) tiles tagged unchanged get no polygon, and tiles tagged changed that end with none are
+named.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from core.io.probability import stored_threshold
 from core.io.rasters import open_raster
 
 if TYPE_CHECKING:
-    from core.vector.vectorize import VectorizeResult
+    from core.vector.vectorize import VectorizeParams, VectorizeResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-pixels", type=int, default=DEFAULTS.min_pixels,
         help=f"drop polygons of fewer pixels (default {DEFAULTS.min_pixels}; 0 keeps all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--peak-ratio", type=float, default=DEFAULTS.peak_ratio,
+        help="keep a change region only where its strongest pixel reaches this many times the "
+        f"threshold (default {DEFAULTS.peak_ratio:g}; 1 keeps every region)",
     )  # fmt: skip
     parser.add_argument(
         "--simplify", type=float, default=0.0, help="simplification tolerance (map units)"
@@ -61,8 +69,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
 
     threshold = args.threshold if args.threshold is not None else stored_threshold(args.prob)
     params = VectorizeParams(
-        threshold, args.min_area, args.simplify, args.connectivity, args.tags, args.min_pixels
-    )
+        threshold, args.min_area, args.simplify, args.connectivity, args.tags, args.min_pixels,
+        args.peak_ratio,
+    )  # fmt: skip
     callbacks = reporter.callbacks("vectorize")
     result = vectorize(args.prob, args.out, params, callbacks, args.overwrite)
     metrics = {"count": result.count, "total_area": result.total_area, "threshold": threshold}
@@ -74,9 +83,20 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         {"polygons": str(result.path)},
         metrics,
         f"{result.path}: {result.count} change polygons covering "
-        f"{area_in_words(args.prob, result.total_area)} (threshold {threshold:g}"
-        + (f"; regions under {args.min_pixels} pixels left out)" if args.min_pixels > 1 else ")"),
+        f"{area_in_words(args.prob, result.total_area)} ({left_out(params)})",
     )
+
+
+def left_out(params: VectorizeParams) -> str:
+    """The threshold and the regions the polygons leave out, in words.
+
+    Example: ``threshold 0.3; regions under 9 pixels or never reaching 0.375 left out``.
+    """
+    rules = [f"under {params.min_pixels} pixels"] if params.min_pixels > 1 else []
+    if params.peak_cut > params.threshold:
+        rules.append(f"never reaching {params.peak_cut:.3g}")
+    text = f"threshold {params.threshold:g}"
+    return text + (f"; regions {' or '.join(rules)} left out" if rules else "")
 
 
 def area_in_words(raster: Path, area: float) -> str:

@@ -5,6 +5,8 @@ The main table predicts every test tile on its own (the prototype's protocol). U
 pair. Here each pair of the dataset folders goes through that same function
 (:func:`core.detect.pair.detect_with_model`, with its default tiling), the GeoTIFF it writes
 is read back, the test tiles are cut out of it and scored at the threshold ``detect`` reports.
+The product's row scores what its polygons cover: the regions ``vectorize`` leaves out are
+cleared first.
 The maps see the imagery around a test tile (never a label), as they do for a user.
 """
 
@@ -17,12 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from core.callbacks import Callbacks
+from core.choices import DEFAULTS
 from core.data.datasets import find_pairs
 from core.detect.pair import detect_with_model
 from core.detect.params import DetectParams, resolve_method
 from core.eval.benchmark_data import BenchmarkData
 from core.io.rasters import open_raster
 from core.models.model_file import load_model
+from core.vector.components import strong_regions
+from core.vector.vectorize import VectorizeParams
 
 # Row name -> (detect method, scales) of the whole-pair rows.
 WHOLE_PAIR_METHODS: dict[str, tuple[str, tuple[float, ...] | None]] = {
@@ -92,17 +97,17 @@ def whole_pair_predictions(
     """``(row name, test-tile probabilities, threshold, seconds)`` of each whole-pair method.
 
     ``base`` gives device, precision and MSI scales; the refined row is left out when the model
-    holds no refinement network. The last row is the product's, ``detect --method auto``: the row
-    above of the method it resolves to, or a run of its own (the teacher's CAM or CVA).
+    holds no refinement network. The last row is the product's, ``detect --method auto``: the map
+    of the method it resolves to (the row above, or a run of its own for the teacher's CAM or
+    CVA) with the regions its polygons leave out set to 0 (:func:`polygon_map`).
     """
 
-    def run(name: str, params: DetectParams, method: str) -> tuple[str, np.ndarray, float, float]:
+    def run(name: str, params: DetectParams, method: str) -> tuple[str, dict, float, float]:
         start = time.perf_counter()
         maps, threshold = detect_whole_pairs(
             roots, model_path, params, bands, out_dir / method, callbacks
         )
-        seconds = time.perf_counter() - start
-        return name, tiles_from_maps(data, maps)[data.test], threshold, seconds
+        return name, maps, threshold, time.perf_counter() - start
 
     has_refined = bool(load_model(model_path)[0].refined_output_stride)
     rows, by_method = [], {}
@@ -112,6 +117,21 @@ def whole_pair_predictions(
         rows.append(run(name, replace(base, method=method, scales=scales or base.scales), method))
         by_method[method] = rows[-1]
     chosen = resolve_method("auto", model_path)
-    product = by_method.get(chosen) or run(PRODUCT_ROW, replace(base, method="auto"), chosen)
-    rows.append((PRODUCT_ROW, *product[1:]))
-    return rows
+    _, maps, threshold, seconds = by_method.get(chosen) or run(
+        PRODUCT_ROW, replace(base, method="auto"), chosen
+    )
+    product = {key: polygon_map(values, threshold) for key, values in maps.items()}
+    rows.append((PRODUCT_ROW, product, threshold, seconds))
+    return [(name, tiles_from_maps(data, maps)[data.test], t, s) for name, maps, t, s in rows]
+
+
+def polygon_map(values: np.ndarray, threshold: float) -> np.ndarray:
+    """``values`` with the change regions that ``kdmsi vectorize`` leaves out by default set to 0.
+
+    Those are the regions of ``values >= threshold`` whose strongest pixel stays under the
+    default peak ratio times the threshold (:attr:`VectorizeParams.peak_cut`), so the map cut at
+    ``threshold`` is what the polygons cover (before the smallest-polygon rule).
+    """
+    peak = VectorizeParams(threshold, peak_ratio=DEFAULTS.peak_ratio).peak_cut
+    weak = (values >= threshold) & ~strong_regions(values, threshold, peak)
+    return np.where(weak, 0.0, values).astype(np.float32)

@@ -3,11 +3,11 @@
 Both run as child processes on the same 0/1 Byte mask (so both pay an interpreter start), in
 alternation, ``repeats`` times, into a GeoPackage and into a Shapefile. ``gdal_polygonize.py``
 gets the mask as its own mask band (``-mask``), so it outlines the change pixels only, as
-``kdmsi vectorize`` does with 4-connectivity and no minimum area or simplification. ``kdmsi``
-also vectorizes a float32 probability raster that thresholds to that mask (the general road:
-thresholding, labelling, per-polygon statistics) against GDAL's script on the mask. The outputs
-are compared by polygon count and total area (read back with OGR), and the time ratio is the
-median of ``kdmsi`` over the median of GDAL's script.
+``kdmsi vectorize`` does with 4-connectivity and no minimum area, peak rule or simplification.
+``kdmsi`` also vectorizes a float32 probability raster that thresholds to that mask (the general
+road: thresholding, labelling, per-polygon statistics) against GDAL's script on the mask. The
+outputs are compared by polygon count and total area (read back with OGR), and the time ratio is
+the median of ``kdmsi`` over the median of GDAL's script.
 
 Two cases: *dense* change (many small polygons, the generated mask of :mod:`core.perf.inputs`)
 and *sparse* change (:func:`make_sparse`: a few large polygons on a large raster, where the
@@ -92,7 +92,7 @@ def _compare_format(
     ours_out, gdal_out = work / f"kdmsi-polygons.{suffix}", work / f"gdal-polygons.{suffix}"
     ours_cmd = kdmsi_command(
         "vectorize", "--prob", str(prob or mask), "--out", str(ours_out), "--threshold", "0.5",
-        "--connectivity", "4", "--min-pixels", "0", "--overwrite",
+        "--connectivity", "4", "--min-pixels", "0", "--peak-ratio", "1", "--overwrite",
     )  # fmt: skip
     ours, theirs = [], []
     for _ in range(repeats):

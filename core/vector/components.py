@@ -174,3 +174,30 @@ def paint(index: np.ndarray, labels: np.ndarray, shape: tuple[int, int]) -> np.n
     image = np.zeros(shape, np.int32)
     image.reshape(-1)[index] = labels
     return image
+
+
+def strong_regions(
+    values: np.ndarray, threshold: float, peak: float, connectivity: int = 4
+) -> np.ndarray:
+    """The change pixels of an in-memory map that ``vectorize`` gives polygons, before sizes.
+
+    Args:
+        values: a 2-D probability map (NaN is never change).
+        threshold: change is ``values >= threshold``.
+        peak: a region (connected change pixels) is kept only where its largest value reaches it.
+        connectivity: 4 or 8, as the polygons'.
+
+    Returns:
+        A boolean mask of the kept regions' pixels.
+    """
+    chunk = label_chunk(values >= threshold, 1, connectivity)
+    runs = chunk.runs
+    kept = np.zeros(values.size, bool)
+    if runs.rows.size:
+        index = pixel_index(runs, values.shape[1])
+        lengths = runs.lengths
+        tops = np.maximum.reduceat(values.reshape(-1)[index], np.cumsum(lengths) - lengths)
+        maxima = np.full(chunk.count + 1, -np.inf)
+        np.maximum.at(maxima, runs.labels, tops)
+        kept[index] = np.repeat(maxima[runs.labels] >= peak, lengths)
+    return kept.reshape(values.shape)

@@ -4,7 +4,9 @@ Steps: read band 1 once, chunk by chunk; threshold it (change is ``value >= thre
 masked and NaN pixels never are), label the connected change components (4- or 8-connectivity) and
 gather each one's mean and maximum probability, writing the labels to a temporary sparse GeoTIFF
 (:mod:`core.vector.labelling`); GDAL Polygonize of that raster gives the polygons (holes kept), each
-with its label; drop polygons under ``min_area`` or ``min_pixels``; optionally simplify (shapely,
+with its label; drop polygons under ``min_area`` or ``min_pixels`` and those whose strongest pixel
+stays under ``peak_ratio`` times the threshold (weak regions, mostly false alarms on the product's
+map: BENCHMARKS.md, "Regions kept by their strongest pixel"); optionally simplify (shapely,
 topology preserved); write ESRI Shapefile (with ``.prj``) or GeoPackage in the raster's CRS
 (:mod:`core.vector.writers`). Areas are in map units squared. An ungeoreferenced raster gives pixel
 coordinates the way QGIS shows such images (x = column, y = minus the row, see
@@ -33,6 +35,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from osgeo import gdal, ogr
 
 from core.callbacks import Callbacks
@@ -70,6 +73,8 @@ class VectorizeParams:
             (:mod:`core.vector.tag_rules`).
         min_pixels: polygons of fewer pixels are dropped too (0 or 1: none), whatever the CRS:
             a polygon of ``n`` pixels has ``n`` times a pixel's area.
+        peak_ratio: a change region is kept only where its strongest pixel reaches
+            ``peak_ratio`` times the threshold (:attr:`peak_cut`; 1 keeps every region).
     """
 
     threshold: float = 0.5
@@ -78,6 +83,7 @@ class VectorizeParams:
     connectivity: int = 4
     tags: Path | None = None
     min_pixels: int = 0
+    peak_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         """Raise KdmsiError on a connectivity not 4 or 8 or a bad threshold, area or tolerance."""
@@ -91,6 +97,19 @@ class VectorizeParams:
             raise KdmsiError(
                 "The smallest polygon size must be a whole number of pixels, 0 or more."
             )
+        if not (math.isfinite(self.peak_ratio) and self.peak_ratio >= 1):
+            raise KdmsiError(
+                "The peak ratio must be a number of 1 or more (1 keeps every change region)."
+            )
+
+    @property
+    def peak_cut(self) -> float:
+        """The value a region's strongest pixel must reach: ``peak_ratio`` x the threshold.
+
+        Capped at 1 (or at the threshold, if that is higher), so a region of a probability map
+        that reaches 1 and every region of a 0/1 mask is always kept.
+        """
+        return min(self.peak_ratio * self.threshold, max(self.threshold, 1.0))
 
     def smallest_area(self, pixel_area: float) -> float:
         """The smallest polygon area kept (map units squared).
@@ -180,6 +199,10 @@ def _run_steps(
             callbacks, rules,
         )  # fmt: skip
         stats = labels.stats
+        if rules is not None:
+            kept = stats.counts * source.pixel_area >= min_area
+            kept &= stats.maxima >= params.peak_cut
+            count_kept(rules, labels.raster.GetRasterBand(1), kept)
         if worth_boxes(labels.boxes, source.width, source.height):
             memory, layer = polygon_layer(source, True)
             polygonize_boxes(labels.raster, labels.boxes, layer, params.connectivity, callbacks)
@@ -187,8 +210,20 @@ def _run_steps(
             memory = polygonize(labels.raster, source, params.connectivity, callbacks, True)
         del labels
     if params.simplify == 0:
-        return copy_measured(memory, stats, min_area, target, source, callbacks)
+        return copy_measured(memory, stats, min_area, target, source, callbacks, params.peak_cut)
     return _write_simplified(memory, stats, params, target, source, callbacks)
+
+
+def count_kept(rules: TagRules, labels: gdal.Band, kept: np.ndarray) -> None:
+    """Count each changed-tagged tile's change pixels again: those of regions that get a polygon.
+
+    ``labels`` is the label raster (0: no change), ``kept`` says per label whether its region
+    passes the polygon rules (size, peak), so a tile whose change is all specks or weak regions
+    is reported as a tile without change polygon.
+    """
+    for tile_id, window in rules.changed:
+        inside = labels.ReadAsArray(window.col, window.row, window.width, window.height)
+        rules.change_pixels[tile_id] = int(kept[inside].sum())
 
 
 def _write_simplified(
@@ -202,7 +237,9 @@ def _write_simplified(
     """Write the polygons of at least the smallest area simplified, one by one in Python."""
     view = numbered(memory, params.smallest_area(source.pixel_area))
     try:
-        return write_polygons(view, stats, target, source, params.simplify, callbacks)
+        return write_polygons(
+            view, stats, target, source, params.simplify, callbacks, params.peak_cut
+        )
     finally:
         memory.ReleaseResultSet(view)
 

@@ -75,6 +75,7 @@ def write_polygons(
     source: Source,
     tolerance: float,
     callbacks: Callbacks,
+    peak: float = -np.inf,
 ) -> tuple[int, float]:
     """Write the polygons with their attributes; return ``(count, total_area)``.
 
@@ -88,6 +89,7 @@ def write_polygons(
         source: the raster the polygons come from (CRS, pixel area).
         tolerance: simplification tolerance in map units; 0 keeps the geometries as they are.
         callbacks: progress and cancel, checked every 10,000 polygons.
+        peak: polygons whose ``max_prob`` is under it are left out.
     """
     path, driver, layer_name = target
     staged = driver == "ESRI Shapefile"
@@ -96,7 +98,7 @@ def write_polygons(
     name = "attributed" if staged else layer_name
     layer = dataset.CreateLayer(name, output_srs(source, driver), ogr.wkbPolygon)
     create_fields(layer, driver, source)  # fields 0, 1, 2: area, mean_prob, max_prob
-    count, total = _write_features(polygons, stats, layer, tolerance, callbacks)
+    count, total = _write_features(polygons, stats, layer, (tolerance, peak), callbacks)
     del layer, dataset  # closes a GeoPackage
     if staged:
         columns = "area, mean_prob, max_prob"
@@ -108,10 +110,15 @@ def _write_features(
     polygons: ogr.Layer,
     stats: PolygonStats,
     layer: ogr.Layer,
-    tolerance: float,
+    shape: tuple[float, float],
     callbacks: Callbacks,
 ) -> tuple[int, float]:
-    """Create one feature per polygon in ``layer``; return ``(count, total_area)``."""
+    """Create one feature per polygon in ``layer``; return ``(count, total_area)``.
+
+    ``shape`` is ``(tolerance, peak)``: the simplification tolerance, and the ``max_prob`` a
+    polygon must reach to be written.
+    """
+    tolerance, peak = shape
     means, maxima = stats.means.tolist(), stats.maxima.tolist()
     size = max(1, polygons.GetFeatureCount())
     out = ogr.Feature(layer.GetLayerDefn())  # one feature reused: no wrapper per polygon
@@ -119,6 +126,8 @@ def _write_features(
     layer.StartTransaction()
     for feature in polygons:
         pid = feature.GetFieldAsInteger64(0)
+        if maxima[pid] < peak:
+            continue
         geometry = simplified(feature.GetGeometryRef(), tolerance)
         area = geometry.GetArea()
         out.SetGeometry(geometry)
@@ -260,13 +269,17 @@ def _real_setter() -> Callable[[ogr.Feature, int, float], object]:
 
 
 def _set_attributes(
-    layer: ogr.Layer, stats: PolygonStats, min_area: float, callbacks: Callbacks
+    layer: ogr.Layer, stats: PolygonStats, keep: tuple[float, float], callbacks: Callbacks
 ) -> tuple[float, list[int]]:
-    """Set fields 1-3 (area, mean_prob, max_prob) of every polygon of at least ``min_area``.
+    """Set fields 1-3 (area, mean_prob, max_prob) of every polygon that ``keep`` keeps.
+
+    ``keep`` is ``(min_area, peak)``: a polygon is kept when its area is at least ``min_area``
+    and its ``max_prob`` at least ``peak``.
 
     Returns:
-        The total area of those polygons (summed in order) and the FIDs of the smaller ones.
+        The total area of those polygons (summed in order) and the FIDs of the others.
     """
+    min_area, peak = keep
     means, maxima = stats.means.tolist(), stats.maxima.tolist()
     size, total, small = max(1, layer.GetFeatureCount()), 0.0, []
     next_feature, set_feature = layer.GetNextFeature, layer.SetFeature  # bound once: a hot loop
@@ -275,9 +288,9 @@ def _set_attributes(
     feature, done = next_feature(), 0
     while feature is not None:
         area = feature.GetGeometryRef().GetArea()
-        if area >= min_area:
+        pid = feature.GetFieldAsInteger64(0)
+        if area >= min_area and maxima[pid] >= peak:
             total += area
-            pid = feature.GetFieldAsInteger64(0)
             set_real(feature, 1, area)
             set_real(feature, 2, means[pid])
             set_real(feature, 3, maxima[pid])
@@ -299,12 +312,14 @@ def copy_measured(
     target: tuple[Path, str, str],
     source: Source,
     callbacks: Callbacks,
+    peak: float = -np.inf,
 ) -> tuple[int, float]:
     """Write labelled polygons (field 0 ``pid``) with their statistics; geometry copied in C.
 
     Each polygon of the in-memory layer ``polygons`` gets its ``area`` (OGR's, as the per-polygon
     writer) and the ``mean_prob`` and ``max_prob`` of its ``pid``; polygons under ``min_area``
-    are dropped. That loop is the only Python per polygon; :func:`copy_layer` writes the rest.
+    or whose ``max_prob`` is under ``peak`` are dropped. That loop is the only Python per
+    polygon; :func:`copy_layer` writes the rest.
 
     Returns:
         ``(count, total_area)``.
@@ -312,7 +327,7 @@ def copy_measured(
     layer = memory.GetLayerByName("polygons")
     for name in ("area", "mean_prob", "max_prob"):  # fields 1, 2 and 3
         layer.CreateField(ogr.FieldDefn(name, ogr.OFTReal))
-    total, small = _set_attributes(layer, stats, min_area, callbacks)
+    total, small = _set_attributes(layer, stats, (min_area, peak), callbacks)
     for fid in small:  # dropped by the area that is summed, not by SQL's
         layer.DeleteFeature(fid)
     columns = "area, mean_prob, max_prob"

@@ -102,7 +102,7 @@ def run_demo(
     vectorize(
         probability,
         polygons,
-        VectorizeParams(threshold=threshold, min_pixels=DEFAULTS.min_pixels),
+        VectorizeParams(threshold, min_pixels=DEFAULTS.min_pixels, peak_ratio=DEFAULTS.peak_ratio),
         callbacks,
     )
     from core.workflows.quicklook import write_quicklook

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from osgeo import gdal, ogr
 from qgis.core import QgsApplication, QgsProcessingFeedback
@@ -141,6 +142,20 @@ def test_vectorize_default_threshold_and_shapefile(processing, mumbai_pair, tmp_
     assert count_features(out["OUTPUT"]) > 0
 
 
+def test_vectorize_leaves_weak_regions_out_unless_asked(processing, tmp_path, write_raster):
+    prob = np.zeros((64, 64), np.float32)
+    prob[4:20, 4:20] = 0.9  # strong: kept
+    prob[30:40, 30:50] = 0.55  # never reaches 1.25 x 0.5: left out by default
+    raster = write_raster(tmp_path / "p.tif", prob)
+    counts = {}
+    for ratio in (None, 1.0):
+        params = {"INPUT": str(raster), "THRESHOLD": 0.5, "OUTPUT": str(tmp_path / f"{ratio}.gpkg")}
+        if ratio is not None:
+            params["PEAK_RATIO"] = ratio
+        counts[ratio] = count_features(processing.run("kdmsi:vectorizechangemap", params)["OUTPUT"])
+    assert counts == {None: 1, 1.0: 2}
+
+
 def test_cancel_stops_the_worker(processing, levir_pair, levir_tags, tmp_path):
     from qgis.core import QgsProcessingException
 
@@ -200,7 +215,12 @@ def test_defaults_of_the_plugin_follow_the_core(qgis_app):
     from core.choices import CHOICES, DEFAULTS
     from core.cli.main import build_parser
     from core.train.trainer import TrainParams
-    from kdmsi_qgis.algorithms import CreateTileGrid, DetectChanges, TrainFromTags
+    from kdmsi_qgis.algorithms import (
+        CreateTileGrid,
+        DetectChanges,
+        TrainFromTags,
+        VectorizeChangeMap,
+    )
     from kdmsi_qgis.settings import BACKBONES, DEVICES, METHODS, Options, edge_rounds
 
     train = TrainFromTags()
@@ -222,3 +242,10 @@ def test_defaults_of_the_plugin_follow_the_core(qgis_app):
     assert METHODS[detect.parameterDefinition("METHOD").defaultValue()] == DEFAULTS.method
     assert BACKBONES == CHOICES["backbone"] and DEVICES == CHOICES["device"]
     assert METHODS == CHOICES["method"]
+    vectorize = VectorizeChangeMap()
+    vectorize.initAlgorithm({})
+    cli_vectorize = build_parser().parse_args(["vectorize", "--prob", "p", "--out", "o.gpkg"])
+    peak = vectorize.parameterDefinition("PEAK_RATIO").defaultValue()
+    assert peak == cli_vectorize.peak_ratio == DEFAULTS.peak_ratio > 1
+    pixels = vectorize.parameterDefinition("MIN_PIXELS").defaultValue()
+    assert pixels == cli_vectorize.min_pixels == Options().min_pixels

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.choices import DEFAULTS
 from core.data.tilesets import TileSet
 from core.eval.benchmark_data import BenchmarkData
-from core.eval.whole_pair import read_map, tiles_from_maps
+from core.eval.whole_pair import polygon_map, read_map, tiles_from_maps
 from core.io.windows import Window
 
 
@@ -48,3 +49,15 @@ def test_read_map_gives_band_one_as_float32(tmp_path, write_raster):
     out = read_map(path)
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, values[0].astype(np.float32))
+
+
+def test_the_product_map_clears_the_regions_its_polygons_leave_out():
+    values = np.zeros((6, 9), np.float32)
+    values[1:3, 1:3] = 0.32  # a weak region: never reaches the peak
+    values[1:4, 5:8] = 0.31
+    values[2, 6] = 0.3 * DEFAULTS.peak_ratio  # a region that does, by one pixel
+    values[5, 0] = 0.1  # below the threshold: left as it is
+    out = polygon_map(values, 0.3)
+    assert out.dtype == np.float32 and not out[1:3, 1:3].any()
+    np.testing.assert_array_equal(out[:, 4:], values[:, 4:])
+    assert out[5, 0] == np.float32(0.1)

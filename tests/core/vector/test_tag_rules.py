@@ -80,3 +80,22 @@ def test_a_tag_layer_of_another_raster_is_refused(tagged_map, tmp_path, write_ra
     other = write_raster(tmp_path / "other.tif", np.zeros((50, 50), np.float32))
     with pytest.raises(KdmsiError, match="made for a 96x64 raster"):
         TagRules.from_layer(tags, 50, 50, other)
+
+
+@pytest.mark.parametrize("what", ["weak", "speck"])
+def test_a_changed_tile_whose_change_gets_no_polygon_is_reported(
+    tagged_map, tmp_path, write_raster, read_array, what
+):
+    prob_path, tags = tagged_map
+    prob = read_array(prob_path)
+    if what == "weak":
+        prob[4:20, 68:84] = 0.55  # tile 2: a region never reaching 1.25 x 0.5
+    else:
+        prob[4:6, 68:70] = 0.95  # tile 2: a strong speck of 4 pixels
+    changed = write_raster(tmp_path / f"{what}.tif", prob)
+    plain = vectorize(changed, tmp_path / f"{what}_all.gpkg", VectorizeParams(0.5, tags=tags))
+    assert plain.changed_without_change == ()  # every region drawn: tile 2 has one
+    strict = VectorizeParams(0.5, tags=tags, min_pixels=9, peak_ratio=1.25)
+    result = vectorize(changed, tmp_path / f"{what}.gpkg", strict)
+    assert result.changed_without_change == (2,)
+    assert result.count == 2  # tile 1's and tile 5's regions
