@@ -13,7 +13,7 @@ and writes files.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,8 @@ class TrainParams:
     ``affinity_rounds`` refines the student-and-CVA map with the pair's own colours that many
     times (:mod:`core.detect.affinity`; 0, off, by default: it helped aerial photographs and hurt
     10 m Sentinel-2 cities and SAR in the transfer suite, BENCHMARKS.md, session 18).
+    ``min_steps`` above 0 trains at least that many optimizer steps: with few tags an epoch is a
+    handful of steps, so :meth:`lengthened` raises ``epochs`` to reach it (0, off, by default).
     """
 
     backbone: Backbone = DEFAULTS.backbone
@@ -84,6 +86,12 @@ class TrainParams:
     precision: Precision = DEFAULTS.precision
     affinity_rounds: int = AFFINITY_ROUNDS
     pool_share: float = 1.0
+    min_steps: int = 0
+
+    def lengthened(self, tiles: int) -> TrainParams:
+        """These parameters with enough epochs of ``tiles`` training tiles for ``min_steps``."""
+        steps = max(1, math.ceil(tiles / self.batch_size))
+        return replace(self, epochs=max(self.epochs, math.ceil(self.min_steps / steps)))
 
     def cam_config(self, in_channels: int) -> CamConfig:
         """The network configuration these parameters describe."""

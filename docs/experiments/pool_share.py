@@ -60,16 +60,19 @@ NAMES = ("mean", "top quarter")
 RULES = {"top quarter": "mean"}
 
 
-def family_rows(candidate: Path) -> Callable[[Family, Path, int, int], dict[str, float]]:
+def family_rows(
+    candidate: Path, names: tuple[str, str] = NAMES
+) -> Callable[[Family, Path, int, int], dict[str, float]]:
     """``family_row`` for ``score_families``: the baseline run's model and ``candidate``'s.
 
-    Each is scored as the product: its map cut at Otsu's threshold over the held-out changed tags.
+    Each is scored as the product: its map cut at Otsu's threshold over the held-out changed tags;
+    ``names`` name the baseline's and the candidate's columns.
     """
 
     def family_row(family: Family, run: Path, budget: int, seed: int) -> dict[str, float]:
         data = budget_data(family, budget, seed)
         row = {}
-        for name, folder in zip(NAMES, (run, candidate)):
+        for name, folder in zip(names, (run, candidate)):
             maps = product_maps(data, model_path(folder, family, budget, seed), seed)
             cut = otsu_on_changed_tiles(maps.tiles("held"), maps.made["held"]).value
             for part in ("train", "test"):

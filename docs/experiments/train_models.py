@@ -10,7 +10,7 @@ this trains them exactly as the suite does (same tiles, split, tags, parameters 
     OMP_NUM_THREADS=1 python docs/experiments/train_models.py RUN SUITE DATA --seed 1 --part 0/2
 
 ``--backbone efficientnet-lite2`` trains the candidate of ``backbone_trial.py``, ``--pool-share
-0.25`` the one of ``pool_share.py``.
+0.25`` the one of ``pool_share.py``, ``--min-steps 800`` the one of ``steps_trial.py``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def train_family(
     callbacks: Callbacks,
     backbone: str,
     pool_share: float = 1.0,
+    min_steps: int = 0,
 ) -> None:
     """Train one family's model as the suite's ``run_benchmark`` does, unless it is finished."""
     folder = run / slug(family.name) / slug(str(budget)) / f"seed{seed}"
@@ -56,7 +57,8 @@ def train_family(
     base = BenchmarkParams(refine=RefineParams(epochs=0))
     params = replace(
         base, tile=family.tile, bands=family.bands, seed=seed, budget=budget,
-        train=replace(base.train, seed=seed, backbone=backbone, pool_share=pool_share),
+        train=replace(base.train, seed=seed, backbone=backbone, pool_share=pool_share,
+                      min_steps=min_steps),
         refine=replace(base.refine, seed=seed),
     )  # fmt: skip
     data = load_benchmark_data(
@@ -83,13 +85,13 @@ def main() -> None:
     parser.add_argument("--part", type=parse_part)
     parser.add_argument("--backbone", default=DEFAULTS.backbone, choices=CHOICES["backbone"])
     parser.add_argument("--pool-share", type=float, default=1.0, help="the teacher's top share")
+    parser.add_argument("--min-steps", type=int, default=0, help="train at least this many steps")
     args = parser.parse_args()
     callbacks = Callbacks(log=lambda _level, message: print(message, flush=True))
     families = load_families(args.suite, args.data_root, callbacks)
     for family in part_of(families, args.part) if args.part else families:
-        train_family(
-            family, args.run, args.budget, args.seed, callbacks, args.backbone, args.pool_share
-        )
+        train_family(family, args.run, args.budget, args.seed, callbacks, args.backbone,
+                     args.pool_share, args.min_steps)  # fmt: skip
 
 
 if __name__ == "__main__":

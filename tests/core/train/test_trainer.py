@@ -373,3 +373,20 @@ def test_split_tags_with_too_few_tags_trains_on_all(n, fraction):
     assert train is tiles
     assert [level for level, _ in recorder.logs] == ["warning"]
     assert "Too few tags" in recorder.logs[0][1]
+
+
+def test_min_steps_lengthens_short_epochs_only():
+    params = replace(PARAMS, epochs=3, batch_size=8, min_steps=20)
+    assert params.lengthened(40).epochs == 4  # 5 steps an epoch: 4 epochs reach 20
+    assert params.lengthened(41).epochs == 4  # 6 steps: ceil(20 / 6)
+    assert params.lengthened(400).epochs == 3  # already 150 steps: never fewer epochs
+    assert replace(params, min_steps=0).lengthened(8).epochs == 3
+
+
+def test_training_runs_the_lengthened_epochs_and_says_so(tmp_path):
+    recorder = Recorder()
+    params = replace(PARAMS, epochs=1, min_steps=4)  # 12 tiles / 6 = 2 steps: 2 epochs
+    train_model(synthetic_tiles(), params, BANDS, tmp_path, CPU, recorder.callbacks, 0.25)
+    assert [row["epoch"] for row in read_log(tmp_path)] == ["1", "2"]
+    assert load_model(tmp_path / "model.pt")[0].train_summary["params"]["epochs"] == 2
+    assert any("Training 2 epochs" in message for _, message in recorder.logs)
