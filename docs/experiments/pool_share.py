@@ -57,7 +57,6 @@ from core.eval.suite import Family  # noqa: E402
 from core.train.threshold_choice import otsu_on_changed_tiles  # noqa: E402
 
 NAMES = ("mean", "top quarter")
-RULES = {"top quarter": "mean"}
 
 
 def family_rows(
@@ -82,14 +81,23 @@ def family_rows(
     return family_row
 
 
-def report(rows: dict[str, dict[str, float]]) -> str:
-    """A markdown table (each run's F1 on training and test tiles) and the verdicts."""
-    lines = table_lines(rows, list(NAMES), "train, test", train_test)
-    lines.extend(seed_verdicts(rows, RULES))
-    return "\n".join(lines)
+def score_two_runs(description: str, names: tuple[str, str]) -> None:
+    """Score the baseline run (``names[0]``) and ``--candidate`` (``names[1]``); print verdicts.
+
+    Each family's rows, then a markdown table of both runs' F1 on training and test tiles and
+    the candidate's verdicts against the baseline (each seed alone, then the seed means).
+    """
+    rules = {names[1]: names[0]}
+
+    def report(rows: dict[str, dict[str, float]]) -> str:
+        lines = table_lines(rows, list(names), "train, test", train_test)
+        lines.extend(seed_verdicts(rows, rules))
+        return "\n".join(lines)
+
+    np.seterr(all="ignore")
+    torch.set_grad_enabled(False)
+    score_families(description, family_rows(candidate_run(), names), report, rules)
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
-    torch.set_grad_enabled(False)
-    score_families(__doc__.splitlines()[0], family_rows(candidate_run()), report, RULES)
+    score_two_runs(__doc__.splitlines()[0], NAMES)

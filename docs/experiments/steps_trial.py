@@ -37,27 +37,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from backbone_trial import candidate_run
-from pool_share import family_rows
-from suite_runs import score_families, seed_verdicts, table_lines, train_test
-
-NAMES = ("60 epochs", "800 steps")
-RULES = {"800 steps": "60 epochs"}
-
-
-def report(rows: dict[str, dict[str, float]]) -> str:
-    """A markdown table (each run's F1 on training and test tiles) and the verdicts."""
-    lines = table_lines(rows, list(NAMES), "train, test", train_test)
-    lines.extend(seed_verdicts(rows, RULES))
-    return "\n".join(lines)
-
+from pool_share import score_two_runs
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
-    torch.set_grad_enabled(False)
-    score_families(__doc__.splitlines()[0], family_rows(candidate_run(), NAMES), report, RULES)
+    score_two_runs(__doc__.splitlines()[0], ("60 epochs", "800 steps"))
