@@ -36,6 +36,8 @@ WHOLE_PAIR_METHODS: dict[str, tuple[str, tuple[float, ...] | None]] = {
     "KD-MSI refined, detect on whole pairs": ("kdmsi-refined", (1.0,)),
 }
 
+Maps = dict[str, np.ndarray]  # whole-pair maps keyed by pair key
+
 PRODUCT_ROW = "Product: detect --method auto (the map chosen on held-out tags)"
 
 
@@ -102,7 +104,7 @@ def whole_pair_predictions(
     CVA) with the regions its polygons leave out set to 0 (:func:`polygon_map`).
     """
 
-    def run(name: str, params: DetectParams, method: str) -> tuple[str, dict, float, float]:
+    def run(name: str, params: DetectParams, method: str) -> tuple[str, Maps, float, float]:
         start = time.perf_counter()
         maps, threshold = detect_whole_pairs(
             roots, model_path, params, bands, out_dir / method, callbacks

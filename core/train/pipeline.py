@@ -177,8 +177,9 @@ def train_model(
     them train; rank 0 alone then chooses the thresholds and the map and refines.
     """
     train_set, val_set = split_tags(tiles, val_fraction, params.seed, callbacks)
-    if params.lengthened(len(train_set)).epochs > params.epochs:
-        params = params.lengthened(len(train_set))
+    longer = params.lengthened(len(train_set))
+    if longer.epochs > params.epochs:
+        params = longer
         callbacks.info(
             f"Training {params.epochs} epochs: {len(train_set)} tiles make short epochs, and "
             f"at least {params.min_steps} steps were asked for."

@@ -202,6 +202,7 @@ def _run_steps(
         if rules is not None:
             kept = stats.counts * source.pixel_area >= min_area
             kept &= stats.maxima >= params.peak_cut
+            kept[0] = False  # label 0 is no change
             count_kept(rules, labels.raster.GetRasterBand(1), kept)
         if worth_boxes(labels.boxes, source.width, source.height):
             memory, layer = polygon_layer(source, True)
