@@ -46,6 +46,7 @@ class Defaults:
 
     tile: int
     epochs: int
+    min_steps: int
     batch_size: int
     lr: float
     backbone: Backbone

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from core.choices import CHOICES, DEFAULTS, STRATEGIES
 from core.cli.events import Reporter
-from core.cli.options import add_affinity_rounds, add_epochs
+from core.cli.options import add_affinity_rounds, add_epochs, add_min_steps
 from core.errors import KdmsiError
 from core.io.bands import parse_bands
 
@@ -60,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-fraction", type=float, default=0.7)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     add_epochs(parser)
+    add_min_steps(parser)
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     parser.add_argument("--lr", type=float, default=DEFAULTS.lr)
     parser.add_argument("--backbone", default=DEFAULTS.backbone, choices=CHOICES["backbone"])
@@ -154,6 +155,7 @@ def base_params(args: argparse.Namespace, seed: int) -> BenchmarkParams:
         train=TrainParams(
             backbone=args.backbone,
             epochs=args.epochs,
+            min_steps=args.min_steps,
             batch_size=args.batch_size,
             lr=args.lr,
             seed=seed,
@@ -215,6 +217,7 @@ def reporter_argv(args: argparse.Namespace) -> list[str]:
     parts += ["--seeds", *map(str, args.seeds), "--epochs", str(args.epochs), "--lr", str(args.lr)]
     parts += ["--refine-epochs", str(args.refine_epochs), "--backbone", args.backbone]
     parts += ["--output-stride", str(args.output_stride), "--precision", args.precision]
+    parts += ["--min-steps", str(args.min_steps)] if args.min_steps else []
     if args.affinity_rounds:
         parts += ["--affinity-rounds", str(args.affinity_rounds)]
     if args.bands:

@@ -41,6 +41,29 @@ def add_epochs(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _whole(text: str) -> int:
+    """A whole number of 0 or more, for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
+    return value
+
+
+def add_min_steps(parser: argparse.ArgumentParser) -> None:
+    """``--min-steps``: lengthen the epochs when a few tags make them short."""
+    parser.add_argument(
+        "--min-steps",
+        type=_whole,
+        default=DEFAULTS.min_steps,
+        help="train at least this many optimizer steps, raising --epochs when the tags are few "
+        f"(an epoch is one step per {DEFAULTS.batch_size} tiles; default {DEFAULTS.min_steps}: "
+        "--epochs alone)",
+    )
+
+
 def _rounds(text: str) -> int:
     """A whole number of refinement rounds from 0 to 50, for argparse."""
     try:

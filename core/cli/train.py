@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 
 from core.choices import CHOICES, DEFAULTS
 from core.cli.events import Reporter
-from core.cli.options import add_affinity_rounds, add_epochs
+from core.cli.options import add_affinity_rounds, add_epochs, add_min_steps
 from core.errors import KdmsiError
 from core.io.bands import parse_bands
 
 if TYPE_CHECKING:
     from core.runtime.distributed import DistEnv
+    from core.train.trainer import TrainParams
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"tile size with --data (default {DEFAULTS.tile})",
     )
     add_epochs(parser)
+    add_min_steps(parser)
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
     parser.add_argument(
         "--lr", type=float, default=DEFAULTS.lr, help="base learning rate (x10 on the teacher head)"
@@ -151,7 +153,6 @@ def _train(args: argparse.Namespace, reporter: Reporter, env: DistEnv) -> None:
     from core.runtime.devices import pick_device
     from core.train.pipeline import train_model
     from core.train.refinement import RefineParams
-    from core.train.trainer import TrainParams
 
     check_run_folder(args.out, training_bytes(args.backbone))
     callbacks = reporter.callbacks("train")
@@ -160,22 +161,7 @@ def _train(args: argparse.Namespace, reporter: Reporter, env: DistEnv) -> None:
     tiles, bands, source = _tiles(args, callbacks)
     check_tags(tiles, source)
     callbacks.info(f"{len(tiles)} tagged tiles of {tiles.tile_size} px: {tiles.counts_text}.")
-    params = TrainParams(
-        backbone=args.backbone,
-        teacher_fusion=args.teacher_fusion,
-        student_fusion=args.student_fusion,
-        output_stride=args.output_stride,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        augment=not args.no_augment,
-        seed=args.seed,
-        weights=str(args.weights) if args.weights else None,
-        frozen_stages=args.frozen_stages,
-        freeze_bn=args.freeze_bn,
-        precision=args.precision,
-        affinity_rounds=args.affinity_rounds,
-    )
+    params = train_params(args)
     if not args.resume and (args.out / "checkpoint.pt").exists():
         raise KdmsiError(
             f"{args.out} already holds a training run; pass --resume or choose another --out."
@@ -223,4 +209,27 @@ def _train(args: argparse.Namespace, reporter: Reporter, env: DistEnv) -> None:
             else f"epoch {result.best_epoch} of {result.epochs}, the one that ranked the "
             f"held-out tags best (AUC {result.best_auc:.3f})."
         ),
+    )
+
+
+def train_params(args: argparse.Namespace) -> TrainParams:
+    """The training parameters the options describe."""
+    from core.train.trainer import TrainParams
+
+    return TrainParams(
+        backbone=args.backbone,
+        teacher_fusion=args.teacher_fusion,
+        student_fusion=args.student_fusion,
+        output_stride=args.output_stride,
+        epochs=args.epochs,
+        min_steps=args.min_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        augment=not args.no_augment,
+        seed=args.seed,
+        weights=str(args.weights) if args.weights else None,
+        frozen_stages=args.frozen_stages,
+        freeze_bn=args.freeze_bn,
+        precision=args.precision,
+        affinity_rounds=args.affinity_rounds,
     )

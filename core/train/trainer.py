@@ -86,7 +86,7 @@ class TrainParams:
     precision: Precision = DEFAULTS.precision
     affinity_rounds: int = AFFINITY_ROUNDS
     pool_share: float = 1.0
-    min_steps: int = 0
+    min_steps: int = DEFAULTS.min_steps
 
     def lengthened(self, tiles: int) -> TrainParams:
         """These parameters with enough epochs of ``tiles`` training tiles for ``min_steps``."""

@@ -84,6 +84,37 @@ def test_affinity_rounds_outside_0_to_50_are_refused(value, tmp_path):
     assert "--affinity-rounds" in run.stderr and "from 0 to 50" in run.stderr
 
 
+@pytest.mark.parametrize("command", [["train"], ["benchmark", "--data", "d"]])
+def test_min_steps_default_is_declared_once_and_reaches_the_training(command):
+    from core.choices import DEFAULTS
+    from core.cli.main import build_parser
+    from core.train.trainer import TrainParams
+
+    parser = build_parser()
+    assert parser.parse_args([*command, "--out", "x"]).min_steps == DEFAULTS.min_steps
+    assert TrainParams().min_steps == DEFAULTS.min_steps
+    assert parser.parse_args([*command, "--out", "x", "--min-steps", "800"]).min_steps == 800
+
+
+def test_min_steps_reach_the_training_parameters():
+    from core.cli.benchmark import base_params
+    from core.cli.main import build_parser
+    from core.cli.train import train_params
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--out", "x", "--min-steps", "800", "--epochs", "20"])
+    assert (train_params(args).min_steps, train_params(args).epochs) == (800, 20)
+    args = parser.parse_args(["benchmark", "--data", "d", "--out", "x", "--min-steps", "800"])
+    assert base_params(args, seed=1).train.min_steps == 800
+
+
+@pytest.mark.parametrize("value", ["-1", "many"])
+def test_min_steps_below_0_or_not_a_number_are_refused(value, tmp_path):
+    run = kdmsi("train", "--data", tmp_path, "--out", tmp_path / "run", "--min-steps", value)
+    assert run.returncode == 2
+    assert "--min-steps" in run.stderr and "whole number of 0 or more" in run.stderr
+
+
 def test_version():
     run = kdmsi("--version")
     assert run.returncode == 0
