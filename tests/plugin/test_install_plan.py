@@ -103,6 +103,23 @@ def test_the_plan_pins_what_the_project_tests_with():
             assert package in pins
 
 
+@pytest.mark.parametrize(
+    ("python", "allowed", "refused"),
+    [("3.11", "1.24.2", "2.0.0"), ("3.13", "2.2.4", "3.0.0")],
+)  # fmt: skip
+def test_make_setups_numpy_pin_keeps_debians_numpy(python, allowed, refused):
+    """Debian 12 (3.11) keeps numpy 1 for GDAL 3.6; Debian 13 (3.13) has only numpy 2 wheels."""
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parents[2]
+    lines = (root / "resources" / "constraints.txt").read_text().splitlines()
+    pins = [Requirement(line) for line in lines if line.startswith("numpy")]
+    environment = {"python_version": python, "python_full_version": f"{python}.0"}
+    active = [pin for pin in pins if pin.marker is None or pin.marker.evaluate(environment)]
+    assert len(active) == 1
+    assert active[0].specifier.contains(allowed) and not active[0].specifier.contains(refused)
+
+
 def test_install_commands_write_the_constraints_beside_the_environment(qgis_app, tmp_path):
     from kdmsi_qgis.environment import install_commands
 
