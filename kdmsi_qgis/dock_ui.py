@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
@@ -43,6 +44,13 @@ def _narrow(combo: QComboBox) -> QComboBox:
     combo.setMinimumContentsLength(COMBO_CHARS)
     combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
     return combo
+
+
+def _form(box: QGroupBox) -> QFormLayout:
+    """A form whose labels go above their fields when the panel is narrow."""
+    form = QFormLayout(box)
+    form.setRowWrapPolicy(QFormLayout.WrapLongRows)
+    return form
 
 
 def _row(*widgets: QWidget) -> QWidget:
@@ -96,7 +104,7 @@ class PanelWidgets(QWidget):
     def _data_box(self) -> QGroupBox:
         """Pair, bands, tile size, output folder."""
         box = QGroupBox("Images")
-        form = QFormLayout(box)
+        form = _form(box)
         self.before_combo = _narrow(QgsMapLayerComboBox())
         self.after_combo = _narrow(QgsMapLayerComboBox())
         for combo in (self.before_combo, self.after_combo):
@@ -120,7 +128,7 @@ class PanelWidgets(QWidget):
     def _tag_box(self) -> QGroupBox:
         """Tag layer, grid creation, tagging tool, counts."""
         box = QGroupBox("Tags")
-        form = QFormLayout(box)
+        form = _form(box)
         self.tags_combo = _narrow(QgsMapLayerComboBox())
         self.tags_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
         self.tags_combo.setAllowEmptyLayer(True)
@@ -148,12 +156,12 @@ class PanelWidgets(QWidget):
     def _model_box(self) -> QGroupBox:
         """Backbone, epochs, device, train and detect."""
         box = QGroupBox("Model")
-        form = QFormLayout(box)
+        form = _form(box)
         self.backbone_combo = _narrow(QComboBox())
         self.backbone_combo.addItems(BACKBONES)
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 500)
-        self.edges_check = QCheckBox("Follow colour edges (aerial photographs)")
+        self.edges_check = QCheckBox("Follow colour edges")
         self.edges_check.setToolTip(EDGES_TIP)
         self.device_combo = _narrow(QComboBox())
         self.device_combo.addItems(DEVICES)
@@ -176,7 +184,7 @@ class PanelWidgets(QWidget):
         self.resume_button.setEnabled(False)
         form.addRow("Backbone", self.backbone_combo)
         form.addRow("Epochs", self.epochs_spin)
-        form.addRow(self.edges_check)
+        form.addRow("Aerial photos", self.edges_check)
         form.addRow("Device", self.device_combo)
         form.addRow("Worker Python", self.python_file)
         form.addRow(self.check_button, self.device_label)
@@ -188,7 +196,7 @@ class PanelWidgets(QWidget):
     def _result_box(self) -> QGroupBox:
         """Threshold slider, re-vectorize, export."""
         box = QGroupBox("Changes")
-        form = QFormLayout(box)
+        form = _form(box)
         self.threshold = ThresholdControl()
         self.threshold_slider = self.threshold.slider
         self.threshold_label = self.threshold.label
@@ -231,4 +239,8 @@ def scrolling(widget: QWidget) -> QScrollArea:
     area = QScrollArea()
     area.setWidgetResizable(True)
     area.setWidget(widget)
+    # Wide enough for every control: a panel scrolled sideways cuts its labels' first letters.
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    frame = 2 * area.frameWidth() + area.verticalScrollBar().sizeHint().width()
+    area.setMinimumWidth(widget.minimumSizeHint().width() + frame)
     return area

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from osgeo import ogr
 from qgis.core import Qgis, QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.PyQt.QtCore import Qt
 
 from kdmsi_qgis.dock import KdmsiDock
 from kdmsi_qgis.inputs import file_of, stamp
@@ -50,6 +51,23 @@ def test_create_tile_grid_adds_the_tag_layer_styled(
     assert dock.ui.counts_label.text().startswith("1 changed, 0 unchanged")
     state = ProjectState.load()
     assert state.tags == layer.id() and state.before and state.after
+    dock.deleteLater()
+
+
+def test_the_panel_is_never_scrolled_sideways(qgis_iface, qgis_new_project, mumbai_pair, tmp_path):
+    """Every control fits the panel's minimum width, long layer names included.
+
+    A panel wider than its dock scrolled sideways and cut the first letters of every label
+    (the gui walk's screenshots of session 24); the dock is now at least as wide as the
+    controls need, and that width stays within a third of a 1366 px screen.
+    """
+    dock = make_dock(qgis_iface, mumbai_pair, tmp_path)
+    for combo in (dock.ui.before_combo, dock.ui.after_combo):
+        combo.currentLayer().setName(f"{combo.currentLayer().name()}: mumbai_20151130_S2_B02_B03")
+    area = dock.widget()
+    assert area.horizontalScrollBarPolicy() == Qt.ScrollBarAlwaysOff
+    assert area.minimumWidth() >= dock.ui.minimumSizeHint().width()
+    assert area.minimumWidth() <= 1366 // 3
     dock.deleteLater()
 
 
