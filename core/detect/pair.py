@@ -87,6 +87,22 @@ def detect_with_model(
         return detect_in_parallel(
             before, after, model_path, out, params, bands, callbacks, overwrite
         )
+    return _detect_here(
+        (before, after), model_path, loaded, out, params, bands, callbacks, overwrite
+    )
+
+
+def _detect_here(
+    pair_paths: tuple[Path, Path],
+    model_path: Path,
+    loaded: LoadedModel | None,
+    out: Path,
+    params: DetectParams,
+    bands: tuple[int, ...] | None,
+    callbacks: Callbacks,
+    overwrite: bool,
+) -> float:
+    """:func:`detect_with_model` in this process, on one device; return the threshold."""
     device = pick_device(params.device, callbacks.log)
     with tempfile.TemporaryDirectory(prefix="kdmsi-onnx-") as scratch:
         info, predictor, engine = load_predictor(
@@ -95,21 +111,27 @@ def detect_with_model(
         bands = check_bands(info, bands, model_path)
         metadata = detect_metadata(info, params, model_path, engine, device)
         callbacks.info(f"Running {params.method} with {engine} in {metadata['kdmsi_precision']}.")
-        if metadata.get("kdmsi_flat_field", "none") != "none":
-            combined = " before it is combined with the colour difference"
-            callbacks.info(
-                "The network's map is divided by its average over the tagged tiles"
-                f"{combined if params.method == 'kdmsi-cva' else ''}: on those tiles it answered "
-                f"{float(metadata['kdmsi_flat_field']):.2f} times as strongly in the middle of "
-                "a window as near its edges, and dividing evens that out."
-            )
+        _explain_flat_field(metadata, params.method, callbacks)
         tiling = params.tiling(info.tile)
-        with RasterPair.open(before, after, bands, callbacks) as pair:
+        with RasterPair.open(*pair_paths, bands, callbacks) as pair:
             stretch = compute_stretch(pair)
             predict_pair(
                 pair, predictor, stretch, out, tiling, device, metadata, callbacks, overwrite
             )
     return info.threshold_for(params.method, params.scales)
+
+
+def _explain_flat_field(metadata: dict[str, str], method: str, callbacks: Callbacks) -> None:
+    """Say, in one sentence, that the network's map is divided by its flat field (if it is)."""
+    if metadata.get("kdmsi_flat_field", "none") == "none":
+        return
+    combined = " before it is combined with the colour difference"
+    callbacks.info(
+        "The network's map is divided by its average over the tagged tiles"
+        f"{combined if method == 'kdmsi-cva' else ''}: on those tiles it answered "
+        f"{float(metadata['kdmsi_flat_field']):.2f} times as strongly in the middle of "
+        "a window as near its edges, and dividing evens that out."
+    )
 
 
 def _explain_auto(
