@@ -181,7 +181,8 @@ def reused_result(run_dir: Path, epochs: int) -> TrainResult:
     summary = load_model(run_dir / "model.pt")[0].train_summary
     selected = int(summary.get("selected_epoch", 0))
     auc = float(summary.get("val_auc_student", float("nan")))
-    return TrainResult(run_dir / "model.pt", run_dir, selected, auc, epochs)
+    ran = int(summary.get("params", {}).get("epochs", epochs))  # more with --min-steps
+    return TrainResult(run_dir / "model.pt", run_dir, selected, auc, ran)
 
 
 def _learned_rows(

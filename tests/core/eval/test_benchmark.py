@@ -15,7 +15,7 @@ import torch
 from osgeo import gdal
 
 from core.callbacks import Callbacks
-from core.eval.benchmark import BenchmarkParams, markdown_table, run_benchmark
+from core.eval.benchmark import BenchmarkParams, markdown_table, reused_result, run_benchmark
 from core.eval.whole_pair import PRODUCT_ROW
 from core.train.refinement import RefineParams
 from core.train.trainer import TrainParams
@@ -73,6 +73,7 @@ def test_a_finished_model_is_scored_again_without_training(results, dataset):
     assert [r["metrics"] for r in again["rows"]] == [r["metrics"] for r in result["rows"]]
     assert again["training"]["selected_epoch"] == result["training"]["selected_epoch"]
     assert math.isnan(again["training"]["seconds"])
+    assert reused_result(run_dir, epochs=99).epochs == PARAMS.train.epochs  # what it ran
 
 
 def test_every_method_is_scored(results):
