@@ -10,7 +10,8 @@ this trains them exactly as the suite does (same tiles, split, tags, parameters 
     OMP_NUM_THREADS=1 python docs/experiments/train_models.py RUN SUITE DATA --seed 1 --part 0/2
 
 ``--backbone efficientnet-lite2`` trains the candidate of ``backbone_trial.py``, ``--pool-share
-0.25`` the one of ``pool_share.py``, ``--min-steps 800`` the one of ``steps_trial.py``.
+0.25`` the one of ``pool_share.py``, ``--min-steps 800`` the one of ``steps_trial.py``,
+``--student-fusion abs`` the one of ``student_fusion.py``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def train_family(
     backbone: str,
     pool_share: float = 1.0,
     min_steps: int = 0,
+    student_fusion: str = DEFAULTS.student_fusion,
 ) -> None:
     """Train one family's model as the suite's ``run_benchmark`` does, unless it is finished."""
     folder = run / slug(family.name) / slug(str(budget)) / f"seed{seed}"
@@ -58,7 +60,7 @@ def train_family(
     params = replace(
         base, tile=family.tile, bands=family.bands, seed=seed, budget=budget,
         train=replace(base.train, seed=seed, backbone=backbone, pool_share=pool_share,
-                      min_steps=min_steps),
+                      min_steps=min_steps, student_fusion=student_fusion),
         refine=replace(base.refine, seed=seed),
     )  # fmt: skip
     data = load_benchmark_data(
@@ -86,12 +88,15 @@ def main() -> None:
     parser.add_argument("--backbone", default=DEFAULTS.backbone, choices=CHOICES["backbone"])
     parser.add_argument("--pool-share", type=float, default=1.0, help="the teacher's top share")
     parser.add_argument("--min-steps", type=int, default=0, help="train at least this many steps")
+    parser.add_argument(
+        "--student-fusion", default=DEFAULTS.student_fusion, choices=CHOICES["fusion"]
+    )
     args = parser.parse_args()
     callbacks = Callbacks(log=lambda _level, message: print(message, flush=True))
     families = load_families(args.suite, args.data_root, callbacks)
     for family in part_of(families, args.part) if args.part else families:
         train_family(family, args.run, args.budget, args.seed, callbacks, args.backbone,
-                     args.pool_share, args.min_steps)  # fmt: skip
+                     args.pool_share, args.min_steps, args.student_fusion)  # fmt: skip
 
 
 if __name__ == "__main__":
