@@ -21,7 +21,7 @@ from core.io.bands import parse_bands
 
 if TYPE_CHECKING:
     from core.runtime.distributed import DistEnv
-    from core.train.trainer import TrainParams
+    from core.train.trainer import TrainParams, TrainResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -174,19 +174,15 @@ def _train(args: argparse.Namespace, reporter: Reporter, env: DistEnv) -> None:
         )
     refine = RefineParams(epochs=args.refine_epochs, seed=args.seed)
     result = train_model(
-        tiles,
-        params,
-        bands,
-        args.out,
-        device,
-        callbacks,
-        args.val_fraction,
-        args.resume,
-        refine,
-        env,
-    )
-    if not env.is_main:
-        return
+        tiles, params, bands, args.out, device, callbacks, args.val_fraction, args.resume,
+        refine, env,
+    )  # fmt: skip
+    if env.is_main:
+        _report(result, reporter)
+
+
+def _report(result: TrainResult, reporter: Reporter) -> None:
+    """The result event: the files written, the chosen epoch and map, and one sentence."""
     outputs = {
         "model": str(result.model_path),
         "run_dir": str(result.run_dir),
