@@ -136,24 +136,7 @@ def run_benchmark(
     )
     rows.append(_row("CVA (Otsu)", cva, data, 0.5, seconds))
     train_tiles = data.tiles.subset(data.train)
-    if params.reuse and finished_model(run_dir / "model.pt"):
-        callbacks.info(f"Reusing the finished model {run_dir / 'model.pt'}; choosing again.")
-        result, train_seconds = reused_result(run_dir, params.train.epochs), float("nan")
-        _split, held_out = split_tags(
-            train_tiles, DEFAULTS.val_fraction, params.train.seed, Callbacks()
-        )
-        dtype = autocast_dtype(params.train.precision, device)
-        choose_after_training(
-            result.model_path, train_tiles, held_out, device, callbacks, dtype,
-            affinity_rounds=params.train.affinity_rounds,
-        )  # fmt: skip
-    else:
-        result, train_seconds = _timed(
-            lambda: train_model(
-                train_tiles, params.train, bands, run_dir, device, callbacks,
-                refine_params=params.refine,
-            )
-        )  # fmt: skip
+    result, train_seconds = _trained(train_tiles, bands, params, run_dir, device, callbacks)
     rows.extend(_learned_rows(result.model_path, data, train_tiles, params, device))
     detect = DetectParams(
         device=device.type, precision=params.train.precision, scales=params.scales
@@ -174,6 +157,36 @@ def run_benchmark(
         "rows": [asdict(r) for r in rows],
         "wall_seconds": time.perf_counter() - start,
     }
+
+
+def _trained(
+    train_tiles: TileSet,
+    bands: tuple[int, ...],
+    params: BenchmarkParams,
+    run_dir: Path,
+    device: torch.device,
+    callbacks: Callbacks,
+) -> tuple[TrainResult, float]:
+    """Train the protocol's model, or reuse a finished one (choosing its map again)."""
+    if params.reuse and finished_model(run_dir / "model.pt"):
+        callbacks.info(f"Reusing the finished model {run_dir / 'model.pt'}; choosing again.")
+        result, train_seconds = reused_result(run_dir, params.train.epochs), float("nan")
+        _split, held_out = split_tags(
+            train_tiles, DEFAULTS.val_fraction, params.train.seed, Callbacks()
+        )
+        dtype = autocast_dtype(params.train.precision, device)
+        choose_after_training(
+            result.model_path, train_tiles, held_out, device, callbacks, dtype,
+            affinity_rounds=params.train.affinity_rounds,
+        )  # fmt: skip
+    else:
+        result, train_seconds = _timed(
+            lambda: train_model(
+                train_tiles, params.train, bands, run_dir, device, callbacks,
+                refine_params=params.refine,
+            )
+        )  # fmt: skip
+    return result, train_seconds
 
 
 def reused_result(run_dir: Path, epochs: int) -> TrainResult:
