@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from core.choices import DEFAULTS
@@ -41,22 +42,27 @@ def add_epochs(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _whole(text: str) -> int:
-    """A whole number of 0 or more, for argparse."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
-    return value
+def whole_number(most: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of 0 or more (and at most ``most``, if given)."""
+    span = "of 0 or more" if most is None else f"from 0 to {most}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 0 or (most is not None and value > most):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number {span}")
+        return value
+
+    return parse
 
 
 def add_min_steps(parser: argparse.ArgumentParser) -> None:
     """``--min-steps``: lengthen the epochs when a few tags make them short."""
     parser.add_argument(
         "--min-steps",
-        type=_whole,
+        type=whole_number(),
         default=DEFAULTS.min_steps,
         help="train at least this many optimizer steps, raising --epochs when the tags are few "
         f"(an epoch is one step per {DEFAULTS.batch_size} tiles; default {DEFAULTS.min_steps}: "
@@ -64,22 +70,11 @@ def add_min_steps(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _rounds(text: str) -> int:
-    """A whole number of refinement rounds from 0 to 50, for argparse."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 50:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to 50")
-    return value
-
-
 def add_affinity_rounds(parser: argparse.ArgumentParser) -> None:
     """``--affinity-rounds``: refine the combined map with the pair's colours (opt-in)."""
     parser.add_argument(
         "--affinity-rounds",
-        type=_rounds,
+        type=whole_number(50),
         default=DEFAULTS.affinity_rounds,
         help="rounds of refining the student-and-CVA map along the images' colour edges "
         f"(default {DEFAULTS.affinity_rounds}: off; {DEFAULTS.affinity_rounds_aerial} raised F1 "
