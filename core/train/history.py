@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import csv
+import math
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+CURVE_SECONDS = 15.0  # with a few tags an epoch lasts seconds: drawing each one cost ~10 %
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -45,3 +50,30 @@ def plot_curves(path: Path, rows: list[dict[str, Any]]) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+@dataclass
+class CurvePlot:
+    """The curves' PNG, drawn again at most every ``seconds`` and always when asked to finish.
+
+    Attributes:
+        path: the PNG file.
+        seconds: the least time between two drawings.
+    """
+
+    path: Path
+    seconds: float = CURVE_SECONDS
+    _drawn: float = -math.inf
+
+    def update(self, rows: list[dict[str, Any]], final: bool = False) -> bool:
+        """Draw ``rows`` if ``final`` or ``seconds`` have passed since the last drawing.
+
+        Returns:
+            Whether the PNG was drawn.
+        """
+        now = time.monotonic()
+        if not final and now - self._drawn < self.seconds:
+            return False
+        plot_curves(self.path, rows)
+        self._drawn = now
+        return True

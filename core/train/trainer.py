@@ -33,7 +33,7 @@ from core.runtime import distributed
 from core.runtime.distributed import SINGLE, DistEnv
 from core.runtime.precision import autocast_dtype, autocasting
 from core.train.batches import batches
-from core.train.history import plot_curves, write_csv
+from core.train.history import CurvePlot, write_csv
 from core.train.selection import roc_auc
 
 
@@ -175,6 +175,7 @@ class Trainer:
         self.amp_dtype = autocast_dtype(params.precision, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
+        self.curves = CurvePlot(self.run_dir / "curves.png")
         steps = max(1, math.ceil(len(train_set) / params.batch_size))
         self.total_iterations = steps * params.epochs
 
@@ -249,6 +250,8 @@ class Trainer:
                 self._end_epoch(epoch, losses)
         except Canceled:
             self.save_checkpoint()
+            if self.env.is_main:
+                self.curves.update(self.state.rows, final=True)
             partial = (
                 f" The model file {self.model_path} holds the best epoch so far "
                 f"(epoch {self.state.best_epoch}) but is unfinished: no threshold or map was "
@@ -351,7 +354,7 @@ class Trainer:
             save_model(self.model_path, self.info, states)
         self.save_checkpoint()
         write_csv(self.run_dir / "log.csv", self.state.rows)
-        plot_curves(self.run_dir / "curves.png", self.state.rows)
+        self.curves.update(self.state.rows, final=epoch == self.params.epochs)
         for key, value in row.items():
             if key != "epoch":
                 self.cb.metric(key, value, epoch)
