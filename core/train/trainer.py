@@ -64,7 +64,8 @@ class TrainParams:
     times (:mod:`core.detect.affinity`; 0, off, by default: it helped aerial photographs and hurt
     10 m Sentinel-2 cities and SAR in the transfer suite, BENCHMARKS.md, session 18).
     ``min_steps`` above 0 trains at least that many optimizer steps: with few tags an epoch is a
-    handful of steps, so :meth:`lengthened` raises ``epochs`` to reach it (0, off, by default).
+    handful of steps, so :meth:`lengthened` raises ``epochs`` to reach it (0, off, by default:
+    800 at 48 tags helped one-band Landsat pairs and hurt SAR pairs, BENCHMARKS.md, session 25).
     """
 
     backbone: Backbone = DEFAULTS.backbone

@@ -27,9 +27,9 @@ and each seed alone report. Usage::
     python docs/experiments/steps_trial.py /work/suite/ff_all SUITE DATA --candidate
         /work/suite/steps800 --seeds 0 --only ...
 
-Outcome so far (session 24): seed 0, +0.011 on the training tiles' mean over the 9 families,
-worst family -0.013 (OMBRIA Sentinel-2): past the stop; seeds 1 and 2 decide (BENCHMARKS.md, "At
-least 800 training steps with few tags").
+Outcome (sessions 24-25): seed 0 +0.011 on the training tiles' mean over the 9 families (past the
+stop), seed 1 +0.008; the classic SAR pairs -0.054 over seeds 0-2 (+0.020, -0.063, -0.118), past
+the rule's floor: dropped (BENCHMARKS.md, "At least 800 training steps with few tags").
 """
 
 from __future__ import annotations
